@@ -1,0 +1,33 @@
+# The README's two commands: `make run` and `make test`. Both do all set-up themselves.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OUT    ?= runs/latest
+DURATION ?= 6h
+
+.PHONY: run test bench lint install clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/ionclock sim --config configs/sim.toml --duration $(DURATION) --seed 1 --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ionclock drivers servo sim_instruments procedures
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

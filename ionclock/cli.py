@@ -1,0 +1,51 @@
+"""The `ionclock` command line.
+
+Each subcommand lives in its own module under `ionclock.commands` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (returns an exit status).
+User errors (`UserError`, including `ConfigError`) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ionclock import __version__
+from ionclock.errors import UserError
+
+# The subcommand modules, in the order `ionclock --help` lists them.
+COMMANDS = [
+    "ionclock.commands.sim",
+    "ionclock.commands.run",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ionclock", description="Run trapped-ion clocks and their digital twin.")
+    parser.add_argument("--version", action="version", version=f"ionclock {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, dispatch, and turn user errors into one line and status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"ionclock: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ionclock: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the `ionclock` CLI, one module each."""

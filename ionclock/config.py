@@ -1,0 +1,108 @@
+"""Configuration: TOML files checked against a schema before anything starts.
+
+A schema is a nested dict whose leaves are `Field`s. `validate(data, schema)` returns the
+data with defaults filled in, or raises `ConfigError` naming the first bad key (dotted path)
+and what is allowed. Sections named in `OPEN_SECTIONS` hold tables keyed by user names
+(instruments, channels), each checked against a sub-schema.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ionclock.errors import ConfigError
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Field:
+    """One configuration value: its type, allowed range or choices, default and meaning."""
+
+    type: type | tuple[type, ...]
+    default: Any = _MISSING
+    min: float | None = None
+    max: float | None = None
+    choices: tuple | None = None
+    doc: str = ""
+
+    def check(self, key: str, value: Any) -> Any:
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        if float in types and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in types:
+            raise ConfigError(key, f"expected {_names(types)}, got a boolean")
+        if not isinstance(value, types):
+            raise ConfigError(key, f"expected {_names(types)}, got {type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(key, "must be a finite number")
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(repr(c) for c in self.choices)
+            raise ConfigError(key, f"{value!r} is not one of {allowed}")
+        if self.min is not None and value < self.min:
+            raise ConfigError(key, f"{value!r} is below the minimum {self.min!r}")
+        if self.max is not None and value > self.max:
+            raise ConfigError(key, f"{value!r} is above the maximum {self.max!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Table:
+    """A section of user-named entries (e.g. instruments), each checked against `entry`."""
+
+    entry: dict
+    doc: str = ""
+    required: bool = False
+    default: dict = field(default_factory=dict)
+
+
+def _names(types: tuple[type, ...]) -> str:
+    return " or ".join({float: "a number", int: "an integer", str: "a string",
+                        bool: "true/false", list: "a list", dict: "a table"}.get(t, t.__name__)
+                       for t in types)
+
+
+def validate(data: dict, schema: dict, prefix: str = "") -> dict:
+    """Check `data` against `schema`; return a new dict with defaults filled in."""
+    if not isinstance(data, dict):
+        raise ConfigError(prefix.rstrip(".") or "<top>", "expected a table")
+    out: dict = {}
+    for key in data:
+        if key not in schema:
+            allowed = ", ".join(sorted(schema)) or "nothing"
+            raise ConfigError(prefix + key, f"unknown key (allowed here: {allowed})")
+    for key, spec in schema.items():
+        path = prefix + key
+        if isinstance(spec, Field):
+            if key in data:
+                out[key] = spec.check(path, data[key])
+            elif spec.default is _MISSING:
+                raise ConfigError(path, "is required" + (f" ({spec.doc})" if spec.doc else ""))
+            else:
+                out[key] = spec.default
+        elif isinstance(spec, Table):
+            entries = data.get(key, spec.default)
+            if not isinstance(entries, dict):
+                raise ConfigError(path, "expected a table of named entries")
+            if spec.required and not entries:
+                raise ConfigError(path, "needs at least one entry")
+            out[key] = {name: validate(entry, spec.entry, f"{path}.{name}.")
+                        for name, entry in entries.items()}
+        else:  # a nested section
+            out[key] = validate(data.get(key, {}), spec, path + ".")
+    return out
+
+
+def load_toml(path: str | Path) -> dict:
+    """Read a TOML file; a missing or malformed file is a `ConfigError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(str(path), "no such config file")
+    try:
+        return tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(str(path), f"not valid TOML: {err}") from None

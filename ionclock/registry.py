@@ -1,0 +1,126 @@
+"""The registry: the one place that turns a config entry into a connected driver.
+
+A resource string chooses the transport, never the driver code (STYLE §4):
+
+- ``sim://<model>``: the twin of that model, in-process, on the caller's simulated world,
+  through `LoopbackAdapter` (the driver's bytes reach the twin's parser unchanged);
+- a pyserial URL (``/dev/ttyUSB0``, ``socket://host:port``, ``rfc2217://host:port``,
+  ``loop://``): `serial.serial_for_url` with the driver's own line settings;
+- anything else: a pyvisa resource string (``TCPIP::host::5025::SOCKET``, ``GPIB0::8::INSTR``,
+  ``ASRL/dev/ttyUSB0::INSTR``), opened through pyvisa (pyvisa-py by default).
+
+Only this module imports `ionclock.sim_instruments` (the import-linter contract in
+pyproject allows nothing else outside the twin and the tests).
+
+A driver class declares how it is reached with class attributes:
+``write_termination``, ``read_termination`` and, for serial units, ``serial_settings``
+(pyserial keyword arguments: baudrate, bytesize, parity, stopbits, timeout).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from ionclock.errors import ConfigError
+from ionclock.transport import LoopbackAdapter
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """Where a model's driver and twin live ("module:Class" paths)."""
+
+    driver: str
+    twin: str | None
+    doc: str = ""
+
+
+MODELS: dict[str, ModelEntry] = {
+    "novatech409b": ModelEntry(
+        "ionclock.drivers.novatech409b:Novatech409B",
+        "ionclock.sim_instruments.novatech409b:SimNovatech409B",
+        "Novatech 409B four-channel DDS (clock AOM)"),
+    "keysight_e36312a": ModelEntry(
+        "ionclock.drivers.coil_supplies:CoilSupplyE36312A",
+        "ionclock.sim_instruments.coil_supplies:SimKeysightE36312A",
+        "Keysight E36312A triple supply driving the quantisation-field coils"),
+    "sr400": ModelEntry(
+        "ionclock.drivers.sr400:SR400",
+        "ionclock.sim_instruments.sr400:SimSR400",
+        "SRS SR400 gated photon counter (detection counts)"),
+}
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def model_names() -> list[str]:
+    """All models the registry knows."""
+    return sorted(MODELS)
+
+
+def driver_class(model: str, key: str = "model") -> type:
+    """The driver class for `model`; an unknown model is a `ConfigError` at `key`."""
+    if model not in MODELS:
+        raise ConfigError(key, f"unknown model {model!r} (known: {', '.join(model_names())})")
+    return _load(MODELS[model].driver)
+
+
+def is_serial_url(resource: str) -> bool:
+    """True for resources pyserial opens (device paths and pyserial URL handlers)."""
+    return resource.startswith(("/dev/", "socket://", "rfc2217://", "loop://", "COM",
+                                "spy://", "alt://", "hwgrep://"))
+
+
+def make_twin(model: str, world: Any, key: str = "resource", **twin_options: Any) -> Any:
+    """A fresh twin of `model` bound to `world`."""
+    entry = MODELS.get(model)
+    if entry is None or entry.twin is None:
+        raise ConfigError(key, f"no twin for model {model!r}")
+    return _load(entry.twin)(world, **twin_options)
+
+
+def open_instrument(model: str, resource: str, *, world: Any = None, key: str = "instrument",
+                    twin_options: dict | None = None, **driver_options: Any) -> Any:
+    """Connect the driver of `model` at `resource`; see the module docstring for transports.
+
+    `world` is the simulated world for ``sim://`` resources (required there). Connection
+    failures are `ConfigError`s naming `key`, raised before anything is started.
+    """
+    cls = driver_class(model, key + ".model")
+    wterm = getattr(cls, "write_termination", "\n")
+    rterm = getattr(cls, "read_termination", "\n")
+    if resource.startswith("sim://"):
+        twin_model = resource[len("sim://"):] or model
+        if twin_model != model:
+            raise ConfigError(key + ".resource",
+                              f"sim://{twin_model} does not simulate model {model!r}")
+        if world is None:
+            raise ConfigError(key + ".resource", "sim:// resources need the simulated world")
+        twin = make_twin(model, world, key + ".resource", **(twin_options or {}))
+        adapter = LoopbackAdapter(twin, write_termination=wterm, read_termination=rterm,
+                                  name=f"{model}@{resource}")
+        inst = cls(adapter, **driver_options)
+        inst.twin = twin  # for tests and the twin's own bookkeeping, never read by servo code
+        return inst
+    if is_serial_url(resource):
+        import serial
+
+        settings = dict(getattr(cls, "serial_settings", {}))
+        settings.setdefault("timeout", 1.0)
+        try:
+            port = serial.serial_for_url(resource, **settings)
+        except (serial.SerialException, ValueError, OSError) as err:
+            raise ConfigError(key + ".resource", f"cannot open {resource!r}: {err}") from None
+        from pymeasure.adapters import SerialAdapter
+
+        adapter = SerialAdapter(port, write_termination=wterm, read_termination=rterm)
+        return cls(adapter, **driver_options)
+    try:
+        return cls(resource, write_termination=wterm, read_termination=rterm,
+                   visa_library=driver_options.pop("visa_library", "@py"), **driver_options)
+    except Exception as err:  # pyvisa raises many types for an unreachable resource
+        raise ConfigError(key + ".resource", f"cannot open {resource!r}: {err}") from None

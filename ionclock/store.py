@@ -1,0 +1,182 @@
+"""The embedded store: one SQLite file in WAL mode (STYLE §6).
+
+Schema (all times `t` are seconds on the run's clock: Unix time in the lab, simulated
+seconds since the start of a twin run; `meta.t0_unix` anchors a twin run):
+
+- ``meta(key TEXT PRIMARY KEY, value TEXT)``: run parameters, config digest, versions.
+- ``servo_cycles(t, frame, line, phase, probe_hz, counts, dark, state)``: one row per clock
+  cycle: which Zeeman line (0..5) and hyper-Ramsey phase (+1/-1) was probed, the probe
+  frequency offset from nu0 in Hz, the detection counts and the thresholded outcome
+  (dark = 1: the ion was in D5/2).
+- ``lock_frames(t, frame, nu_hz, drift_hz_s, b_t, o0..o5, locked, holdover)``: one row per
+  completed frame (12 cycles): the common laser frequency offset from nu0 (Hz), its drift
+  rate, the field B from the splittings (T), the six per-line offsets (Hz), and flags.
+- ``twin_truth(frame, t, detuning_hz, b_true_t)``: twin runs only: the frame's true mean
+  detuning of the six probes from their true line centres (Hz) and the true field (T).
+- ``events(t, kind, source, detail)``: every state change (`locked`, `holdover`, `ion_lost`,
+  `slip_corrected`, `instrument_offline`, ...); detail is JSON.
+- ``samples(t, channel, value)``: environment channels (temperatures, RF, coils, ...).
+
+Every table is indexed on time. Writes are buffered and committed in batches no longer
+than `commit_interval` seconds of wall clock apart, so a crash loses at most that much;
+committed rows survive ``kill -9`` (WAL, synchronous=NORMAL).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ionclock.errors import UserError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS servo_cycles (
+    t REAL NOT NULL, frame INTEGER NOT NULL, line INTEGER NOT NULL, phase INTEGER NOT NULL,
+    probe_hz REAL NOT NULL, counts INTEGER NOT NULL, dark INTEGER NOT NULL,
+    state TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS servo_cycles_t ON servo_cycles(t);
+CREATE TABLE IF NOT EXISTS lock_frames (
+    t REAL NOT NULL, frame INTEGER PRIMARY KEY, nu_hz REAL NOT NULL, drift_hz_s REAL NOT NULL,
+    b_t REAL NOT NULL, o0 REAL, o1 REAL, o2 REAL, o3 REAL, o4 REAL, o5 REAL,
+    locked INTEGER NOT NULL, holdover INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS lock_frames_t ON lock_frames(t);
+CREATE TABLE IF NOT EXISTS twin_truth (
+    frame INTEGER PRIMARY KEY, t REAL NOT NULL, detuning_hz REAL NOT NULL,
+    b_true_t REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS twin_truth_t ON twin_truth(t);
+CREATE TABLE IF NOT EXISTS events (
+    t REAL NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_t ON events(t);
+CREATE TABLE IF NOT EXISTS samples (t REAL NOT NULL, channel TEXT NOT NULL, value REAL);
+CREATE INDEX IF NOT EXISTS samples_channel_t ON samples(channel, t);
+"""
+
+TABLES = ("meta", "servo_cycles", "lock_frames", "twin_truth", "events", "samples")
+
+_INSERT = {
+    "servo_cycles": "INSERT INTO servo_cycles VALUES (?,?,?,?,?,?,?,?)",
+    "lock_frames": "INSERT OR REPLACE INTO lock_frames VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    "twin_truth": "INSERT OR REPLACE INTO twin_truth VALUES (?,?,?,?)",
+    "events": "INSERT INTO events VALUES (?,?,?,?)",
+    "samples": "INSERT INTO samples VALUES (?,?,?)",
+}
+
+
+class Store:
+    """Buffered writer (and simple reader) of one SQLite store.
+
+    `clock` returns wall-clock seconds for the commit cadence (injected so tests and the
+    twin never depend on the machine's clock).
+    """
+
+    def __init__(self, path: str | Path, commit_interval: float = 1.0,
+                 max_buffer: int = 20000, clock=time.monotonic):
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise UserError(f"store: directory {str(self.path.parent)!r} does not exist")
+        try:
+            self.db = sqlite3.connect(str(self.path), isolation_level=None,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise UserError(f"store: cannot open {str(self.path)!r}: {err}") from None
+        self.commit_interval = commit_interval
+        self.max_buffer = max_buffer
+        self._clock = clock
+        self._buffers: dict[str, list[tuple]] = {name: [] for name in _INSERT}
+        self._pending = 0
+        self._last_commit = clock()
+
+    # --- writing ---------------------------------------------------------------------
+    def add(self, table: str, row: tuple) -> None:
+        """Buffer one row; commits when the batch is due."""
+        self._buffers[table].append(row)
+        self._pending += 1
+        if self._pending >= self.max_buffer or (
+                self._clock() - self._last_commit >= self.commit_interval):
+            self.flush()
+
+    def add_many(self, table: str, rows: Iterable[tuple]) -> None:
+        """Buffer several rows of one table."""
+        buf = self._buffers[table]
+        n = len(buf)
+        buf.extend(rows)
+        self._pending += len(buf) - n
+        self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        """Commit if the batch is due (size or age)."""
+        if self._pending >= self.max_buffer or (
+                self._clock() - self._last_commit >= self.commit_interval):
+            self.flush()
+
+    def event(self, t: float, kind: str, source: str = "", **detail) -> None:
+        """Record a state change; events are committed at once."""
+        self._buffers["events"].append((t, kind, source, json.dumps(detail, default=str)))
+        self._pending += 1
+        self.flush()
+
+    def set_meta(self, **items) -> None:
+        """Store run metadata (values JSON-encoded)."""
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)",
+                                [(k, json.dumps(v, default=str)) for k, v in items.items()])
+
+    def flush(self) -> None:
+        """Commit every buffered row in one transaction."""
+        if self._pending:
+            self.db.execute("BEGIN")
+            try:
+                for table, rows in self._buffers.items():
+                    if rows:
+                        self.db.executemany(_INSERT[table], rows)
+                        rows.clear()
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self._pending = 0
+        self._last_commit = self._clock()
+
+    def close(self) -> None:
+        """Flush and close."""
+        if self.db is not None:
+            self.flush()
+            self.db.close()
+            self.db = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- reading ---------------------------------------------------------------------
+    def meta(self) -> dict:
+        """All metadata, JSON-decoded."""
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def query(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        """Run a read query."""
+        return self.db.execute(sql, params).fetchall()
+
+    def events(self, kind: str | None = None) -> list[tuple]:
+        """Events (t, kind, source, detail dict), optionally of one kind."""
+        sql = "SELECT t, kind, source, detail FROM events"
+        rows = self.db.execute(sql + (" WHERE kind=?" if kind else "") + " ORDER BY t",
+                               (kind,) if kind else ()).fetchall()
+        return [(t, k, s, json.loads(d)) for t, k, s, d in rows]
+
+
+def open_readonly(path: str | Path) -> sqlite3.Connection:
+    """Open an existing store for reading; a missing file is a `UserError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"store: no such file {str(p)!r}")
+    return sqlite3.connect(f"file:{p}?mode=ro", uri=True)

@@ -1,0 +1,102 @@
+"""Transports that are not a VISA or serial port: an in-process byte-stream link.
+
+`LoopbackAdapter` is a pymeasure `Adapter` that hands a driver's bytes to any object that
+behaves like a serial line (``write(bytes)``, ``read_available() -> bytes``), such as a
+simulated instrument. The driver cannot tell it from a real port: it writes the same command
+strings with the same terminators, and reads replies up to the same read terminator. The
+registry is the only place that connects one to a twin (STYLE §1).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pymeasure.adapters import Adapter
+
+from ionclock.errors import InstrumentTimeout
+
+
+class ByteStream(Protocol):
+    """What a loopback peer offers: bytes in, bytes out, no blocking."""
+
+    def write(self, data: bytes) -> None:
+        """Accept bytes from the host (the device's receive line)."""
+
+    def read_available(self) -> bytes:
+        """Return (and consume) every byte the device has sent so far."""
+
+
+class LoopbackAdapter(Adapter):
+    """pymeasure adapter over an in-process `ByteStream` peer.
+
+    Parameters
+    ----------
+    peer:
+        The byte-stream device.
+    write_termination, read_termination:
+        As on a VISA resource; ``read_termination=""`` reads everything available.
+    name:
+        Used in timeout messages.
+    """
+
+    def __init__(
+        self,
+        peer: ByteStream,
+        write_termination: str = "\n",
+        read_termination: str = "\n",
+        name: str = "loopback",
+        encoding: str = "ascii",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.peer = peer
+        self.write_termination = write_termination
+        self.read_termination = read_termination
+        self.name = name
+        self.encoding = encoding
+        self._buffer = b""
+        self._term = read_termination.encode(encoding)
+
+    def _write(self, command: str, **kwargs) -> None:
+        self.peer.write((command + self.write_termination).encode(self.encoding))
+
+    def _write_bytes(self, content: bytes, **kwargs) -> None:
+        self.peer.write(content)
+
+    def _fill(self) -> None:
+        self._buffer += self.peer.read_available()
+
+    def _read(self, **kwargs) -> str:
+        if not self._term:
+            self._fill()
+            data, self._buffer = self._buffer, b""
+            return data.decode(self.encoding)
+        idx = self._buffer.find(self._term)
+        if idx < 0:
+            self._fill()
+            idx = self._buffer.find(self._term)
+            if idx < 0:
+                # Nothing more can arrive: an in-process peer answers synchronously.
+                raise InstrumentTimeout(self.name)
+        line = self._buffer[:idx]
+        self._buffer = self._buffer[idx + len(self._term):]
+        return line.decode(self.encoding)
+
+    def _read_bytes(self, count: int, break_on_termchar: bool, **kwargs) -> bytes:
+        self._fill()
+        if count < 0:
+            data, self._buffer = self._buffer, b""
+            return data
+        if len(self._buffer) < count:
+            raise InstrumentTimeout(self.name)
+        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        return data
+
+    def flush_read_buffer(self) -> None:
+        self._fill()
+        self._buffer = b""
+
+    def close(self) -> None:
+        close = getattr(self.peer, "close", None)
+        if close is not None:
+            close()

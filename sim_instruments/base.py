@@ -1,0 +1,160 @@
+"""Base of every simulated instrument: a byte-stream front end over the world.
+
+A twin receives the very bytes a driver writes, splits them at the device's input
+terminator, parses each line with the same grammar as the real unit, and queues the reply
+bytes, with the real unit's terminators, echo and prompt. A command changes world state at
+``world.env.now``; a query samples it at ``world.env.now`` (STYLE §4).
+
+Faults are part of the twin: `faults.timeout` (the unit stops answering), `faults.garble`
+(replies are corrupted), `faults.disconnected` (the link is down: writes raise), and
+`power_cycle()` (the unit forgets its settings).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+class LinkDown(ConnectionError):
+    """Raised by a twin whose link is down (a pulled cable, a powered-off unit)."""
+
+
+@dataclass
+class Faults:
+    """Switchable faults of one simulated instrument."""
+
+    timeout: bool = False
+    garble: bool = False
+    disconnected: bool = False
+
+
+class SimInstrument:
+    """A line-oriented instrument twin.
+
+    Subclasses set `input_terminator` / `output_terminator` and implement `handle(line)`,
+    returning the reply text (without terminator) or None for no reply. A `CommandError`
+    raised by `handle` is turned into the device's own error reply by `error_reply`.
+    """
+
+    input_terminator: bytes = b"\n"
+    output_terminator: bytes = b"\n"
+    max_line: int = 4096
+    name: str = "sim"
+
+    def __init__(self, world=None, seed: int | None = 0):
+        self.world = world
+        self.faults = Faults()
+        self._rx = b""
+        self._tx = bytearray()
+        self._garble_rng = random.Random(seed)
+        self.transcript: list[tuple[str, str | None]] = []
+        self.record_transcript = False
+        self.reset_settings()
+
+    # --- settings -------------------------------------------------------------------
+    def reset_settings(self) -> None:
+        """Put the unit in its power-on state (override)."""
+
+    def power_cycle(self) -> None:
+        """Simulate a power cycle: input and output dropped, settings back to power-on."""
+        self._rx = b""
+        self._tx.clear()
+        self.reset_settings()
+
+    # --- byte stream ------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        """Receive bytes from the host."""
+        if self.faults.disconnected:
+            raise LinkDown(f"{self.name}: link down")
+        self._rx += data
+        term = self.input_terminator
+        while True:
+            idx = self._rx.find(term)
+            if idx < 0:
+                if len(self._rx) > self.max_line:
+                    self._rx = b""
+                    self._send(self.line_too_long())
+                return
+            raw, self._rx = self._rx[:idx], self._rx[idx + len(term):]
+            self._dispatch(raw)
+
+    def read_available(self) -> bytes:
+        """Return and consume every reply byte queued so far."""
+        if self.faults.disconnected:
+            raise LinkDown(f"{self.name}: link down")
+        out = bytes(self._tx)
+        self._tx.clear()
+        return out
+
+    def close(self) -> None:
+        """Nothing to release for an in-process twin."""
+
+    def _dispatch(self, raw: bytes) -> None:
+        try:
+            line = raw.decode("ascii")
+        except UnicodeDecodeError:
+            self._send(self.bad_byte())
+            return
+        self.before_reply(line)
+        try:
+            reply = self.handle(line)
+        except CommandError as err:
+            reply = self.error_reply(err)
+        if self.record_transcript:
+            self.transcript.append((line, reply))
+        if self.faults.timeout:
+            return
+        if reply is not None:
+            self._send(reply)
+        self.after_reply(line)
+
+    def _send(self, reply: str | None) -> None:
+        if reply is None:
+            return
+        data = reply.encode("ascii") + self.output_terminator
+        if self.faults.garble and data:
+            data = self._corrupt(data)
+        self._tx += data
+
+    def _corrupt(self, data: bytes) -> bytes:
+        rng = self._garble_rng
+        kind = rng.randrange(3)
+        body, term = data[: -len(self.output_terminator)], self.output_terminator
+        if kind == 0 and body:  # truncated
+            return body[: rng.randrange(len(body))] + term
+        if kind == 1 and body:  # a flipped character
+            i = rng.randrange(len(body))
+            return body[:i] + bytes([rng.choice(b"#@!~%")]) + body[i + 1:] + term
+        return b"\x7f" + body + term  # line noise in front
+
+    # --- hooks for subclasses ---------------------------------------------------------------
+    def handle(self, line: str) -> str | None:
+        """Parse one command line and return the reply text (override)."""
+        raise NotImplementedError
+
+    def before_reply(self, line: str) -> None:
+        """Emit anything the unit sends before its reply (an echo, say)."""
+
+    def after_reply(self, line: str) -> None:
+        """Emit anything the unit sends after its reply (a prompt, say)."""
+
+    def error_reply(self, err: CommandError) -> str | None:
+        """The unit's reply to a rejected command (override)."""
+        return None
+
+    def line_too_long(self) -> str | None:
+        """The unit's reply to an over-long line (override)."""
+        return None
+
+    def bad_byte(self) -> str | None:
+        """The unit's reply to a non-ASCII byte (override)."""
+        return None
+
+
+class CommandError(Exception):
+    """Raised inside `handle` for a command the real unit rejects; `code` is its error code."""
+
+    def __init__(self, code: str, message: str = ""):
+        self.code = code
+        super().__init__(message or code)
