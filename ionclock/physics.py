@@ -95,3 +95,15 @@ def qpn_sigma(tau_s: float, ramsey_time_s: float = 0.080, cycle_time_s: float = 
     c = ramsey_contrast(ramsey_time_s) if contrast is None else contrast
     return (1.0 / (2 * math.pi * nu0_hz * ramsey_time_s * c * (1 - 2 * detection_error))
             * math.sqrt(cycle_time_s / tau_s))
+
+
+# --- shift-model constants (added for the systematic-shift budget, DOMAIN §2) ----------------
+# Mean quadratic Zeeman coefficient of the three Zeeman pairs, 14.345(40) Hz/mT^2 (seed 000,
+# Eq. 2 and Fig. 10), here in Hz/T^2.
+ALPHA_Z_HZ_PER_T2 = 14.345e6
+ALPHA_Z_UNC_HZ_PER_T2 = 0.040e6
+# Magic trap-drive frequency of 40Ca+, 24.801(2) MHz: EMM Doppler and Stark shifts cancel.
+RF_MAGIC_HZ = 24.801e6
+RF_MAGIC_UNC_HZ = 2e3
+# RMS electric field of a 300 K blackbody, V/m (seed 000, Eq. 1).
+E_BBR_300K_V_PER_M = 831.9

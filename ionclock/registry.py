@@ -124,3 +124,32 @@ def open_instrument(model: str, resource: str, *, world: Any = None, key: str = 
                    visa_library=driver_options.pop("visa_library", "@py"), **driver_options)
     except Exception as err:  # pyvisa raises many types for an unreachable resource
         raise ConfigError(key + ".resource", f"cannot open {resource!r}: {err}") from None
+
+
+def make_world(env: Any, twin: dict, servo: dict, instruments: dict) -> Any:
+    """The simulated clock world for a config's ``[twin]`` section, on `env`.
+
+    The twin's AOM and coil channels follow the config's instrument entries, so the world
+    listens to the same channels the servo drives.
+    """
+    from ionclock.sim_instruments.world import ClockWorld, TwinParams
+
+    params = TwinParams(
+        aom_center_hz=servo["aom_center_hz"],
+        aom_channel=instruments["aom"]["channel"],
+        coil_channel=instruments["coils"]["channel"],
+        laser_offset_hz=twin["laser_offset_hz"],
+        cavity_drift_hz_s=twin["cavity_drift_hz_s"],
+        flicker_floor=twin["flicker_floor"],
+        coil_t_per_a=twin["coil_t_per_a"],
+        b_residual_t=twin["b_residual_t"],
+        b_drift_t_s=twin["b_drift_t_per_h"] / 3600.0,
+        b_noise_t=twin["b_noise_t"],
+        q0_hz=twin["q0_hz"],
+        pi_time_s=servo["pi_time_s"],
+        ramsey_time_s=servo["ramsey_time_s"],
+        bright_counts=twin["bright_counts"],
+        dark_counts=twin["dark_counts"],
+        exact=twin["exact_propagator"],
+    )
+    return ClockWorld(env, params, seed=twin["seed"])

@@ -15,7 +15,17 @@ seconds since the start of a twin run; `meta.t0_unix` anchors a twin run):
   detuning of the six probes from their true line centres (Hz) and the true field (T).
 - ``events(t, kind, source, detail)``: every state change (`locked`, `holdover`, `ion_lost`,
   `slip_corrected`, `instrument_offline`, ...); detail is JSON.
-- ``samples(t, channel, value)``: environment channels (temperatures, RF, coils, ...).
+- ``samples(t, channel, value)``: environment channels (temperatures, RF, coils, ...);
+  value is NULL for a reading the instrument reported as missing. The implicit rowid only
+  grows: sinks keep a cursor on it.
+- ``samples_1m``, ``samples_1h`` ``(channel, t, n, vmin, vmax, vsum)``: rollups of
+  ``samples`` into 60 s and 3600 s bins (t = bin start, mean = vsum / n), maintained in the
+  same transaction as the raw rows they summarise (ionclock.downsample), so a committed
+  rollup always equals the aggregate of the committed raw rows of its bin.
+- ``channels(name, unit, band_min, band_max, source, period_s)``: what each logged channel
+  is (source = "model resource attribute-path"), written by the logger at start.
+- ``cursors(name, last_rowid, t_updated)``: how far a sink (``sink:<name>``) or the alarm
+  dispatcher (``alarm:<name>``) got through ``samples`` / ``events`` (rowid acknowledged).
 
 Every table is indexed on time. Writes are buffered and committed in batches no longer
 than `commit_interval` seconds of wall clock apart, so a crash loses at most that much;
@@ -53,9 +63,21 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_t ON events(t);
 CREATE TABLE IF NOT EXISTS samples (t REAL NOT NULL, channel TEXT NOT NULL, value REAL);
 CREATE INDEX IF NOT EXISTS samples_channel_t ON samples(channel, t);
+CREATE TABLE IF NOT EXISTS samples_1m (
+    channel TEXT NOT NULL, t REAL NOT NULL, n INTEGER NOT NULL, vmin REAL, vmax REAL,
+    vsum REAL, PRIMARY KEY (channel, t)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS samples_1h (
+    channel TEXT NOT NULL, t REAL NOT NULL, n INTEGER NOT NULL, vmin REAL, vmax REAL,
+    vsum REAL, PRIMARY KEY (channel, t)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS channels (
+    name TEXT PRIMARY KEY, unit TEXT NOT NULL, band_min REAL, band_max REAL,
+    source TEXT NOT NULL, period_s REAL);
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY, last_rowid INTEGER NOT NULL, t_updated REAL);
 """
 
-TABLES = ("meta", "servo_cycles", "lock_frames", "twin_truth", "events", "samples")
+TABLES = ("meta", "servo_cycles", "lock_frames", "twin_truth", "events", "samples",
+          "samples_1m", "samples_1h", "channels", "cursors")
 
 _INSERT = {
     "servo_cycles": "INSERT INTO servo_cycles VALUES (?,?,?,?,?,?,?,?)",
@@ -70,11 +92,12 @@ class Store:
     """Buffered writer (and simple reader) of one SQLite store.
 
     `clock` returns wall-clock seconds for the commit cadence (injected so tests and the
-    twin never depend on the machine's clock).
+    twin never depend on the machine's clock). With `rollups` (default), every flush also
+    folds its ``samples`` rows into ``samples_1m`` / ``samples_1h`` in the same transaction.
     """
 
     def __init__(self, path: str | Path, commit_interval: float = 1.0,
-                 max_buffer: int = 20000, clock=time.monotonic):
+                 max_buffer: int = 20000, clock=time.monotonic, rollups: bool = True):
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise UserError(f"store: directory {str(self.path.parent)!r} does not exist")
@@ -92,6 +115,13 @@ class Store:
         self._buffers: dict[str, list[tuple]] = {name: [] for name in _INSERT}
         self._pending = 0
         self._last_commit = clock()
+        # Called as hook(db, buffers) inside every flush's transaction, before the buffered
+        # rows are cleared: the rollups ride in the same commit as their raw rows.
+        self._commit_hooks: list = []
+        if rollups:
+            from ionclock.downsample import update_rollups
+
+            self._commit_hooks.append(update_rollups)
 
     # --- writing ---------------------------------------------------------------------
     def add(self, table: str, row: tuple) -> None:
@@ -136,8 +166,12 @@ class Store:
                 for table, rows in self._buffers.items():
                     if rows:
                         self.db.executemany(_INSERT[table], rows)
-                        rows.clear()
+                for hook in self._commit_hooks:
+                    hook(self.db, self._buffers)
                 self.db.execute("COMMIT")
+                # Cleared only once committed: a failed commit keeps the rows for the next try.
+                for rows in self._buffers.values():
+                    rows.clear()
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise

@@ -1,0 +1,31 @@
+"""`ionclock run CONFIG`: run a clock config in real time (the lab)."""
+
+from __future__ import annotations
+
+from ionclock.clock_config import load_clock_config
+from ionclock.units import parse_duration
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a clock config in real time (lab instruments)",
+                       description="Open the configured instruments (pyvisa resources, "
+                                   "pyserial URLs, or sim:// twins), ramp the field, and "
+                                   "lock in real time until the duration ends or Ctrl-C.")
+    p.add_argument("config", help="clock config (TOML)")
+    p.add_argument("--duration", default="3650d", help="how long to run (default: until ^C)")
+    p.add_argument("--out", default="runs/lab", help="output folder")
+    p.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ionclock.runner import ClockRun, check_out_dir, dump_json, format_summary
+
+    duration = parse_duration(args.duration)
+    cfg = load_clock_config(args.config)
+    clock = ClockRun(cfg, check_out_dir(args.out), realtime=True)
+    summary = clock.run(duration, progress=False)
+    print(format_summary(summary))
+    if args.json:
+        print(dump_json(summary))
+    return 0

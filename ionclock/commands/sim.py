@@ -1,0 +1,43 @@
+"""`ionclock sim`: run the digital twin of the clock as fast as it can."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ionclock.clock_config import load_clock_config
+from ionclock.units import parse_duration
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "sim.toml"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sim", help="run the simulated clock (twin) as fast as possible",
+                       description="Run the twin of the clock: drivers -> twin -> servo -> "
+                                   "store, with a progress bar; prints the lock summary.")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="clock config (TOML)")
+    p.add_argument("--duration", default="6h", help="simulated time, e.g. 90s, 6h, 10d")
+    p.add_argument("--seed", type=int, default=None, help="seed of every random source")
+    p.add_argument("--out", default="runs/latest", help="output folder (store, report)")
+    p.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ionclock.runner import ClockRun, check_out_dir, dump_json, format_summary
+
+    duration = parse_duration(args.duration)
+    cfg = load_clock_config(args.config)
+    for role, entry in cfg["instruments"].items():
+        if not entry["resource"].startswith("sim://"):
+            from ionclock.errors import ConfigError
+
+            raise ConfigError(f"instruments.{role}.resource",
+                              "`ionclock sim` runs the twin only (sim://MODEL); "
+                              "use `ionclock run` for real instruments")
+    run_ = ClockRun(cfg, check_out_dir(args.out), seed=args.seed)
+    summary = run_.run(duration, progress=not args.no_progress)
+    print(format_summary(summary))
+    if args.json:
+        print(dump_json(summary))
+    return 0

@@ -1,0 +1,227 @@
+"""Build and run a clock from a validated config: instruments, servo, store, twin.
+
+`ClockRun` opens every instrument first (so an unreachable resource stops the run before
+anything starts), brings the quantisation field up on a ramp, then runs the servo as a SimPy
+process: on `simpy.Environment` as fast as it can for the twin (`ionclock sim`), on
+`simpy.rt.RealtimeEnvironment` for the lab (`ionclock run`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import simpy
+import simpy.rt
+
+from ionclock import __version__, registry
+from ionclock.errors import UserError
+from ionclock.servo.clock_lock import ClockServo, Frame, ServoParams
+from ionclock.store import Store
+
+
+def servo_params(cfg: dict) -> ServoParams:
+    """ServoParams from the config's [servo] and [clock] sections."""
+    s = cfg["servo"]
+    return ServoParams(
+        ramsey_time_s=s["ramsey_time_s"], cycle_time_s=s["cycle_time_s"], gain=s["gain"],
+        drift_gain=s["drift_gain"], b_gain=s["b_gain"], b_drift_gain=s["b_drift_gain"],
+        residual_gain=s["residual_gain"], threshold_counts=s["threshold_counts"],
+        aom_center_hz=s["aom_center_hz"], b_initial_t=cfg["clock"]["b_nominal_t"],
+        nu_initial_hz=s["nu_initial_hz"], acquire_frames=s["acquire_frames"])
+
+
+class ClockRun:
+    """One run of the clock: open instruments, ramp the field, lock, record."""
+
+    def __init__(self, cfg: dict, out_dir: str | Path, realtime: bool = False,
+                 seed: int | None = None, strict_realtime: bool = False):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        if seed is not None:
+            cfg["twin"]["seed"] = seed
+        self.env = (simpy.rt.RealtimeEnvironment(factor=1.0, strict=strict_realtime)
+                    if realtime else simpy.Environment())
+        inst = cfg["instruments"]
+        self.simulated = any(e["resource"].startswith("sim://") for e in inst.values())
+        self.world = (registry.make_world(self.env, cfg["twin"], cfg["servo"], inst)
+                      if self.simulated else None)
+        self.instruments = {}
+        for role, entry in inst.items():
+            self.instruments[role] = registry.open_instrument(
+                entry["model"], entry["resource"], world=self.world,
+                key=f"instruments.{role}", **self._driver_options(role, entry))
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.out / cfg["run"]["store"],
+                           commit_interval=cfg["run"]["commit_interval_s"])
+        self.params = servo_params(cfg)
+        self.servo = ClockServo(self.env, self._aom_channel(), self.instruments["counter"],
+                                store=self.store if cfg["run"]["record_cycles"] else None,
+                                params=self.params, on_frame=self._on_frame)
+        if not cfg["run"]["record_cycles"]:
+            self.servo.store = _FrameOnlyStore(self.store)
+        self.frames: list[tuple] = []   # (t, locked, holdover, nu, b, truth detuning, b_true)
+
+    @staticmethod
+    def _driver_options(role: str, entry: dict) -> dict:
+        if role == "coils":
+            return {"current_limit": entry["current_limit_a"],
+                    "slew_rate": entry["slew_a_per_s"]}
+        return {}
+
+    def _aom_channel(self):
+        return getattr(self.instruments["aom"], f"ch_{self.cfg['instruments']['aom']['channel']}")
+
+    def _coil_channel(self):
+        coils = self.instruments["coils"]
+        return getattr(coils, f"ch_{self.cfg['instruments']['coils']['channel']}")
+
+    def _on_frame(self, frame: Frame) -> None:
+        if self.world is not None:
+            truth = self.world.take_truth()
+            det = truth.sum_detuning_hz / truth.n if truth.n else math.nan
+            b_true = truth.sum_b_t / truth.n if truth.n else math.nan
+            if truth.n:
+                self.store.add("twin_truth", (frame.index, frame.t, det, b_true))
+        else:
+            det = b_true = math.nan
+        self.frames.append((frame.t, frame.locked, frame.holdover, frame.nu_hz, frame.b_t,
+                            det, b_true))
+
+    def _startup(self):
+        """Bring the field up on its ramp, then start the servo."""
+        entry = self.cfg["instruments"]["coils"]
+        coil = self._coil_channel()
+        coil.output_enabled = True
+        for delay in coil.ramp(entry["current_a"]):
+            yield self.env.timeout(delay)
+        self.store.event(self.env.now, "field_ready", "coils", current_a=entry["current_a"])
+        self.world_t0 = self.env.now
+        yield from self.servo.run()
+
+    def run(self, duration_s: float, progress: bool = True) -> dict:
+        """Run for `duration_s` of (simulated or real) time; return the summary."""
+        self.store.set_meta(version=__version__, config=self.cfg, simulated=self.simulated,
+                            duration_s=duration_s, t0_unix=time.time(),
+                            servo=asdict(self.params))
+        proc = self.env.process(self._startup())
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=round(duration_s), unit="s", unit_scale=True, desc="sim time",
+                       disable=None, leave=False)
+        wall0 = time.perf_counter()
+        step = max(duration_s / 200.0, 1.0)
+        t = 0.0
+        try:
+            while t < duration_s:
+                t = min(t + step, duration_s)
+                self.env.run(until=t)
+                if bar is not None:
+                    bar.update(round(t) - bar.n)
+                if not proc.is_alive:
+                    proc.value  # re-raise whatever ended the servo process  # noqa: B018
+                    break
+        finally:
+            wall = time.perf_counter() - wall0
+            if bar is not None:
+                bar.close()
+            self.store.event(self.env.now, "run_stopped", "runner")
+            self.shutdown()
+        return self.summary(wall)
+
+    def shutdown(self) -> None:
+        """Safe state: trap RF untouched, coil currents kept, store closed."""
+        self.store.close()
+        for inst in self.instruments.values():
+            adapter = getattr(inst, "adapter", None)
+            if adapter is not None:
+                adapter.close()
+
+    def summary(self, wall_s: float) -> dict:
+        """The lock summary (see README): cycles, locked fraction, offset, B, speed."""
+        locked = [f for f in self.frames if f[1] and not math.isnan(f[5])]
+        det = [f[5] for f in locked]
+        offset, sigma = _mean_and_batch_sigma(det)
+        b = [f[4] for f in locked]
+        b_true = [f[6] for f in locked]
+        cycles = self.servo.cycles
+        return {
+            "cycles": cycles,
+            "frames": len(self.frames),
+            "locked_fraction": self.servo.locked_cycles / cycles if cycles else 0.0,
+            "offset_hz": offset,
+            "offset_sigma_hz": sigma,
+            "fractional_offset": offset / self.world.p.nu0_hz if self.world else math.nan,
+            "b_tesla": sum(b) / len(b) if b else math.nan,
+            "b_true_tesla": sum(b_true) / len(b_true) if b_true else math.nan,
+            "final_drift_hz_s": self.servo.drift_hz_s,
+            "simulated_s": self.env.now,
+            "wall_s": wall_s,
+            "cycles_per_second": cycles / wall_s if wall_s > 0 else math.nan,
+            "store": str(self.out / self.cfg["run"]["store"]),
+        }
+
+
+class _FrameOnlyStore:
+    """Passes frames and events to the store, drops per-cycle rows."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    def add(self, table: str, row: tuple) -> None:
+        if table != "servo_cycles":
+            self._store.add(table, row)
+
+    def event(self, *args, **kwargs) -> None:
+        self._store.event(*args, **kwargs)
+
+
+def _mean_and_batch_sigma(values: list[float], batches: int = 20) -> tuple[float, float]:
+    """Mean and its standard error by batch means (robust to the loop's correlations)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    if n < 2 * batches:
+        return mean, math.nan
+    size = n // batches
+    means = [sum(values[i * size:(i + 1) * size]) / size for i in range(batches)]
+    m = sum(means) / batches
+    var = sum((x - m) ** 2 for x in means) / (batches - 1)
+    return mean, math.sqrt(var / batches)
+
+
+def format_summary(s: dict) -> str:
+    """Human-readable lock summary."""
+    return "\n".join([
+        "lock summary",
+        f"  cycles            {s['cycles']:,} ({s['frames']:,} frames, "
+        f"{s['simulated_s'] / 3600:.2f} h simulated)",
+        f"  locked fraction   {s['locked_fraction']:.4f}",
+        f"  offset            {s['offset_hz']:+.3e} Hz +- {s['offset_sigma_hz']:.1e} Hz "
+        f"(fractional {s['fractional_offset']:+.2e})",
+        f"  B from splittings {s['b_tesla'] * 1e6:.6f} uT (true {s['b_true_tesla'] * 1e6:.6f} uT, "
+        f"diff {(s['b_tesla'] - s['b_true_tesla']) * 1e12:+.2f} pT)",
+        f"  speed             {s['cycles_per_second']:,.0f} cycles/s wall clock "
+        f"({s['wall_s']:.1f} s)",
+        f"  store             {s['store']}",
+    ])
+
+
+def dump_json(s: dict) -> str:
+    """The summary as one JSON object (NaN as null)."""
+    return json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                       for k, v in s.items()})
+
+
+def check_out_dir(path: str) -> Path:
+    """The output folder; its parent must exist."""
+    p = Path(path)
+    if not p.parent.exists():
+        raise UserError(f"--out: parent folder {str(p.parent)!r} does not exist")
+    return p

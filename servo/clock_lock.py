@@ -1,0 +1,248 @@
+"""The clock servo: locks the clock laser to the six Zeeman lines of 40Ca+ (DOMAIN §5).
+
+Structure (DOMAIN §5, "servo structure that works"):
+
+- The laser is locked alternately to the three pairs of lines; each line is probed twice,
+  with the final hyper-Ramsey pulse at phase +pi/2 and -pi/2. The error of line k is
+  e_k = n+ - n- (thresholded outcomes, dark = 1), and its frequency correction is
+  c_k = g e_k / (2 pi T C) Hz (the per-outcome correction of DOMAIN §5, g the gain).
+- A frame probes all six lines; the probing order is reversed every frame, so that a linear
+  drift enters every line symmetrically.
+- The six corrections are split into orthogonal parts: the common mean (the laser loop,
+  second order: frequency plus drift integrator), the first-order Zeeman pattern
+  z_k = (g_D m_D - g_S m_S) muB/h (the field loop, also second order: B plus dB/dt), and the
+  zero-mean residual (per-line offsets r_k, first order) that holds the quadrupole and tensor
+  structure. B therefore follows from the splittings alone, free of the quadrupole shift.
+- Between updates the common frequency and B advance with their integrated drift rates, so a
+  linear cavity or field drift leaves no lag (a first-order loop would lag D t_u (1/g - 1/2)).
+
+The generator `run()` is a SimPy process: it runs unchanged on `simpy.Environment` (the twin)
+and on `simpy.rt.RealtimeEnvironment` (the lab). It does no blocking waits and reads no
+clock but `env.now`; instruments are the drivers handed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ionclock.physics import ZEEMAN_LINES, ramsey_contrast
+
+TWO_PI = 2.0 * math.pi
+_Z = tuple(line.zeeman_hz_per_t for line in ZEEMAN_LINES)
+_ZZ = sum(z * z for z in _Z)
+
+
+@dataclass
+class ServoParams:
+    """Servo settings. Gains are dimensionless per frame (see module docstring)."""
+
+    ramsey_time_s: float = 0.080
+    cycle_time_s: float = 0.105
+    contrast: float | None = None        # None: exp(-T / 2 tau_D)
+    gain: float = 0.5                    # laser loop, per frame
+    drift_gain: float = 0.05             # drift integrator, per frame
+    b_gain: float = 0.5                  # field loop, per frame
+    b_drift_gain: float = 0.05           # field-drift integrator, per frame
+    residual_gain: float = 0.2           # per-line offsets, per frame
+    threshold_counts: int = 8            # counts >= threshold: bright (S)
+    aom_center_hz: float = 80e6
+    b_initial_t: float = 37.197e-6
+    nu_initial_hz: float = 0.0           # initial laser steering (Hz at the ion)
+    acquire_frames: int = 10             # frames after (re)start before 'locked'
+    ion_check_after_darks: int = 12      # consecutive dark cycles that trigger an ion check
+
+    def correction_hz_per_unit_error(self) -> float:
+        """Hz per unit of e = n+ - n-, before the gain: 1 / (2 pi T C) (DOMAIN §5)."""
+        c = ramsey_contrast(self.ramsey_time_s) if self.contrast is None else self.contrast
+        return 1.0 / (TWO_PI * self.ramsey_time_s * c)
+
+
+@dataclass
+class Frame:
+    """One completed frame, as recorded."""
+
+    t: float
+    index: int
+    nu_hz: float
+    drift_hz_s: float
+    b_t: float
+    offsets_hz: tuple
+    locked: bool
+    holdover: bool
+
+
+class ClockServo:
+    """The six-line clock lock as a SimPy process.
+
+    Parameters
+    ----------
+    env: the SimPy environment (simulated or real time).
+    aom: a DDS channel with `frequency` (Hz), `phase` (turns) and `amplitude` (fraction)
+        properties: the clock AOM (double pass: the laser moves twice the AOM step).
+    counter: a `PhotonCounter` (`count()` -> counts of the last detection gate).
+    store: an `ionclock.store.Store` or None.
+    on_frame: called with each `Frame` after it is recorded (e.g. the twin's truth logger).
+    """
+
+    def __init__(self, env, aom, counter, store=None, params: ServoParams | None = None,
+                 on_frame: Callable[[Frame], None] | None = None, source: str = "servo"):
+        self.env = env
+        self.aom = aom
+        self.counter = counter
+        self.store = store
+        self.p = params or ServoParams()
+        self.on_frame = on_frame
+        self.source = source
+        p = self.p
+        self.k_hz = p.correction_hz_per_unit_error()
+        self.nu_hz = p.nu_initial_hz      # common laser steering at t_ref (Hz at the ion)
+        self.drift_hz_s = 0.0
+        self.b_t = p.b_initial_t
+        self.b_rate = 0.0                  # T/s
+        self.t_ref = 0.0
+        self.residual = [0.0] * 6          # zero-mean, orthogonal to the Zeeman pattern
+        self.frame_index = 0
+        self.state = "acquiring"
+        self.cycles = 0
+        self.locked_cycles = 0
+        self._frames_since_acquire = 0
+        self._dark_run = 0
+        self._phase = None
+
+    # --- the model of where each line is ------------------------------------------------
+    def line_offset_hz(self, k: int, t: float) -> float:
+        """Servo estimate of line k relative to the common frequency at time t (Hz)."""
+        return _Z[k] * (self.b_t + self.b_rate * (t - self.t_ref)) + self.residual[k]
+
+    def common_hz(self, t: float) -> float:
+        """Servo estimate of the six-line mean at time t (Hz at the ion)."""
+        return self.nu_hz + self.drift_hz_s * (t - self.t_ref)
+
+    # --- one clock cycle ---------------------------------------------------------------
+    def _probe(self, k: int, phase_sign: int):
+        """Program line k and phase, wait one cycle, return (dark, counts, probe_hz)."""
+        env = self.env
+        t = env.now
+        probe_hz = self.common_hz(t) + self.line_offset_hz(k, t)
+        self.aom.frequency = self.p.aom_center_hz + 0.5 * probe_hz   # double pass
+        phase = 0.25 if phase_sign > 0 else 0.75
+        if phase != self._phase:
+            self.aom.phase = phase
+            self._phase = phase
+        yield env.timeout(self.p.cycle_time_s)
+        counts = self.counter.count()
+        dark = 1 if counts < self.p.threshold_counts else 0
+        self.cycles += 1
+        if self.state == "locked":
+            self.locked_cycles += 1
+        if self.store is not None:
+            self.store.add("servo_cycles", (env.now, self.frame_index, k, phase_sign,
+                                            probe_hz, counts, dark, self.state))
+        return dark, counts, probe_hz
+
+    def _ion_check(self):
+        """A cycle with the clock light off: the ion must fluoresce. Returns True if bright."""
+        self.aom.amplitude = 0.0
+        yield self.env.timeout(self.p.cycle_time_s)
+        counts = self.counter.count()
+        self.aom.amplitude = 1.0
+        self.cycles += 1
+        return counts >= self.p.threshold_counts
+
+    def _event(self, kind: str, **detail) -> None:
+        if self.store is not None:
+            self.store.event(self.env.now, kind, self.source, **detail)
+
+    def _set_state(self, state: str, **detail) -> None:
+        if state != self.state:
+            self.state = state
+            self._event(state, **detail)
+
+    # --- the frame update ----------------------------------------------------------------
+    def _update(self, corrections: list[float], t_frame: float) -> None:
+        """Apply one frame of corrections (Hz, already gained by g) to the three loops."""
+        p = self.p
+        t = self.env.now
+        # Re-reference the integrators to now, then correct.
+        self.nu_hz = self.common_hz(t)
+        self.b_t = self.b_t + self.b_rate * (t - self.t_ref)
+        self.t_ref = t
+        common = sum(corrections) / 6.0
+        db = sum(z * c for z, c in zip(_Z, corrections)) / _ZZ          # T
+        self.nu_hz += common
+        self.drift_hz_s += p.drift_gain / p.gain * common / t_frame
+        self.b_t += p.b_gain / p.gain * db
+        self.b_rate += p.b_drift_gain / p.gain * db / t_frame
+        g_r = p.residual_gain / p.gain
+        res = [c - common - z * db for c, z in zip(corrections, _Z)]
+        self.residual = [r + g_r * x for r, x in zip(self.residual, res)]
+
+    def _record_frame(self) -> Frame:
+        t = self.env.now
+        frame = Frame(t, self.frame_index, self.common_hz(t), self.drift_hz_s,
+                      self.b_t + self.b_rate * (t - self.t_ref),
+                      tuple(self.line_offset_hz(k, t) for k in range(6)),
+                      self.state == "locked", self.state == "holdover")
+        if self.store is not None:
+            self.store.add("lock_frames", (t, frame.index, frame.nu_hz, frame.drift_hz_s,
+                                           frame.b_t, *frame.offsets_hz, int(frame.locked),
+                                           int(frame.holdover)))
+        if self.on_frame is not None:
+            self.on_frame(frame)
+        return frame
+
+    # --- the process ----------------------------------------------------------------------
+    def run(self):
+        """The servo's SimPy process (a generator); runs until interrupted."""
+        p = self.p
+        order = (0, 1, 2, 3, 4, 5)
+        gain_k = p.gain * self.k_hz
+        self._event("servo_started", gain=p.gain, drift_gain=p.drift_gain)
+        while True:
+            t0 = self.env.now
+            corrections = [0.0] * 6
+            lost = False
+            for k in order:
+                d_plus, _, _ = yield from self._probe(k, +1)
+                d_minus, _, _ = yield from self._probe(k, -1)
+                # e = n+ - n- ; c = g e / (2 pi T C)   (DOMAIN §5)
+                corrections[k] = gain_k * (d_plus - d_minus)
+                self._dark_run = self._dark_run + 2 if d_plus and d_minus else (
+                    0 if not d_minus else 1)
+                if self._dark_run >= p.ion_check_after_darks:
+                    bright = yield from self._ion_check()
+                    self._dark_run = 0
+                    if not bright:
+                        lost = True
+                        break
+            if lost:
+                yield from self._holdover()
+                continue
+            self._update(corrections, self.env.now - t0)
+            self._frames_since_acquire += 1
+            if self.state == "acquiring" and self._frames_since_acquire >= p.acquire_frames:
+                self._set_state("locked", b_t=self.b_t, nu_hz=self.nu_hz)
+            self._record_frame()
+            self.frame_index += 1
+            order = order[::-1]   # reverse the probing order every frame (DOMAIN §5)
+
+    def _holdover(self):
+        """Ion lost: hold the laser on its drift model, check each cycle until it fluoresces."""
+        self._set_state("holdover", reason="ion_lost")
+        self._event("ion_lost")
+        last_frame = self.env.now
+        while True:
+            t = self.env.now
+            self.aom.frequency = self.p.aom_center_hz + 0.5 * self.common_hz(t)
+            bright = yield from self._ion_check()
+            if bright:
+                break
+            if self.env.now - last_frame >= 12 * self.p.cycle_time_s:
+                last_frame = self.env.now
+                self._record_frame()
+                self.frame_index += 1
+        self._event("ion_reloaded")
+        self._frames_since_acquire = 0
+        self._set_state("acquiring", reason="reacquire")

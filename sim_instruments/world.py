@@ -1,0 +1,240 @@
+"""The simulated 40Ca+ clock apparatus: one SimPy environment holding the physics (STYLE §4).
+
+The world knows its own truth (true line centres, true B, the laser's true frequency) and
+exposes it so tests can grade the servo. Instruments are thin protocol front ends on it:
+the DDS twin calls `dds_changed`, the coil-supply twin `coil_changed`, the photon counter
+twin `detect`.
+
+Models (DOMAIN §1, §5):
+- Clock laser: a ULE-cavity-stabilised laser, nu_cav(t) = nu0 - 2 f_AOM,centre + delta0
+  + drift * t + flicker(t), shifted by a double-pass AOM: nu_L = nu_cav + 2 f_AOM. The
+  flicker floor is a sum of Ornstein-Uhlenbeck processes with log-spaced correlation times
+  (a standard 1/f synthesis), scaled so that its Allan deviation is the configured floor.
+- Field: B(t) = calibration * I_coil + B_residual + drift * t + random walk + steps,
+  evaluated at the probe time, plus white pT noise per probe.
+- Ion: six Zeeman lines (ionclock.physics.ZEEMAN_LINES) with the electric-quadrupole shift
+  Q0 * weight(m_D), plus a common shift (systematics, Hz). The laser addresses the nearest line.
+- Interrogation: hyper-Ramsey (sim_instruments.hyper_ramsey), exact or the fast path; D5/2
+  decay during the free evolution lowers the contrast to C = exp(-T / 2 tau)
+  (p = 1/2 + C (p_coherent - 1/2)); one Bernoulli outcome per probe (projection noise).
+- Detection: Poisson counts, bright (S) ~40 and dark (D) ~1 in 2 ms; an ion in D5/2 may decay
+  during the detection window and scatter for the rest of it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from ionclock.physics import NU0_CA, TAU_D52, ZEEMAN_LINES, ramsey_contrast
+from ionclock.sim_instruments.hyper_ramsey import FastHyperRamsey, excitation_exact
+
+
+@dataclass
+class TwinParams:
+    """Physical parameters of the twin (SI units)."""
+
+    nu0_hz: float = NU0_CA
+    aom_center_hz: float = 80e6          # AOM centre frequency (double pass)
+    aom_channel: int = 0                 # DDS channel driving the clock AOM
+    laser_offset_hz: float = 0.0         # laser - line mean at t = 0 with the AOM at centre
+    cavity_drift_hz_s: float = 0.05      # linear ULE drift
+    flicker_floor: float = 1e-15         # fractional flicker floor of the laser
+    coil_channel: int = 2                # supply channel driving the quantisation coils
+    coil_t_per_a: float = 50e-6          # coil calibration, T/A
+    b_residual_t: float = 0.0            # field with the coils off (shielded: ~0)
+    b_drift_t_s: float = 0.5e-9 / 3600   # linear field drift
+    b_walk_t_sqrt_s: float = 0.0         # random-walk field noise, T/sqrt(s)
+    b_noise_t: float = 1e-12             # white field noise per probe, T rms
+    q0_hz: float = 0.0                   # electric-quadrupole amplitude (line weights +-)
+    common_shift_hz: float = 0.0         # systematic shift common to all six lines
+    pi_time_s: float = 0.004
+    ramsey_time_s: float = 0.080
+    light_shift_hz: float = 0.0          # residual probe light shift during pulses
+    exact: bool = False                  # exact propagator on every probe (slow)
+    detection_time_s: float = 0.002
+    bright_counts: float = 40.0
+    dark_counts: float = 1.0
+    tau_d_s: float = TAU_D52
+
+
+class _Flicker:
+    """Flicker (1/f) frequency noise as a sum of OU processes, sampled at arbitrary times."""
+
+    # sigma_y(tau) of the unit-amplitude sum, measured once over tau = 1 .. 1e4 s
+    # (tests/test_world.py checks the scaled result against the configured floor).
+    UNIT_ADEV = 0.85
+
+    def __init__(self, floor_hz: float, rng: np.random.Generator,
+                 taus=tuple(10.0 ** np.arange(-0.5, 5.01, 0.5))):
+        self.taus = np.asarray(taus)
+        self.sigma = floor_hz / self.UNIT_ADEV if floor_hz > 0 else 0.0
+        self.x = rng.standard_normal(len(self.taus)) * self.sigma if self.sigma else None
+        self.rng = rng
+        self.t = 0.0
+
+    def value(self, t: float) -> float:
+        if self.x is None:
+            return 0.0
+        dt = t - self.t
+        if dt > 0:
+            a = np.exp(-dt / self.taus)
+            self.x = self.x * a + self.sigma * np.sqrt(1 - a * a) * self.rng.standard_normal(
+                len(self.taus))
+            self.t = t
+        return float(self.x.sum())
+
+
+@dataclass
+class Truth:
+    """Accumulated truth since the last `take`: probes, their detunings and the field."""
+
+    n: int = 0
+    sum_detuning_hz: float = 0.0
+    sum_b_t: float = 0.0
+    per_line: list = field(default_factory=lambda: [0.0] * 6)
+    per_line_n: list = field(default_factory=lambda: [0] * 6)
+
+
+class ClockWorld:
+    """The apparatus' physics on one `simpy.Environment`."""
+
+    def __init__(self, env: simpy.Environment | None = None, params: TwinParams | None = None,
+                 seed: int = 0):
+        self.env = env if env is not None else simpy.Environment()
+        self.p = params or TwinParams()
+        self.rng = random.Random(seed)
+        self.nprng = np.random.default_rng(seed)
+        p = self.p
+        self.aom_hz = p.aom_center_hz
+        self.aom_phase_turns = 0.0
+        self.aom_amplitude = 1.0
+        self.coil_current_a = 0.0
+        self.ion_present = True
+        self.b_steps_t = 0.0
+        self._b_walk = 0.0
+        self._b_walk_t = 0.0
+        self._flicker = _Flicker(p.flicker_floor * p.nu0_hz, self.nprng)
+        self._fast = FastHyperRamsey(p.pi_time_s, p.ramsey_time_s)
+        self.contrast = ramsey_contrast(p.ramsey_time_s, p.tau_d_s)
+        self._z = [line.zeeman_hz_per_t for line in ZEEMAN_LINES]
+        self._qw = [line.quadrupole_weight for line in ZEEMAN_LINES]
+        self._bright = self._batch(p.bright_counts)
+        self._dark = self._batch(p.dark_counts)
+        self._decay_p = 1.0 - math.exp(-p.detection_time_s / p.tau_d_s)
+        self.truth = Truth()
+        self.last_detuning_hz = 0.0
+
+    # --- hooks called by the instrument twins -----------------------------------------
+    def dds_changed(self, channel: int, frequency_hz: float, phase_turns: float,
+                    amplitude_fraction: float) -> None:
+        """The DDS applied new output values on `channel`."""
+        if channel == self.p.aom_channel:
+            self.aom_hz = frequency_hz
+            self.aom_phase_turns = phase_turns
+            self.aom_amplitude = amplitude_fraction
+
+    def coil_changed(self, channel: int, current_a: float) -> None:
+        """The coil supply's output current on `channel` changed (0 when off)."""
+        if channel == self.p.coil_channel:
+            self.coil_current_a = current_a
+
+    # --- truth ---------------------------------------------------------------------------
+    def b_true(self, t: float | None = None) -> float:
+        """True field at the ion (T), without the per-probe white noise."""
+        t = self.env.now if t is None else t
+        p = self.p
+        if p.b_walk_t_sqrt_s and t > self._b_walk_t:
+            self._b_walk += p.b_walk_t_sqrt_s * math.sqrt(t - self._b_walk_t) * self.rng.gauss(
+                0.0, 1.0)
+            self._b_walk_t = t
+        return (p.coil_t_per_a * self.coil_current_a + p.b_residual_t + p.b_drift_t_s * t
+                + self._b_walk + self.b_steps_t)
+
+    def cavity_offset_hz(self, t: float | None = None) -> float:
+        """Laser frequency minus nu0 with the AOM at its centre frequency (Hz)."""
+        t = self.env.now if t is None else t
+        p = self.p
+        return p.laser_offset_hz + p.cavity_drift_hz_s * t + self._flicker.value(t)
+
+    def laser_offset_hz(self, t: float | None = None) -> float:
+        """Laser frequency at the ion minus nu0 (Hz): cavity plus double-pass AOM."""
+        return self.cavity_offset_hz(t) + 2.0 * (self.aom_hz - self.p.aom_center_hz)
+
+    def line_centres_hz(self, b_t: float | None = None) -> list[float]:
+        """True centres of the six lines, offsets from nu0 (Hz)."""
+        b = self.b_true() if b_t is None else b_t
+        q, c = self.p.q0_hz, self.p.common_shift_hz
+        return [c + z * b + q * w for z, w in zip(self._z, self._qw)]
+
+    def take_truth(self) -> Truth:
+        """Return the truth accumulated since the last call and start a new one."""
+        truth, self.truth = self.truth, Truth()
+        return truth
+
+    # --- faults ----------------------------------------------------------------------------
+    def lose_ion(self) -> None:
+        """The ion is gone: detection sees background only."""
+        self.ion_present = False
+
+    def reload_ion(self) -> None:
+        """A new ion is trapped and cooled."""
+        self.ion_present = True
+
+    def step_field(self, delta_t: float) -> None:
+        """A sudden field step (T)."""
+        self.b_steps_t += delta_t
+
+    # --- the measurement -------------------------------------------------------------------
+    def _batch(self, lam: float) -> list[int]:
+        return self.nprng.poisson(lam, 8192).tolist()
+
+    def _counts(self, bright: bool) -> int:
+        pool = self._bright if bright else self._dark
+        if not pool:
+            pool.extend(self._batch(self.p.bright_counts if bright else self.p.dark_counts))
+        return pool.pop()
+
+    def excitation(self, delta_hz: float, phase_sign: int) -> float:
+        """Probability of D5/2 after the interrogation, contrast included."""
+        p = self.p
+        if p.exact or p.light_shift_hz or not self._fast.valid(delta_hz):
+            coh = excitation_exact(delta_hz, phase_sign, p.pi_time_s, p.ramsey_time_s,
+                                   delta_hz + p.light_shift_hz)
+        else:
+            coh = self._fast.excitation(delta_hz, phase_sign)
+        return 0.5 + self.contrast * (coh - 0.5)
+
+    def detect(self, gate_s: float) -> int:
+        """Run the interrogation just finished and return the photon counts in the gate."""
+        if not self.ion_present:
+            return self._counts(False)
+        if self.aom_amplitude <= 0.0:
+            return self._counts(True)  # no clock light: the ion stays in S and scatters
+        t = self.env.now
+        b = self.b_true(t)
+        b_probe = b + (self.p.b_noise_t * self.rng.gauss(0.0, 1.0) if self.p.b_noise_t else 0.0)
+        nu = self.laser_offset_hz(t)
+        centres = self.line_centres_hz(b_probe)
+        k = min(range(6), key=lambda i: abs(nu - centres[i]))
+        delta = nu - centres[k]
+        phase_sign = 1 if (self.aom_phase_turns % 1.0) < 0.5 else -1
+        prob = self.excitation(delta, phase_sign)
+        tr = self.truth
+        tr.n += 1
+        tr.sum_detuning_hz += delta
+        tr.sum_b_t += b
+        tr.per_line[k] += delta
+        tr.per_line_n[k] += 1
+        self.last_detuning_hz = delta
+        if self.rng.random() >= prob:
+            return self._counts(True)
+        # shelved in D5/2; it may decay during detection and scatter for the rest (tau_D)
+        if self.rng.random() < self._decay_p:
+            frac = self.rng.random()
+            return self._counts(False) + int(self.nprng.poisson(self.p.bright_counts * frac))
+        return self._counts(False)
