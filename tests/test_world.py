@@ -1,0 +1,87 @@
+"""The twin's world: laser, field, lines, detection statistics and truth bookkeeping."""
+
+from __future__ import annotations
+
+
+import allantools
+import numpy as np
+import pytest
+import simpy
+
+from ionclock.physics import B_NOMINAL, ZEEMAN_LINES
+from ionclock.sim_instruments.world import ClockWorld, TwinParams, _Flicker
+
+
+def make_world(**kw) -> ClockWorld:
+    params = TwinParams(**{"flicker_floor": 0.0, "b_noise_t": 0.0, "b_drift_t_s": 0.0,
+                           "cavity_drift_hz_s": 0.0, **kw})
+    world = ClockWorld(simpy.Environment(), params, seed=7)
+    world.coil_changed(params.coil_channel, B_NOMINAL / params.coil_t_per_a)
+    return world
+
+
+def test_field_follows_coil_current_and_drift():
+    w = make_world(b_drift_t_s=1e-9 / 3600)
+    assert w.b_true(0.0) == pytest.approx(B_NOMINAL, abs=1e-15)
+    assert w.b_true(3600.0) - w.b_true(0.0) == pytest.approx(1e-9, rel=1e-9)
+    w.coil_changed(w.p.coil_channel + 1, 0.0)          # another channel: no effect
+    assert w.b_true(0.0) == pytest.approx(B_NOMINAL, abs=1e-15)
+    w.step_field(0.3e-9)
+    assert w.b_true(0.0) - B_NOMINAL == pytest.approx(0.3e-9, rel=1e-9)
+
+
+def test_line_centres_match_domain_table_and_quadrupole_sums_to_zero():
+    w = make_world(q0_hz=10.0)
+    centres = w.line_centres_hz()
+    expected_khz = (-416.17, 416.17, -833.66, 833.66, -1041.08, 1041.08)
+    for c, e, line in zip(centres, expected_khz, ZEEMAN_LINES):
+        assert (c - 10.0 * line.quadrupole_weight) / 1e3 == pytest.approx(e, abs=0.01)
+    assert sum(centres) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_double_pass_aom_moves_laser_twice_the_step():
+    w = make_world(laser_offset_hz=1.5)
+    w.dds_changed(0, w.p.aom_center_hz + 100.0, 0.25, 1.0)
+    assert w.laser_offset_hz() == pytest.approx(201.5)
+    w.dds_changed(1, 0.0, 0.0, 1.0)                     # not the clock AOM channel
+    assert w.laser_offset_hz() == pytest.approx(201.5)
+
+
+def test_detection_statistics_and_truth():
+    w = make_world()
+    line = ZEEMAN_LINES[4]
+    target = line.offset_hz(B_NOMINAL)
+    # Park the laser a quarter fringe above line 4: p+ -> 1/2 (1 - C), p- -> 1/2 (1 + C).
+    quarter = 1 / (4 * w.p.ramsey_time_s)
+    w.dds_changed(0, w.p.aom_center_hz + 0.5 * (target + quarter), 0.25, 1.0)
+    darks = [w.detect(0.002) < 8 for _ in range(4000)]
+    p_plus = sum(darks) / len(darks)
+    assert p_plus == pytest.approx(0.5 * (1 - w.contrast), abs=0.012)
+    truth = w.take_truth()
+    assert truth.n == 4000 and truth.per_line_n[4] == 4000
+    assert truth.sum_detuning_hz / truth.n == pytest.approx(quarter, abs=1e-6)
+    assert w.take_truth().n == 0
+
+
+def test_counts_are_poisson_and_ion_loss_is_dark():
+    w = make_world()
+    w.dds_changed(0, w.p.aom_center_hz, 0.25, 0.0)     # no clock light: always bright
+    bright = [w.detect(0.002) for _ in range(5000)]
+    assert np.mean(bright) == pytest.approx(40.0, rel=0.02)
+    assert np.var(bright) == pytest.approx(40.0, rel=0.1)
+    w.lose_ion()
+    dark = [w.detect(0.002) for _ in range(5000)]
+    assert np.mean(dark) == pytest.approx(1.0, rel=0.08)
+    w.reload_ion()
+    assert np.mean([w.detect(0.002) for _ in range(200)]) > 30
+
+
+def test_flicker_floor_has_the_configured_allan_deviation():
+    rng = np.random.default_rng(11)
+    floor = 0.41   # Hz, 1e-15 of nu0
+    f = _Flicker(floor, rng)
+    x = np.array([f.value(i * 1.0) for i in range(300_000)])
+    taus, adev, _, _ = allantools.oadev(x, rate=1.0, data_type="freq", taus=[10, 100, 1000])
+    for a in adev:
+        assert a == pytest.approx(floor, rel=0.2)
+    assert np.isfinite(x).all()
