@@ -1,0 +1,89 @@
+"""`ionclock budget`: the systematic-shift budget, live from a store or at nominal inputs.
+
+    ionclock budget STORE [--config CFG] [--since T] [--until T | --last 6h] [--format F]
+    ionclock budget --nominal CFG [--json]
+
+Exit status: 0 budget valid; 1 budget printed but some row is invalid (reason shown);
+2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from ionclock.errors import UserError
+from ionclock.units import parse_duration
+
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+def _store_time(text: str) -> float:
+    """Parse a store time in seconds (a plain number, e.g. 3600 or 1.7e9)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"bad time {text!r}: give store seconds (e.g. 3600); use --last for "
+                        "a duration such as 6h") from None
+    if not math.isfinite(value):
+        raise UserError(f"bad time {text!r}: must be finite")
+    return value
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "budget", help="systematic-shift budget and corrected frequency",
+        description="Evaluate the systematic-shift budget from a store window (live sensors, "
+                    "field from the Zeeman splittings, micromotion, pressure) or from a "
+                    "config's nominal inputs (--nominal). Exit 1 if a row is invalid.")
+    p.add_argument("store", nargs="?", help="SQLite store of a run")
+    p.add_argument("--nominal", metavar="CONFIG", help="evaluate CONFIG's nominal inputs")
+    p.add_argument("--config", help="budget config for a store (default: built-in channels "
+                                    "and coefficients; see configs/seed_clock.toml)")
+    p.add_argument("--since", help="window start, store seconds (default: store start)")
+    p.add_argument("--until", help="window end, store seconds (default: store end)")
+    p.add_argument("--last", help="window = this duration before --until (e.g. 6h)")
+    p.add_argument("--format", choices=FORMATS, default=None, help="output format")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument("--servo-hz", type=float, default=None,
+                   help="servo frequency (Hz) to correct: prints the corrected clock output")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ionclock.budget import Budget, budget_from_store
+
+    fmt = "json" if args.json else (args.format or "table")
+    if args.json and args.format not in (None, "json"):
+        raise UserError(f"--json conflicts with --format {args.format}")
+    if (args.store is None) == (args.nominal is None):
+        raise UserError("give either a STORE or --nominal CONFIG (exactly one)")
+    if args.nominal is not None:
+        if args.since or args.until or args.last or args.config:
+            raise UserError("--since/--until/--last/--config apply to a STORE, not --nominal")
+        budget = Budget.nominal(args.nominal)
+    else:
+        if args.since and args.last:
+            raise UserError("give --since or --last, not both")
+        since = _store_time(args.since) if args.since else None
+        until = _store_time(args.until) if args.until else None
+        last = parse_duration(args.last) if args.last else None
+        budget = budget_from_store(args.store, since, until, args.config, last)
+    out = budget.render(fmt)
+    if args.servo_hz is not None:
+        nu, sigma = budget.corrected_frequency(args.servo_hz, allow_invalid=True)
+        if fmt == "json":
+            import json
+            data = budget.to_dict()
+            data["corrected"] = {"servo_hz": args.servo_hz, "clock_hz": nu, "sigma_hz": sigma,
+                                 "valid": budget.valid}
+            out = json.dumps(data, indent=2, default=str)
+        elif fmt != "csv":
+            out += (f"\nCorrected: {nu:.6f} Hz +/- {sigma:.6f} Hz"
+                    + ("" if budget.valid else " (INVALID rows excluded)"))
+    print(out)
+    if not budget.valid:
+        print("ionclock: warning: budget has invalid rows: " + "; ".join(
+            f"{r.label}: {r.reason}" for r in budget.invalid_rows), file=sys.stderr)
+        return 1
+    return 0
