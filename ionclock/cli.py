@@ -18,6 +18,7 @@ from ionclock.errors import UserError
 COMMANDS = [
     "ionclock.commands.sim",
     "ionclock.commands.run",
+    "ionclock.commands.budget",
 ]
 
 
