@@ -85,7 +85,9 @@ class ClockRun:
             det = truth.sum_detuning_hz / truth.n if truth.n else math.nan
             b_true = truth.sum_b_t / truth.n if truth.n else math.nan
             if truth.n:
-                self.store.add("twin_truth", (frame.index, frame.t, det, b_true))
+                per_line = [d / n if n else None
+                            for d, n in zip(truth.per_line, truth.per_line_n)]
+                self.store.add("twin_truth", (frame.index, frame.t, det, b_true, *per_line))
         else:
             det = b_true = math.nan
         self.frames.append((frame.t, frame.locked, frame.holdover, frame.nu_hz, frame.b_t,

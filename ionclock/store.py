@@ -11,8 +11,9 @@ seconds since the start of a twin run; `meta.t0_unix` anchors a twin run):
 - ``lock_frames(t, frame, nu_hz, drift_hz_s, b_t, o0..o5, locked, holdover)``: one row per
   completed frame (12 cycles): the common laser frequency offset from nu0 (Hz), its drift
   rate, the field B from the splittings (T), the six per-line offsets (Hz), and flags.
-- ``twin_truth(frame, t, detuning_hz, b_true_t)``: twin runs only: the frame's true mean
-  detuning of the six probes from their true line centres (Hz) and the true field (T).
+- ``twin_truth(frame, t, detuning_hz, b_true_t, d0..d5)``: twin runs only: the frame's true
+  mean detuning of its probes from their true line centres (Hz), the true field (T), and
+  each line's own mean true detuning (Hz).
 - ``events(t, kind, source, detail)``: every state change (`locked`, `holdover`, `ion_lost`,
   `slip_corrected`, `instrument_offline`, ...); detail is JSON.
 - ``samples(t, channel, value)``: environment channels (temperatures, RF, coils, ...);
@@ -56,7 +57,7 @@ CREATE TABLE IF NOT EXISTS lock_frames (
 CREATE INDEX IF NOT EXISTS lock_frames_t ON lock_frames(t);
 CREATE TABLE IF NOT EXISTS twin_truth (
     frame INTEGER PRIMARY KEY, t REAL NOT NULL, detuning_hz REAL NOT NULL,
-    b_true_t REAL NOT NULL);
+    b_true_t REAL NOT NULL, d0 REAL, d1 REAL, d2 REAL, d3 REAL, d4 REAL, d5 REAL);
 CREATE INDEX IF NOT EXISTS twin_truth_t ON twin_truth(t);
 CREATE TABLE IF NOT EXISTS events (
     t REAL NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL, detail TEXT NOT NULL);
@@ -82,7 +83,7 @@ TABLES = ("meta", "servo_cycles", "lock_frames", "twin_truth", "events", "sample
 _INSERT = {
     "servo_cycles": "INSERT INTO servo_cycles VALUES (?,?,?,?,?,?,?,?)",
     "lock_frames": "INSERT OR REPLACE INTO lock_frames VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-    "twin_truth": "INSERT OR REPLACE INTO twin_truth VALUES (?,?,?,?)",
+    "twin_truth": "INSERT OR REPLACE INTO twin_truth VALUES (?,?,?,?,?,?,?,?,?,?)",
     "events": "INSERT INTO events VALUES (?,?,?,?)",
     "samples": "INSERT INTO samples VALUES (?,?,?)",
 }
