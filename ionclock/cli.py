@@ -19,6 +19,10 @@ COMMANDS = [
     "ionclock.commands.sim",
     "ionclock.commands.run",
     "ionclock.commands.budget",
+    "ionclock.commands.log",
+    "ionclock.commands.plot",
+    "ionclock.commands.export",
+    "ionclock.commands.status",
 ]
 
 
