@@ -153,3 +153,22 @@ def make_world(env: Any, twin: dict, servo: dict, instruments: dict) -> Any:
         exact=twin["exact_propagator"],
     )
     return ClockWorld(env, params, seed=twin["seed"])
+
+
+def make_env_world(env: Any, seed: int = 0, cryostat: dict | None = None) -> Any:
+    """A twin world for the environment logger (`ionclock log --simulate`), on `env`.
+
+    The clock apparatus with default parameters plus its LN2 cryostat (``world.cryostat``,
+    options from the logger config's ``[simulate.cryostat]``), so the temperature, supply
+    and RF twins all have the physics they read.
+    """
+    from ionclock.sim_instruments.cryostat import Cryostat
+    from ionclock.sim_instruments.world import ClockWorld
+
+    world = ClockWorld(env, seed=seed)
+    if getattr(world, "cryostat", None) is None or cryostat:
+        try:
+            world.cryostat = Cryostat(env, seed, **(cryostat or {}))
+        except (TypeError, ValueError) as err:
+            raise ConfigError("simulate.cryostat", str(err)) from None
+    return world
