@@ -1,0 +1,233 @@
+"""Keithley DAQ6510 with a 7700 multiplexer card scanning the clock's PT100s (LAN SCPI).
+
+pymeasure's `KeithleyDAQ6510` is the base; it has no RTD helpers, so this subclass adds them
+(DAQ6510 reference manual, SENSe:TEMPerature and ROUTe:SCAN subsystems):
+
+- RTD mode: ``:SENS:FUNC 'TEMP',(@list)``, ``:SENS:TEMP:TRAN TRTD,(@list)`` (3-wire;
+  ``FRTD`` 4-wire), ``:SENS:TEMP:RTD:THR PT100,(@list)`` (4-wire: ``:SENS:TEMP:RTD:FOUR``),
+  ``:SENS:TEMP:UNIT KELV,(@list)``: the instrument linearises with the IEC 60751 PT100 curve
+  and the driver applies each sensor's calibration (`ionclock.rtd.SensorCalibration.apply`).
+- Resistance mode: ``:SENS:FUNC 'FRES',(@list)`` (4-wire; ``'RES'`` 2-wire with a lead
+  correction): the driver converts with CVD and the sensor's calibration
+  (`SensorCalibration.from_resistance`), so the whole chain is the suite's own.
+
+A scan is ``:ROUT:SCAN:CRE (@list)``, then per reading ``:TRAC:CLE 'defbuffer1'``,
+``:INIT:IMM``, ``*OPC?`` (waits for the scan) and ``:TRAC:DATA? 1,N,'defbuffer1',CHAN,READ``,
+parsed into {channel: value}. The reply is checked strictly: channel numbers must be the scanned
+ones, each once; readings must be SCPI NR3 numbers (``±d.ddddddE±dd``), so a truncated or
+corrupted line is a `ReplyError`, never a wrong number. The overflow value 9.9E37 (an open
+sensor) becomes `Missing`. Device errors are read from ``:SYST:ERR?`` after each configuration
+and raised as `InstrumentError` with the SCPI error code.
+
+Channels on a 7700 are slot*100 + 1..20 (slots 1, 2); 4-wire channels are 1..10 (each paired
+with n+10 for sense).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+
+from pymeasure.instruments.keithley.keithleyDAQ6510 import KeithleyDAQ6510
+
+from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
+from ionclock.rtd import NOMINAL, Missing, SensorCalibration, TemperatureReading
+
+NAME = "Keithley DAQ6510"
+OVERFLOW = 9.9e37
+_NR3 = re.compile(r"[+-]?\d\.\d+E[+-]\d{2}")
+_CHANNEL = re.compile(r"\d{3}")
+_ERROR = re.compile(r'([+-]?\d+),"([^"]*)"')
+#: Most channels one scan may hold (two 7700 cards).
+MAX_SCAN = 40
+
+
+def channel_list(channels: Iterable[int], four_wire: bool = False) -> str:
+    """Format 7700 channels as a SCPI channel list ``(@101,102)``; bad channels: ValueError."""
+    chans = list(channels)
+    if not chans:
+        raise ValueError("channel list is empty")
+    if len(chans) > MAX_SCAN:
+        raise ValueError(f"at most {MAX_SCAN} channels, got {len(chans)}")
+    top = 10 if four_wire else 20
+    for ch in chans:
+        if isinstance(ch, bool) or not isinstance(ch, int) or ch // 100 not in (1, 2) \
+                or not 1 <= ch % 100 <= top:
+            kind = "4-wire channel (slot 1–2, 1–10)" if four_wire else \
+                "channel (slot 1–2, 1–20)"
+            raise ValueError(f"bad 7700 {kind}: {ch!r} (e.g. 101, 212)")
+    if len(set(chans)) != len(chans):
+        raise ValueError(f"channel list has duplicates: {chans}")
+    return "(@" + ",".join(str(c) for c in chans) + ")"
+
+
+def parse_scan(reply: str, channels: list[int], instrument: str = NAME) -> dict[int, float]:
+    """Parse a ``CHAN,READ`` buffer reply into {channel: reading} (overflow -> `Missing`)."""
+    fields = reply.strip().split(",")
+    if len(fields) != 2 * len(channels):
+        raise ReplyError(instrument, f"expected {len(channels)} channel/reading pairs, "
+                         f"got {reply!r}")
+    out: dict[int, float] = {}
+    for chan_txt, read_txt in zip(fields[::2], fields[1::2]):
+        if not _CHANNEL.fullmatch(chan_txt) or int(chan_txt) not in channels \
+                or int(chan_txt) in out:
+            raise ReplyError(instrument, f"unexpected channel {chan_txt!r} in {reply!r}")
+        if not _NR3.fullmatch(read_txt):
+            raise ReplyError(instrument, f"malformed reading {read_txt!r} in {reply!r}")
+        value = float(read_txt)
+        if abs(value) >= OVERFLOW * 0.99:
+            out[int(chan_txt)] = Missing(f"overflow on channel {chan_txt}: open sensor")
+        elif not math.isfinite(value):
+            raise ReplyError(instrument, f"non-finite reading {read_txt!r}")
+        else:
+            out[int(chan_txt)] = value
+    return out
+
+
+class KeithleyDAQ6510RTD(KeithleyDAQ6510):
+    """Keithley DAQ6510 + 7700 scanning PT100s (RTD or resistance mode), LAN, LF.
+
+    `calibrations` maps channels to their sensors' `SensorCalibration` (default nominal).
+    Use `configure_rtd` or `configure_resistance`, then `create_scan`, then `scan()` for raw
+    {channel: K or Ω} and `scan_temperatures()` for calibrated readings.
+    """
+
+    write_termination = "\n"
+    read_termination = "\n"
+
+    def __init__(self, adapter, name: str = NAME, *,
+                 calibrations: Mapping[int, SensorCalibration] | None = None, **kwargs):
+        kwargs.setdefault("write_termination", self.write_termination)
+        kwargs.setdefault("read_termination", self.read_termination)
+        super().__init__(adapter, name, **kwargs)
+        self.calibrations: dict[int, SensorCalibration] = dict(calibrations or {})
+        self.modes: dict[int, str] = {}
+        self.lead_resistance: dict[int, float] = {}
+        self.scan_channels: list[int] = []
+
+    def read(self, **kwargs) -> str:
+        """Read one reply line; an empty reply (nothing before the timeout) is a timeout."""
+        reply = super().read(**kwargs)
+        if reply == "":
+            raise InstrumentTimeout(self.name)
+        return reply
+
+    # --- errors -----------------------------------------------------------------------
+    def check_errors(self) -> list:
+        """Drain ``:SYST:ERR?``; raise `InstrumentError` (first code) if any error was queued."""
+        errors = []
+        for _ in range(32):
+            reply = self.ask(":SYST:ERR?").strip()
+            m = _ERROR.fullmatch(reply)
+            if not m:
+                raise ReplyError(self.name, f"malformed :SYST:ERR? reply {reply!r}")
+            if int(m.group(1)) == 0:
+                break
+            errors.append((int(m.group(1)), m.group(2)))
+        if errors:
+            code, text = errors[0]
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise InstrumentError(self.name, f"{text}{more}", code=str(code))
+        return errors
+
+    # --- configuration ----------------------------------------------------------------
+    def configure_rtd(self, channels: Iterable[int], wires: int = 3,
+                      rtd_type: str = "PT100") -> None:
+        """Measure `channels` as RTD temperatures in K (3- or 4-wire PT100/PT385/PT3916...)."""
+        if wires not in (3, 4):
+            raise ValueError(f"wires must be 3 or 4, got {wires!r}")
+        if rtd_type not in ("PT100", "PT385", "PT3916", "D100", "F100", "USER"):
+            raise ValueError(f"rtd_type must be PT100, PT385, PT3916, D100, F100 or USER, "
+                             f"got {rtd_type!r}")
+        chans = list(channels)
+        clist = channel_list(chans, four_wire=wires == 4)
+        self.write(f":SENS:FUNC 'TEMP',{clist}")
+        if wires == 3:
+            self.write(f":SENS:TEMP:TRAN TRTD,{clist}")
+            self.write(f":SENS:TEMP:RTD:THR {rtd_type},{clist}")
+        else:
+            self.write(f":SENS:TEMP:TRAN FRTD,{clist}")
+            self.write(f":SENS:TEMP:RTD:FOUR {rtd_type},{clist}")
+        self.write(f":SENS:TEMP:UNIT KELV,{clist}")
+        self.check_errors()
+        for ch in chans:
+            self.modes[ch] = "rtd"
+            self.lead_resistance.pop(ch, None)
+
+    def configure_resistance(self, channels: Iterable[int], four_wire: bool = True,
+                             lead_resistance: float = 0.0) -> None:
+        """Measure `channels` as resistances in Ω (4-wire; or 2-wire less `lead_resistance` Ω)."""
+        if four_wire and lead_resistance != 0.0:
+            raise ValueError("lead_resistance applies to 2-wire measurements only")
+        if not (math.isfinite(lead_resistance) and 0.0 <= lead_resistance <= 10.0):
+            raise ValueError(f"lead_resistance must be 0–10 Ω, got {lead_resistance!r}")
+        chans = list(channels)
+        clist = channel_list(chans, four_wire=four_wire)
+        self.write(f":SENS:FUNC '{'FRES' if four_wire else 'RES'}',{clist}")
+        self.check_errors()
+        for ch in chans:
+            self.modes[ch] = "resistance"
+            self.lead_resistance[ch] = float(lead_resistance)
+
+    def create_scan(self, channels: Iterable[int]) -> None:
+        """Define the scan list (configured channels only) with one scan per trigger."""
+        chans = list(channels)
+        clist = channel_list(chans)
+        unconfigured = [c for c in chans if c not in self.modes]
+        if unconfigured:
+            raise ValueError(f"configure channels {unconfigured} (configure_rtd or "
+                             f"configure_resistance) before scanning them")
+        self.write(f":ROUT:SCAN:CRE {clist}")
+        self.write(":ROUT:SCAN:COUN:SCAN 1")
+        self.check_errors()
+        self.scan_channels = chans
+
+    # --- reading ------------------------------------------------------------------------
+    def scan(self) -> dict[int, float]:
+        """Run the scan once; return {channel: K (RTD) or Ω (resistance) or `Missing`}."""
+        if not self.scan_channels:
+            raise ValueError("no scan list: call create_scan first")
+        n = len(self.scan_channels)
+        self.write(":TRAC:CLE 'defbuffer1'")
+        self.write(":INIT:IMM")
+        done = self.ask("*OPC?").strip()
+        if done != "1":
+            raise ReplyError(self.name, f"malformed *OPC? reply {done!r}")
+        reply = self.ask(f":TRAC:DATA? 1,{n},'defbuffer1',CHAN,READ")
+        return parse_scan(reply, self.scan_channels, self.name)
+
+    def scan_temperatures(self, u_reading: float = 0.0) -> dict[int, TemperatureReading]:
+        """Run the scan once; return calibrated temperatures {channel: TemperatureReading}.
+
+        RTD channels get their sensor's calibration applied to the instrument's CVD kelvin
+        reading; resistance channels go through `ionclock.rtd` CVD and the calibration.
+        `u_reading` is the reading's own standard uncertainty (K or Ω by mode).
+        """
+        out: dict[int, TemperatureReading] = {}
+        for ch, value in self.scan().items():
+            cal = self.calibrations.get(ch, NOMINAL)
+            if self.modes[ch] == "rtd":
+                out[ch] = cal.apply(value, u_reading)
+            else:
+                r = value - self.lead_resistance.get(ch, 0.0) \
+                    if not isinstance(value, Missing) else value
+                out[ch] = cal.from_resistance(r, u_reading)
+        return out
+
+    # --- liveness ---------------------------------------------------------------------
+    @property
+    def idn(self) -> str:
+        """Get the identification string."""
+        return self.ask("*IDN?").strip()
+
+    def ping(self) -> bool:
+        """Return True if the unit answers ``*IDN?`` as a DAQ6510."""
+        try:
+            return "DAQ6510" in self.idn
+        except Exception:  # a liveness probe: any failure (timeout, link down, VISA) is "no"
+            return False
+
+    def close(self) -> None:
+        """Release the connection."""
+        self.adapter.close()
