@@ -49,6 +49,42 @@ MODELS: dict[str, ModelEntry] = {
         "ionclock.drivers.sr400:SR400",
         "ionclock.sim_instruments.sr400:SimSR400",
         "SRS SR400 gated photon counter (detection counts)"),
+    "lakeshore218": ModelEntry(
+        "ionclock.drivers.lakeshore218:LakeShore218",
+        "ionclock.sim_instruments.lakeshore:SimLakeShore218",
+        "Lake Shore 218 eight-input temperature monitor (PT100s, RS-232 9600 7O1)"),
+    "lakeshore224": ModelEntry(
+        "ionclock.drivers.lakeshore224:LakeShore224Clock",
+        "ionclock.sim_instruments.lakeshore:SimLakeShore224",
+        "Lake Shore 224 twelve-input temperature monitor (PT100s, LAN)"),
+    "keithley_daq6510": ModelEntry(
+        "ionclock.drivers.keithley_daq6510:KeithleyDAQ6510RTD",
+        "ionclock.sim_instruments.keithley_daq6510:SimKeithleyDAQ6510",
+        "Keithley DAQ6510 + 7700 card scanning 3-wire PT100s (LAN SCPI)"),
+    "sg380": ModelEntry(
+        "ionclock.drivers.trap_rf:TrapRFSource",
+        "ionclock.sim_instruments.trap_rf:SimSG380",
+        "SRS SG38x RF source driving the trap (24.801 MHz, type-N output)"),
+    "dmm_34465a": ModelEntry(
+        "ionclock.drivers.trap_rf:PickoffDMM",
+        "ionclock.sim_instruments.trap_rf:SimPickoffDMM",
+        "Keysight 34465A/34410A DMM reading the rectified trap-RF pickoff (V DC)"),
+    "sc10": ModelEntry(
+        "ionclock.drivers.sc10:SC10",
+        "ionclock.sim_instruments.sc10:SimSC10",
+        "Thorlabs SC10 shutter controller (RS-232 9600 8N1, CR, echo + prompt)"),
+    "wavemeter_tcp": ModelEntry(
+        "ionclock.drivers.wavemeter:WavemeterTCP",
+        "ionclock.sim_instruments.wavemeter:SimWavemeterServer",
+        "HighFinesse WS7/WS8 wavemeter through its TCP text server (port 1234)"),
+    "wavemeter_wlmdata": ModelEntry(
+        "ionclock.drivers.wavemeter:WavemeterWlmData",
+        None,
+        "HighFinesse WS7/WS8 wavemeter through libwlmData (ctypes; resource = library path)"),
+    "microwave_8257d": ModelEntry(
+        "ionclock.drivers.microwave:MicrowaveSynth8257D",
+        "ionclock.sim_instruments.microwave:SimAgilent8257D",
+        "Agilent/Keysight 8257D microwave synthesiser for the Cd+ ground HFS (14.5/15.2 GHz)"),
 }
 
 
