@@ -133,6 +133,18 @@ class PIController:
         self.last_output = _clamp(float(output), self.output_limits)
         self._rebase = False
 
+    def track(self, actual_output: float) -> None:
+        """Back-calculate the integral so the output equals what the actuator really did.
+
+        Call it when something downstream (a slew limit, a safety ceiling) applied less
+        than the controller asked for, so the integral does not wind up behind it.
+        """
+        if not math.isfinite(actual_output):
+            raise ValueError(f"actual_output must be a finite number, got {actual_output!r}")
+        p = self.kp * (self.last_error or 0.0)
+        self.integral = _clamp(float(actual_output) - p, self.integral_limits)
+        self.last_output = _clamp(float(actual_output), self.output_limits)
+
     def hold(self) -> None:
         """Disengage: freeze the integrators; `update` returns the last output."""
         self.engaged = False
