@@ -246,7 +246,15 @@ def bbr(traces: Sequence[SensorTrace], *, calibration_k: float = 0.1,
         "rf_off_seen": rf_off_seen, "rf_step_k": rf_step_k}
     if not usable:
         return invalid("bbr", label, "no temperature samples in the window", nu0_hz, inputs, conv)
+    reversed_ = [tr.channel for tr in usable if tr.high_k < tr.low_k]
+    if reversed_:
+        return invalid("bbr", label, "high below low on " + ", ".join(reversed_), nu0_hz,
+                       inputs, conv)
     env = sensor_envelope(usable, replica_channel, rf_step_k, rf_off_seen)
+    lo, hi = valid_range_k
+    if not (0.0 < env.low_k and env.high_k <= 10 * hi):
+        return invalid("bbr", label, f"sensor envelope {env.low_k:.4g}-{env.high_k:.4g} K is "
+                       "not a plausible temperature", nu0_hz, inputs, conv)
     t, dt = env.temperature_k, env.half_range_k + calibration_k
     inputs.update(envelope_low_k=env.low_k, envelope_high_k=env.high_k, temperature_k=t,
                   temperature_unc_k=dt,
@@ -267,7 +275,6 @@ def bbr(traces: Sequence[SensorTrace], *, calibration_k: float = 0.1,
     if missing:
         return _invalidate(result, "no samples from " + ", ".join(missing)
                            + " (the envelope would be incomplete)")
-    lo, hi = valid_range_k
     if not (lo <= env.low_k and env.high_k <= hi):
         return _invalidate(result, f"sensor envelope {env.low_k:.2f}-{env.high_k:.2f} K is "
                            f"outside the calibrated range {lo:g}-{hi:g} K")
@@ -368,13 +375,16 @@ def quadratic_zeeman_dc(b_rms_t: float, b_unc_t: float, *,
                            "in the window", nu0_hz, inputs, conv)
     if not _finite(b_rms_t, b_unc_t, alpha_z, alpha_z_unc) or b_unc_t < 0 or alpha_z_unc < 0:
         return invalid("qz_dc", label, "non-finite or negative input", nu0_hz, inputs, conv)
+    lo, hi = valid_range_t
+    if not abs(b_rms_t) <= 1.0:
+        return invalid("qz_dc", label, f"B = {b_rms_t:.3g} T is not a plausible trap field",
+                       nu0_hz, inputs, conv)
     value = alpha_z * b_rms_t**2 / nu0_hz
     c_alpha = alpha_z_unc * b_rms_t**2 / nu0_hz
     c_b = 2 * alpha_z * abs(b_rms_t) * b_unc_t / nu0_hz
     unc = c_alpha + c_b if convention == "seed_linear" else math.hypot(c_alpha, c_b)
     result = ShiftResult("qz_dc", label, value, unc, nu0_hz, inputs, True, "", conv,
                          {"alpha_z": c_alpha, "b_dc": c_b})
-    lo, hi = valid_range_t
     if not lo <= abs(b_rms_t) <= hi:
         return _invalidate(result, f"B = {b_rms_t * 1e6:.3f} uT is outside the model's range "
                            f"{lo * 1e6:g}-{hi * 1e6:g} uT")
@@ -437,6 +447,9 @@ def micromotion(ratios: Sequence[float], ratio_uncs: Sequence[float] | None = No
                        nu0_hz, inputs, CONV_EMM)
     if not _finite(*ratios, *uncs, rf_hz, rf_magic_hz) or min(ratios) < 0 or min(uncs) < 0:
         return invalid("emm", label, "sideband ratios must be finite and non-negative",
+                       nu0_hz, inputs, CONV_EMM)
+    if max(ratios) > 1.0 or max(uncs) > 1.0 or not 0 < rf_hz < 1e10 or rf_magic_hz <= 0:
+        return invalid("emm", label, "sideband ratios above 1 or implausible drive frequency",
                        nu0_hz, inputs, CONV_EMM)
     k = (rf_hz / nu0_hz) ** 2
     q = (rf_hz / rf_magic_hz) ** 2
