@@ -206,9 +206,10 @@ class LakeShore218(Instrument):
         # A pyserial port handed over by the registry: apply the line settings asked for here.
         if connection is not None and hasattr(connection, "parity") and hasattr(
                 connection, "bytesize"):
-            if parity is not None:
+            # Only touch what differs: each assignment re-applies the whole termios set.
+            if parity is not None and connection.parity != parity:
                 connection.parity = parity
-            if baudrate is not None:
+            if baudrate is not None and connection.baudrate != baudrate:
                 connection.baudrate = baudrate
         self.digits = 5 if strict_format else None
         real_link = type(self.adapter).__name__ in ("SerialAdapter", "VISAAdapter")
