@@ -59,7 +59,11 @@ class RefillDetector:
         t_max, v_max = win[0]
         if v_max - value >= self.drop and t - self._last_event >= self.holdoff_s:
             self._last_event = t
-            return {"t_start": t_max, "from": v_max, "to": value, "drop": v_max - value}
+            # The refill time: the first reading already half-way down (the deque holds the
+            # decreasing run after the maximum); for an abrupt drop, this very reading.
+            t_drop = next(tt for tt, vv in win if v_max - vv >= self.drop / 2)
+            return {"t_refill": t_drop, "t_max": t_max, "from": v_max, "to": value,
+                    "drop": v_max - value}
         return None
 
 

@@ -62,6 +62,7 @@ _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 INSTRUMENT_SCHEMA = {
     "model": Field(str, doc="a model in ionclock.registry.MODELS"),
     "resource": Field(str, doc="VISA resource, serial URL or sim://<model>"),
+    "twin": Field(dict, default={}, doc="options of the twin (sim:// resources only)"),
 }
 
 CHANNEL_SCHEMA = {
@@ -340,8 +341,9 @@ class Logger:
 
     def _open_instruments(self) -> None:
         for name, inst in self.config.instruments.items():
+            twin = inst["twin"] if inst["resource"].startswith("sim://") else None
             driver = registry.open_instrument(inst["model"], inst["resource"], world=self.world,
-                                              key=f"instruments.{name}")
+                                              key=f"instruments.{name}", twin_options=twin)
             self.instruments[name] = InstrumentState(name, inst["model"], inst["resource"],
                                                      driver)
         for spec in self.config.channels.values():
@@ -482,7 +484,7 @@ class Logger:
             if isinstance(det, RefillDetector):
                 hit = det.update(t, value)
                 if hit:
-                    self._event(hit["t_start"], "ln2_refill", spec.name, detected_at=t, **hit)
+                    self._event(hit["t_refill"], "ln2_refill", spec.name, detected_at=t, **hit)
             else:
                 kind = det.update(value)
                 if kind:
@@ -582,11 +584,37 @@ class Logger:
         self.store = None
 
 
-def make_environment(simulate: bool) -> simpy.Environment:
+def make_environment(simulate: bool, initial_time: float = 0.0) -> simpy.Environment:
     """Return a fast SimPy environment for twin runs, a real-time one (Unix time) in the lab."""
     if simulate:
-        return simpy.Environment()
+        return simpy.Environment(initial_time=initial_time)
     return simpy.rt.RealtimeEnvironment(initial_time=time.time(), factor=1.0, strict=False)
+
+
+def resume_time(store_path: str | Path) -> float:
+    """Where a twin run on an existing store resumes: just after its newest sample (s).
+
+    A lab store needs nothing (its clock is Unix time); a twin run's clock would otherwise
+    start at 0 again and overlap what is stored.
+    """
+    import sqlite3
+
+    path = Path(store_path)
+    if not path.is_file():
+        return 0.0
+    db = sqlite3.connect(str(path))
+    try:
+        last = None
+        for (channel,) in db.execute("SELECT DISTINCT channel FROM samples_1h").fetchall():
+            t = db.execute("SELECT max(t) FROM samples WHERE channel = ?",  # (channel, t) index
+                           (channel,)).fetchone()[0]
+            if t is not None and (last is None or t > last):
+                last = t
+        return 0.0 if last is None else float(math.floor(last) + 1)
+    except sqlite3.DatabaseError:
+        return 0.0
+    finally:
+        db.close()
 
 
 def needs_world(config: LoggerConfig) -> bool:

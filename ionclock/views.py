@@ -228,8 +228,12 @@ def plot(store: str | Path, channels: list[str] | None, since: str | None, out: 
                        label="instrument offline" if i == 0 else None)
         bands = {info[ch]["band"] for ch in names if ch in info and None not in info[ch]["band"]}
         if len(bands) == 1:
+            # Shade the calibrated band without letting it set the scale of the data.
+            ylim = ax.get_ylim()
             lo, hi = bands.pop()
             ax.axhspan(lo, hi, color="0.5", alpha=0.06, lw=0, label="calibrated band")
+            if any(len(s.t) for s in series):
+                ax.set_ylim(ylim)
         tables = sorted({s.table for s in series})
         ax.set_ylabel(f"value ({', '.join(u for u in units if u) or 'unitless'})"
                       if len(units) != 1 or not units[0] else _quantity(units[0]))

@@ -29,7 +29,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ionclock.logger import Logger, load_config, make_environment, needs_world, summary
+    from ionclock.logger import (
+        Logger,
+        load_config,
+        make_environment,
+        needs_world,
+        resume_time,
+        summary,
+    )
     from ionclock.units import parse_duration
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -39,7 +46,8 @@ def run(args) -> int:
     duration = parse_duration(args.duration) if args.duration else None
     if args.seed is not None:
         cfg.raw["simulate"]["seed"] = args.seed
-    env = make_environment(args.simulate)
+    env = make_environment(args.simulate,
+                           resume_time(cfg.store_path) if args.simulate else 0.0)
     world = None
     if args.simulate or needs_world(cfg):
         from ionclock.registry import make_env_world
