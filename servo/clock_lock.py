@@ -149,7 +149,11 @@ class ClockServo:
         counts = self.counter.count()
         self.aom.amplitude = 1.0
         self.cycles += 1
-        return counts >= self.p.threshold_counts
+        bright = counts >= self.p.threshold_counts
+        if self.store is not None:  # line -1: a check cycle without clock light
+            self.store.add("servo_cycles", (self.env.now, self.frame_index, -1, 0, 0.0,
+                                            counts, int(not bright), self.state))
+        return bright
 
     def _event(self, kind: str, **detail) -> None:
         if self.store is not None:
