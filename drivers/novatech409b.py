@@ -119,7 +119,7 @@ def phase_word(turns: float) -> int:
     """Phase in turns -> the device word 0..16383 (N * 360 deg / 16384), wrapped mod 1 turn."""
     if not math.isfinite(turns):
         raise ValueError(f"phase must be a finite number of turns, got {turns!r}")
-    return round(turns * PHASE_WORDS) % PHASE_WORDS
+    return round(turns % 1.0 * PHASE_WORDS) % PHASE_WORDS
 
 
 def amplitude_word(fraction: float) -> int:
@@ -173,7 +173,7 @@ class DdsChannel(Channel):
     def phase(self, turns: float) -> None:
         if not math.isfinite(turns):
             raise ValueError(f"phase must be a finite number of turns, got {turns!r}")
-        self.parent.command(self._p_prefix + str(round(turns * PHASE_WORDS) % PHASE_WORDS))
+        self.parent.command(self._p_prefix + str(round(turns % 1.0 * PHASE_WORDS) % PHASE_WORDS))
         self._last[1] = turns
 
     @property

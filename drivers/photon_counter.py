@@ -7,12 +7,15 @@ ever sees this interface.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 
-@runtime_checkable
 class PhotonCounter(Protocol):
-    """Counts photons in one detection gate per clock cycle."""
+    """Counts photons in one detection gate per clock cycle.
+
+    Deliberately not ``runtime_checkable``: on Python 3.11 an ``isinstance`` check reads
+    every member, and reading `gate_time` may be a device query.
+    """
 
     @property
     def gate_time(self) -> float:

@@ -114,11 +114,6 @@ class SR400(Instrument):
         triggers per count period.""",
         set_process=preset_text, check_set_errors=True)
 
-    periods = Instrument.control(
-        "NP", "NP %d", """Control N PERIODS, the count periods in one scan (1..2000).""",
-        validator=strict_range, values=(1, MAX_PERIODS), set_process=int, cast=int,
-        check_set_errors=True)
-
     scan_restart = Instrument.control(
         "NE", "NE %d", """Control scan end: True = START (a new scan follows), False = STOP.""",
         validator=strict_discrete_set, map_values=True, values={False: 0, True: 1}, cast=int,
@@ -227,15 +222,36 @@ class SR400(Instrument):
         self.gate_delay = gate_delay
         self.gate_time = gate_time
         self.periods = periods
-        self._scan[1] = int(periods)
         self.scan_restart = True
         self.dwell_time = dwell_time
 
+    @property
+    def periods(self) -> int:
+        """N PERIODS, the count periods (gates) in one scan (int 1..2000)."""
+        reply = self.ask("NP")
+        if not (reply.isascii() and reply.isdigit() and 1 <= int(reply) <= MAX_PERIODS):
+            raise ReplyError(self.name, f"bad N PERIODS reply {reply!r}")
+        self._scan[1] = int(reply)
+        return int(reply)
+
+    @periods.setter
+    def periods(self, n: int) -> None:
+        if not (isinstance(n, int) or (isinstance(n, float) and n.is_integer())) or not (
+                1 <= n <= MAX_PERIODS):
+            raise ValueError(f"periods must be an integer in [1, {MAX_PERIODS}], got {n!r}")
+        self.write(f"NP {int(n)}")
+        self.check_set_errors()
+        self._scan[1] = int(n)
+
     def arm(self) -> None:
-        """Reset and start the counters; the next `count()` reads scan point 1."""
+        """Reset and start the counters; the next `count()` reads scan point 1.
+
+        Reads N PERIODS back so that `count()` wraps to point 1 where the unit does.
+        """
         self.reset_counters()
         self.start()
         self.check_set_errors()
+        self.periods  # noqa: B018 - refreshes the cached scan length
 
     def count(self) -> int:
         """Return the counts of the next gate: ONE ``QA m`` query per call (hot path)."""
