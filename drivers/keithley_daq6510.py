@@ -12,7 +12,8 @@ pymeasure's `KeithleyDAQ6510` is the base; it has no RTD helpers, so this subcla
   (`SensorCalibration.from_resistance`), so the whole chain is the suite's own.
 
 A scan is ``:ROUT:SCAN:CRE (@list)``, then per reading ``:TRAC:CLE 'defbuffer1'``,
-``:INIT:IMM``, ``*OPC?`` (waits for the scan) and ``:TRAC:DATA? 1,N,'defbuffer1',CHAN,READ``,
+``:INIT:IMM``, ``*OPC?`` (waits for the scan), ``:TRAC:ACT?`` (the scan stored N readings) and
+``:TRAC:DATA? 1,N,'defbuffer1',CHAN,READ``,
 parsed into {channel: value}. The reply is checked strictly: channel numbers must be the scanned
 ones, each once; readings must be SCPI NR3 numbers (``±d.ddddddE±dd``), so a truncated or
 corrupted line is a `ReplyError`, never a wrong number. The overflow value 9.9E37 (an open
@@ -194,6 +195,14 @@ class KeithleyDAQ6510RTD(KeithleyDAQ6510):
         done = self.ask("*OPC?").strip()
         if done != "1":
             raise ReplyError(self.name, f"malformed *OPC? reply {done!r}")
+        # A scan that could not run (lost scan list after a power cycle, a trigger conflict)
+        # leaves the buffer short: report the unit's own error rather than a timeout.
+        count = self.ask(":TRAC:ACT? 'defbuffer1'").strip()
+        if not (count.isascii() and count.isdigit()):
+            raise ReplyError(self.name, f"malformed :TRAC:ACT? reply {count!r}")
+        if int(count) != n:
+            self.check_errors()
+            raise InstrumentError(self.name, f"scan stored {count} readings, expected {n}")
         reply = self.ask(f":TRAC:DATA? 1,{n},'defbuffer1',CHAN,READ")
         return parse_scan(reply, self.scan_channels, self.name)
 
