@@ -1,0 +1,203 @@
+"""Twin of the Thorlabs SC10 shutter controller: echo, value, ``> `` prompt; a real shutter.
+
+Byte-level behaviour as the unit (PROTOCOLS.md): each CR-terminated command is echoed with
+CR, a query's value follows with CR, then the prompt ``"> "``; bad commands answer
+``CMD_NOT_DEFINED`` / ``CMD_ARG_INVALID``. ``ens`` toggles the enable.
+
+Behind the protocol sits a shutter with an actuation latency (`latency_s`, SimPy time when
+the world has an ``env``; immediate otherwise). Modes: manual (1) follows the enable;
+auto (2) cycles open/shut while enabled; single (3) opens once for the open time; repeat (4)
+cycles `rep` times; external gate (5) follows `set_gate()`. Whenever the physical shutter
+moves, ``world.shutter_changed(shutter, is_open)`` is called if the world has it.
+
+Faults: the base ones plus ``faults.stuck_open`` (once open, the blade stays open whatever
+the controller does, and the controller does not know: ``closed?`` still follows the drive,
+as on the real unit, which has no position sensor) and ``faults.interlock`` (the interlock
+is tripped: the shutter cannot be enabled).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ionclock.sim_instruments.base import CommandError, Faults, SimInstrument
+
+
+@dataclass
+class SC10Faults(Faults):
+    """Base faults plus a blade stuck open and a tripped interlock."""
+
+    stuck_open: bool = False
+    interlock: bool = False
+
+
+_SET = re.compile(r"(mode|trig|xto|open|shut|rep|baud)=(\d{1,7})")
+
+
+class SimSC10(SimInstrument):
+    """SC10 twin; options: ``shutter`` (name passed to the world hook), ``latency_s``."""
+
+    input_terminator = b"\r"
+    output_terminator = b"\r"
+    name = "sim-sc10"
+    IDN = "THORLABS SC10 VERSION 1.07"
+
+    def __init__(self, world=None, shutter: str = "sc10", latency_s: float = 0.012,
+                 seed: int | None = 0):
+        self.shutter = shutter
+        self.latency_s = float(latency_s)
+        self.is_physically_open = False
+        self._token = 0
+        self.saved: dict = {}
+        super().__init__(world, seed)
+        self.faults = SC10Faults()
+
+    # --- settings ----------------------------------------------------------------------------
+    def reset_settings(self) -> None:
+        self.params = {"mode": 1, "trig": 0, "xto": 0, "open": 10, "shut": 10, "rep": 1,
+                       "baud": 0}
+        self.params.update(getattr(self, "saved", {}))
+        self.enabled = False
+        self.drive_open = False
+        self._token = getattr(self, "_token", 0) + 1
+        self.gate = False
+        if getattr(self, "is_physically_open", False):
+            self._move(False)
+
+    # --- the shutter --------------------------------------------------------------------------
+    @property
+    def _env(self):
+        return getattr(self.world, "env", None)
+
+    def _move(self, want_open: bool) -> None:
+        # a stuck blade stays open once it is open; it still opens when told to
+        physical = want_open or (self.faults.stuck_open and self.is_physically_open)
+        if physical != self.is_physically_open:
+            self.is_physically_open = physical
+            hook = getattr(self.world, "shutter_changed", None)
+            if hook is not None:
+                hook(self.shutter, physical)
+
+    def _drive(self, want_open: bool) -> None:
+        """Command the blade; it arrives after the latency (SimPy time) or at once."""
+        self.drive_open = want_open
+        env = self._env
+        if env is None or self.latency_s <= 0:
+            self._move(want_open)
+            return
+
+        def actuate():
+            yield env.timeout(self.latency_s)
+            if self.drive_open == want_open:
+                self._move(want_open)
+        env.process(actuate())
+
+    def _run_sequence(self, cycles: int | None) -> None:
+        """Open/shut cycling of auto (cycles None: until disabled), single and repeat."""
+        self._token += 1
+        token = self._token
+        env = self._env
+        open_s, shut_s = self.params["open"] / 1000.0, self.params["shut"] / 1000.0
+        if env is None:
+            # without a clock the sequence collapses: it ends closed (single/repeat) or open
+            self._drive(cycles is None)
+            if cycles is not None:
+                self.enabled = False
+            return
+
+        def sequence():
+            n = 0
+            while token == self._token and (cycles is None or n < cycles):
+                self._drive(True)
+                yield env.timeout(open_s)
+                if token != self._token:
+                    return
+                self._drive(False)
+                n += 1
+                yield env.timeout(shut_s)
+            if token == self._token and cycles is not None:
+                self.enabled = False
+        env.process(sequence())
+
+    def _toggle(self) -> None:
+        if not self.enabled and self.faults.interlock:
+            return  # the interlock forbids enabling
+        self.enabled = not self.enabled
+        mode = self.params["mode"]
+        if not self.enabled:
+            self._token += 1  # stop any running sequence
+            self._drive(False)
+        elif mode == 1:
+            self._drive(True)
+        elif mode == 2:
+            self._run_sequence(None)
+        elif mode == 3:
+            self._run_sequence(1)
+        elif mode == 4:
+            self._run_sequence(self.params["rep"])
+        else:
+            self._drive(self.gate)
+
+    def set_gate(self, high: bool) -> None:
+        """Drive the external gate input (mode 5: the shutter follows it while enabled)."""
+        self.gate = bool(high)
+        if self.enabled and self.params["mode"] == 5:
+            self._drive(self.gate)
+
+    # --- protocol -------------------------------------------------------------------------------
+    def before_reply(self, line: str) -> None:
+        if not self.faults.timeout:
+            self._send(line)  # the echo
+
+    def after_reply(self, line: str) -> None:
+        data = b"> "
+        if self.faults.garble:
+            data = self._corrupt(data + self.output_terminator)[:-1]
+        self._tx += data
+
+    def error_reply(self, err: CommandError) -> str | None:
+        return err.code
+
+    def handle(self, line: str) -> str | None:
+        cmd = line.strip()
+        if cmd == "id?":
+            return self.IDN
+        if cmd == "ens?":
+            return "1" if self.enabled else "0"
+        if cmd == "ens":
+            self._toggle()
+            return None
+        if cmd == "closed?":
+            return "0" if self.drive_open else "1"
+        if cmd == "interlock?":
+            return "1" if self.faults.interlock else "0"
+        if cmd.endswith("?") and cmd[:-1] in self.params:
+            return str(self.params[cmd[:-1]])
+        if cmd == "savp":
+            self.saved = {k: self.params[k] for k in ("mode", "trig", "open", "shut", "rep")}
+            return None
+        if cmd == "save":
+            self.saved.update({k: self.params[k] for k in ("xto", "baud")})
+            return None
+        if cmd == "resp":
+            self.params.update(self.saved)
+            return None
+        if cmd == "default":
+            self.saved = {}
+            self.reset_settings()
+            return None
+        m = _SET.fullmatch(cmd)
+        if m is None:
+            if "=" in cmd and cmd.split("=")[0] in self.params:
+                raise CommandError("CMD_ARG_INVALID")
+            raise CommandError("CMD_NOT_DEFINED")
+        key, value = m.group(1), int(m.group(2))
+        limits = {"mode": (1, 5), "trig": (0, 1), "xto": (0, 1), "open": (0, 999999),
+                  "shut": (0, 999999), "rep": (1, 99), "baud": (0, 1)}[key]
+        if not limits[0] <= value <= limits[1]:
+            raise CommandError("CMD_ARG_INVALID")
+        self.params[key] = value
+        if key == "mode" and self.enabled:
+            self._toggle()  # changing mode disables the output, as on the unit
+        return None
