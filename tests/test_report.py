@@ -1,0 +1,278 @@
+"""`ionclock report`: the estimator against stores whose answer is known, the CLI, bad input.
+
+The synthetic stores are written through `ionclock.store.Store` (the real schema) with white
+frequency noise of a chosen level, so the Allan deviation is known analytically:
+sigma_y(tau) = s sqrt(tau0 / tau). Holdover frames carry a large excursion that must not
+reach the estimate (the uptime-weighted ADEV uses locked, non-holdover frames only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ionclock.servo.clock_lock import ServoParams
+
+from ionclock.cli import main
+from ionclock.errors import UserError
+from ionclock.physics import NU0_CA, ZEEMAN_LINES, qpn_sigma
+from ionclock.report import (
+    adev,
+    find_slips,
+    load_run,
+    make_report,
+    mean_and_batch_sigma,
+    splitting_inconsistency_hz,
+)
+from ionclock.store import Store
+
+Z = np.array([line.zeeman_hz_per_t for line in ZEEMAN_LINES])
+QW = np.array([line.quadrupole_weight for line in ZEEMAN_LINES])
+TAU0 = 1.26
+SIGMA_Y = 3e-15          # white FM per frame (fractional): sigma_y(tau) = SIGMA_Y sqrt(tau0/tau)
+BIAS_Y = 4e-16
+B_ERR_T = 3e-12
+SLIP = (0.375, 80)       # at this fraction of the run, line 4 sits a fringe (1/T) off, frames
+HOLD = (0.5625, 300)     # at this fraction of the run, this many holdover frames
+
+
+def write_run(folder: Path, n: int = 16000, seed: int = 7, truth: bool = True) -> Path:
+    """A synthetic run store with known noise, bias, B error, one slip and one holdover."""
+    rng = np.random.default_rng(seed)
+    slip = (int(SLIP[0] * n), int(SLIP[0] * n) + SLIP[1])
+    hold = (int(HOLD[0] * n), int(HOLD[0] * n) + HOLD[1])
+    folder.mkdir(parents=True, exist_ok=True)
+    params = ServoParams()
+    fringe = 1.0 / params.ramsey_time_s
+    # Frame times: 12 cycles each, plus an ion-check cycle now and then (non-uniform).
+    dt = np.full(n, TAU0)
+    dt[rng.random(n) < 0.05] += params.cycle_time_s
+    t = 5.0 + np.cumsum(dt)
+    det = NU0_CA * (BIAS_Y + SIGMA_Y * rng.standard_normal(n))
+    det[:10] += 1.5                            # acquisition transient (not locked)
+    det[hold[0]:hold[1]] += np.linspace(0.0, 3.0, HOLD[1])   # holdover drift
+    b_true = 37.197e-6 + 1e-9 * np.sin(t / 7000.0) + 1e-12 * rng.standard_normal(n)
+    b = b_true + B_ERR_T + 0.5e-12 * rng.standard_normal(n)
+    nu = 2.0 + 0.05 * (t - t[0]) + det
+    offs = Z[None, :] * b[:, None] + 0.7 * QW[None, :] + 0.3 * rng.standard_normal((n, 6))
+    d = det[:, None] + 0.2 * rng.standard_normal((n, 6))
+    offs[slip[0]:slip[1], 4] += fringe
+    d[slip[0]:slip[1], 4] += fringe
+    locked = np.ones(n, dtype=int)
+    holdover = np.zeros(n, dtype=int)
+    locked[:10] = 0
+    locked[hold[0]:hold[1] + 10] = 0
+    holdover[hold[0]:hold[1]] = 1
+    with Store(folder / "ionclock.sqlite", commit_interval=1e9) as st:
+        st.set_meta(simulated=truth, servo=asdict(params), duration_s=float(t[-1]),
+                    config={"clock": {"b_nominal_t": 37.197e-6}})
+        st.event(0.0, "field_ready", "coils")
+        st.event(0.0, "servo_started", "servo")
+        st.event(float(t[10]), "locked", "servo")
+        st.event(float(t[slip[1]]), "slip_corrected", "servo", line=4)
+        st.event(float(t[hold[0]]), "holdover", "servo", reason="ion_lost")
+        st.event(float(t[hold[0]]), "ion_lost", "servo")
+        st.event(float(t[hold[1]]), "ion_reloaded", "servo")
+        st.event(float(t[hold[1] + 10]), "locked", "servo")
+        st.add_many("lock_frames", [
+            (float(t[i]), i, float(nu[i]), 0.05, float(b[i]), *map(float, offs[i]),
+             int(locked[i]), int(holdover[i])) for i in range(n)])
+        if truth:
+            st.add_many("twin_truth", [
+                (i, float(t[i]), float(det[i]), float(b_true[i]), *map(float, d[i]))
+                for i in range(n)])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def twin_run(tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp("twin") / "run")
+
+
+@pytest.fixture(scope="module")
+def twin_report(twin_run) -> dict:
+    return make_report(twin_run)
+
+
+# --- the estimator ------------------------------------------------------------------------
+def test_adev_of_white_fm_matches_the_analytic_value():
+    """Overlapping ADEV of white FM is s sqrt(tau0/tau), inside the reported 68 % interval."""
+    rng = np.random.default_rng(3)
+    y = 2e-15 * rng.standard_normal(40000)
+    a = adev(y, TAU0)
+    assert len(a["tau"]) >= 12
+    expected = 2e-15 * np.sqrt(TAU0 / a["tau"])
+    half = 0.5 * (a["hi"] - a["lo"])
+    # Each point within 3.5 of its own 1-sigma half-width (edf from Greenhall, white FM).
+    assert np.all(np.abs(a["sigma"] - expected) < 3.5 * half)
+    # ... and the interval is honest: not so wide that any answer would pass.
+    assert np.all(half[:5] / expected[:5] < 0.02)
+    # A wrong level would fail: 10 % off is outside the interval at short tau.
+    assert np.all(np.abs(a["sigma"][:5] - 1.1 * expected[:5]) > 3.5 * half[:5])
+
+
+def test_adev_decade_taus_and_too_short_series():
+    y = np.random.default_rng(4).standard_normal(5000)
+    a = adev(y, 1.0, "decade")
+    assert list(a["tau"][:4]) == [1.0, 2.0, 4.0, 10.0]
+    assert a["tau"][-1] * 4 <= 5000
+    assert len(adev(y[:5], 1.0)["tau"]) == 0
+    with pytest.raises(ValueError):
+        adev(y, 1.0, "weekly")
+
+
+def test_batch_means_error_of_white_noise():
+    rng = np.random.default_rng(5)
+    v = 2.0 + rng.standard_normal(20000)
+    mean, sigma = mean_and_batch_sigma(v)
+    assert sigma == pytest.approx(1 / math.sqrt(20000), rel=0.4)
+    assert abs(mean - 2.0) < 4 * sigma
+    assert math.isnan(mean_and_batch_sigma(v[:10])[1])
+
+
+def test_splitting_check_sees_one_fringe_on_its_pair_only():
+    b = 37.2e-6
+    o = (Z * b + 0.5 * QW)[None, :].repeat(3, axis=0)
+    o[1, 5] += 12.5
+    e = splitting_inconsistency_hz(o)
+    assert np.allclose(e[0], 0.0, atol=1e-6)
+    assert abs(e[1, 2]) == pytest.approx(12.5, abs=1e-6)
+    assert np.allclose(e[1, :2], 0.0, atol=1e-6)
+
+
+# --- the summary of a synthetic twin run ---------------------------------------------------
+def test_summary_adev_matches_the_injected_white_noise(twin_report):
+    s = twin_report
+    assert s["reference"].startswith("ion")
+    assert s["tau0_s"] == pytest.approx(TAU0, abs=1e-9)
+    taus = np.array([p[0] for p in s["adev"]])
+    sig = np.array([p[1] for p in s["adev"]])
+    err = np.array(s["adev_err"])
+    # The concatenated series is uniform at the median spacing (1.26 s), so the expectation
+    # is exact in that time base; the holdover drift (3 Hz = 7e-15) must not leak in.
+    expected = SIGMA_Y * np.sqrt(TAU0 / taus)
+    half = 0.5 * (err[:, 1] - err[:, 0])
+    assert np.all(np.abs(sig - expected) < 3.5 * half)
+    assert taus[-1] * 4 <= s["frames_used"] * TAU0 + 1e-6
+    assert len(s["adev_lines"]) == 6
+    line0 = np.array(s["adev_lines"][0])
+    # Single lines: SIGMA_Y (common) plus 0.2 Hz of their own noise per frame.
+    s_line = math.hypot(SIGMA_Y, 0.2 / NU0_CA)
+    assert line0[0, 1] == pytest.approx(s_line, rel=0.05)
+
+
+def test_summary_fields(twin_report):
+    s = twin_report
+    q1 = qpn_sigma(1.0, ramsey_time_s=0.080, cycle_time_s=0.105)
+    assert s["qpn_sigma_1s"] == pytest.approx(q1)
+    assert 1.5e-15 < s["qpn_sigma_1s"] < 1.7e-15       # DOMAIN §5: ~1.6e-15/sqrt(tau)
+    # 16000 frames ~ 5.6 h: tau = 100 and 1000 s are available, 10000 s is not.
+    assert set(s["adev_over_qpn"]) == {"100", "1000"}
+    r100 = SIGMA_Y * math.sqrt(TAU0 / 100) / qpn_sigma(100.0)
+    assert s["adev_over_qpn"]["100"] == pytest.approx(r100, rel=0.1)
+    assert abs(s["bias"] - BIAS_Y) < 4 * s["bias_sigma"]
+    assert s["bias_sigma"] == pytest.approx(SIGMA_Y / math.sqrt(s["frames_used"]), rel=0.5)
+    assert s["b_error_t"] == pytest.approx(B_ERR_T, abs=0.1e-12)
+    assert s["slips"] == 1
+    assert s["slips_by_source"] == {"events": 1, "splittings": 1, "truth": 1}
+    assert s["slips_corrected"] == 1
+    # Not locked: 10 acquisition frames, 300 holdover + 10 reacquisition frames.
+    assert s["uptime"] == pytest.approx(1 - 320 / 16000, abs=2e-3)
+    assert s["events"]["locked"] == 2
+    assert s["events"]["ion_lost"] == 1
+    # Settling (600 s = 476 frames), acquisition and holdover frames are left out.
+    assert 16000 - s["frames_used"] - 310 == pytest.approx(600 / TAU0, abs=30)
+    assert json.loads((Path(s["files"][-1])).read_text())["slips"] == 1
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_figures_are_real_images(twin_report):
+    files = [Path(f) for f in twin_report["files"]]
+    assert [f.name for f in files] == ["adev.png", "frequency.png", "offsets.png",
+                                       "bfield.png", "summary.json"]
+    for f in files[:4]:
+        w, h = _png_size(f)
+        assert w >= 600 and h >= 400
+        assert f.stat().st_size > 20_000      # a plot with data, not an empty frame
+
+
+def test_lab_run_is_judged_against_the_cavity(tmp_path):
+    run = write_run(tmp_path / "lab", n=3000, truth=False)
+    data = load_run(run)
+    assert not data.has_truth
+    s = make_report(run, tmp_path / "out", settle_s=0.0)
+    assert s["reference"].startswith("cavity")
+    assert s["bias"] is None and s["b_error_t"] is None
+    assert s["adev_lines"] == []
+    # The steering holds a 50 mHz/s drift: the ADEV rises at long tau.
+    assert s["adev"][-1][1] > s["adev"][0][1]
+    assert s["slips_by_source"]["splittings"] == 1
+    assert (tmp_path / "out" / "adev.png").stat().st_size > 10_000
+
+
+def test_find_slips_merges_close_findings(twin_run):
+    data = load_run(twin_run)
+    mask = data.locked & ~data.holdover
+    found = find_slips(data, mask)
+    assert len(found["times"]) == 1
+    assert found["times"][0] == pytest.approx(data.t[int(SLIP[0] * 16000)], abs=1.0)
+
+
+# --- the command line ----------------------------------------------------------------------
+def test_cli_json(twin_run, tmp_path, capsys):
+    assert main(["report", str(twin_run), "--out", str(tmp_path / "r"), "--json",
+                 "--settle", "5m"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    s = json.loads(out[0])
+    assert s["settle_s"] == 300.0
+    for key in ("adev", "adev_lines", "qpn_sigma_1s", "adev_over_qpn", "bias",
+                "bias_sigma", "b_error_t", "slips", "slips_corrected", "uptime", "events"):
+        assert key in s
+    assert (tmp_path / "r" / "summary.json").is_file()
+
+
+def test_cli_text_accepts_the_store_file(twin_run, tmp_path, capsys):
+    assert main(["report", str(twin_run / "ionclock.sqlite"), "--out",
+                 str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "ADEV/QPN" in out and "bias" in out and "adev.png" in out
+
+
+def _exit_and_line(argv, capsys) -> tuple[int, str]:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_cli_bad_input_is_one_line_and_status_2(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    Store(empty / "ionclock.sqlite").close()
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database" * 100)
+    nodir = tmp_path / "nodir"
+    nodir.mkdir()
+    for argv, needle in ([["report", str(tmp_path / "missing")], "no such run folder"],
+                         [["report", str(nodir)], "no store"],
+                         [["report", str(empty)], "no lock frames"],
+                         [["report", str(garbage)], "not a readable"],
+                         [["report", str(empty), "--settle", "soon"], "bad duration"]):
+        code, err = _exit_and_line(argv, capsys)
+        assert code == 2, argv
+        assert err.count("\n") == 0 and needle in err, err
+
+
+def test_make_report_rejects_a_missing_out_parent(twin_run, tmp_path):
+    with pytest.raises(UserError, match="parent folder"):
+        make_report(twin_run, tmp_path / "a" / "b")
