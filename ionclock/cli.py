@@ -23,6 +23,7 @@ COMMANDS = [
     "ionclock.commands.plot",
     "ionclock.commands.export",
     "ionclock.commands.status",
+    "ionclock.commands.report",
 ]
 
 
