@@ -49,6 +49,10 @@ MODELS: dict[str, ModelEntry] = {
         "ionclock.drivers.sr400:SR400",
         "ionclock.sim_instruments.sr400:SimSR400",
         "SRS SR400 gated photon counter (detection counts)"),
+    "rigol_dp832": ModelEntry(
+        "ionclock.drivers.coil_supplies:CoilSupplyDP832",
+        "ionclock.sim_instruments.coil_supplies:SimRigolDP832",
+        "Rigol DP832 triple supply driving the quantisation-field coils"),
     "lakeshore218": ModelEntry(
         "ionclock.drivers.lakeshore218:LakeShore218",
         "ionclock.sim_instruments.lakeshore:SimLakeShore218",
