@@ -1,0 +1,284 @@
+"""HighFinesse WS7/WS8 wavemeter: through libwlmData (ctypes) or the TCP text server.
+
+Both front ends offer the same API, in SI units:
+
+- ``frequency(channel)`` (Hz), ``wavelength(channel)`` (m, vacuum),
+- ``temperature`` (K), ``pressure`` (Pa), ``exposure(channel, ccd)`` (s),
+- ``channel_count``, ``ping()``, ``close()``.
+
+The library answers in THz, nm, °C, mbar and ms; a negative (or, for temperature and
+pressure, ≤ −1000) return is an error code (PROTOCOLS.md, wlmData.h):
+0 no value yet, −1 no signal, −2 bad signal, −3 under-exposed, −4 over-exposed,
+−5 wavemeter missing, −6 not available, −14 out of range. Each raises its own subclass of
+`WavemeterError` (an `InstrumentError` carrying the code), never a number.
+
+`WavemeterWlmData` loads ``libwlmData.so`` (Linux; reaches a Windows-hosted wavemeter
+through ``~/.config/HighFinesse/wlmData.ini``) or any library path given.
+`WavemeterTCP` speaks HighFinesse's text server: port 1234, greeting ``200``, commands such
+as ``getFrequencyNum 1``, CRLF-terminated, each answered by one number.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+from typing import Any
+
+from ionclock.drivers.trap_rf import parse_float
+from pymeasure.instruments import Instrument
+
+from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
+
+C_LIGHT = 299792458.0
+
+
+class WavemeterError(InstrumentError):
+    """A wavemeter error return; `code` is the wlmData error number (as text)."""
+
+
+class NoValueError(WavemeterError):
+    """No measurement yet (0)."""
+
+
+class NoSignalError(WavemeterError):
+    """No signal on the channel (-1)."""
+
+
+class BadSignalError(WavemeterError):
+    """A signal that cannot be evaluated (-2)."""
+
+
+class UnderexposedError(WavemeterError):
+    """Under-exposed (-3)."""
+
+
+class OverexposedError(WavemeterError):
+    """Over-exposed (-4)."""
+
+
+class WavemeterMissingError(WavemeterError):
+    """No wavemeter server running / wavemeter missing (-5)."""
+
+
+class NotAvailableError(WavemeterError):
+    """Function not available on this unit (-6)."""
+
+
+class OutOfRangeError(WavemeterError):
+    """Value out of the measurement range (-14)."""
+
+
+ERRORS: dict[int, tuple[type[WavemeterError], str]] = {
+    0: (NoValueError, "no value yet"),
+    -1: (NoSignalError, "no signal"),
+    -2: (BadSignalError, "bad signal"),
+    -3: (UnderexposedError, "under-exposed"),
+    -4: (OverexposedError, "over-exposed"),
+    -5: (WavemeterMissingError, "wavemeter missing"),
+    -6: (NotAvailableError, "not available"),
+    -14: (OutOfRangeError, "out of range"),
+}
+
+
+def check_result(instrument: str, value: float, offset: int = 0) -> float:
+    """Return `value` if it is a measurement; raise the typed error for an error code.
+
+    `offset` is subtracted first (temperature and pressure codes are ``-1000 + code``).
+    """
+    if not math.isfinite(value):
+        raise ReplyError(instrument, f"non-finite value {value!r}")
+    if (offset == 0 and value > 0) or (offset != 0 and value > offset):
+        return value
+    code = int(round(value - offset))
+    cls, text = ERRORS.get(code, (WavemeterError, "error"))
+    raise cls(instrument, text, code=str(code))
+
+
+def _check_channel(channel: int, count: int) -> int:
+    if isinstance(channel, bool) or not isinstance(channel, int) or not 1 <= channel <= count:
+        raise ValueError(f"channel must be an integer 1..{count}, got {channel!r}")
+    return channel
+
+
+def _check_ccd(ccd: int) -> int:
+    if ccd not in (1, 2) or isinstance(ccd, bool):
+        raise ValueError(f"ccd must be 1 or 2, got {ccd!r}")
+    return ccd
+
+
+class WavemeterWlmData:
+    """HighFinesse wavemeter through libwlmData (ctypes).
+
+    `library` is a path or name (default: ``libwlmData.so`` found by the loader);
+    `channels` the number of switch channels (1..8 on a WS8 with switch).
+    Extra keyword arguments (VISA terminations the registry passes) are ignored.
+    """
+
+    write_termination = ""
+    read_termination = ""
+
+    def __init__(self, library: str | None = None, *, channels: int = 8,
+                 name: str = "wavemeter", **_ignored: Any):
+        self.name = name
+        self.channels = channels
+        path = library or ctypes.util.find_library("wlmData") or "libwlmData.so"
+        try:
+            self.lib = ctypes.CDLL(path)
+        except OSError as err:
+            raise WavemeterMissingError(name, f"cannot load {path!r}: {err}", code="-5") from None
+        i32, dbl = ctypes.c_int32, ctypes.c_double
+        for fn, restype, argtypes in [
+            ("GetFrequencyNum", dbl, [i32, dbl]),
+            ("GetWavelengthNum", dbl, [i32, dbl]),
+            ("GetTemperature", dbl, [dbl]),
+            ("GetPressure", dbl, [dbl]),
+            ("GetExposureNum", i32, [i32, i32, i32]),
+            ("GetWLMCount", i32, [i32]),
+            ("GetChannelsCount", i32, [i32]),
+        ]:
+            try:
+                f = getattr(self.lib, fn)
+            except AttributeError:
+                raise WavemeterMissingError(name, f"{path!r} lacks {fn}", code="-5") from None
+            f.restype, f.argtypes = restype, argtypes
+
+    def frequency(self, channel: int) -> float:
+        """Frequency on `channel` in Hz (GetFrequencyNum, THz)."""
+        ch = _check_channel(channel, self.channels)
+        return check_result(self.name, self.lib.GetFrequencyNum(ch, 0.0)) * 1e12
+
+    def wavelength(self, channel: int) -> float:
+        """Vacuum wavelength on `channel` in m (GetWavelengthNum, nm)."""
+        ch = _check_channel(channel, self.channels)
+        return check_result(self.name, self.lib.GetWavelengthNum(ch, 0.0)) * 1e-9
+
+    @property
+    def temperature(self) -> float:
+        """Wavemeter internal temperature in K (GetTemperature, °C)."""
+        return check_result(self.name, self.lib.GetTemperature(0.0), offset=-1000) + 273.15
+
+    @property
+    def pressure(self) -> float:
+        """Wavemeter internal pressure in Pa (GetPressure, mbar)."""
+        return check_result(self.name, self.lib.GetPressure(0.0), offset=-1000) * 100.0
+
+    def exposure(self, channel: int, ccd: int = 1) -> float:
+        """Exposure time of `ccd` (1 or 2) on `channel` in s (GetExposureNum, ms)."""
+        ch = _check_channel(channel, self.channels)
+        value = self.lib.GetExposureNum(ch, _check_ccd(ccd), 0)
+        if value < 0:
+            check_result(self.name, float(value))
+        return value / 1000.0
+
+    @property
+    def wlm_count(self) -> int:
+        """Number of wavemeter servers running (GetWLMCount; 0: none)."""
+        return int(self.lib.GetWLMCount(0))
+
+    @property
+    def channel_count(self) -> int:
+        """Number of channels of the unit (GetChannelsCount)."""
+        n = int(self.lib.GetChannelsCount(0))
+        if n < 0:
+            check_result(self.name, float(n))
+        return n
+
+    def ping(self) -> bool:
+        """Return True if a wavemeter server is running (GetWLMCount > 0)."""
+        return self.wlm_count > 0
+
+    def close(self) -> None:
+        """Nothing to release: the library stays loaded for the process."""
+
+
+class WavemeterTCP(Instrument):
+    """HighFinesse wavemeter through its TCP text server (port 1234, CRLF, greets ``200``).
+
+    `expect_greeting` reads the ``200`` the server sends on connect (turn it off for a
+    link that is already past the greeting).
+    """
+
+    write_termination = "\r\n"
+    read_termination = "\r\n"
+
+    def __init__(self, adapter: Any, name: str = "wavemeter", *, channels: int = 8,
+                 expect_greeting: bool = True, **kwargs: Any):
+        super().__init__(adapter, name, includeSCPI=False, **kwargs)
+        self.channels = channels
+        if expect_greeting:
+            greeting = self.read().strip()
+            if greeting != "200":
+                raise ReplyError(self.name, f"expected the greeting '200', got {greeting!r}")
+
+    def _number(self, command: str) -> float:
+        return parse_float(self.name, self.ask(command))
+
+    def frequency(self, channel: int) -> float:
+        """Frequency on `channel` in Hz (``getFrequencyNum ch``, THz)."""
+        ch = _check_channel(channel, self.channels)
+        return check_result(self.name, self._number(f"getFrequencyNum {ch}")) * 1e12
+
+    def wavelength(self, channel: int) -> float:
+        """Vacuum wavelength on `channel` in m (``getWavelengthNum ch``, nm)."""
+        ch = _check_channel(channel, self.channels)
+        return check_result(self.name, self._number(f"getWavelengthNum {ch}")) * 1e-9
+
+    @property
+    def temperature(self) -> float:
+        """Wavemeter internal temperature in K (``getTemperature``, °C)."""
+        return check_result(self.name, self._number("getTemperature"), offset=-1000) + 273.15
+
+    @property
+    def pressure(self) -> float:
+        """Wavemeter internal pressure in Pa (``getPressure``, mbar)."""
+        return check_result(self.name, self._number("getPressure"), offset=-1000) * 100.0
+
+    def exposure(self, channel: int, ccd: int = 1) -> float:
+        """Exposure time of `ccd` on `channel` in s (``getExposureNum ch,ccd``, ms)."""
+        ch = _check_channel(channel, self.channels)
+        value = self._number(f"getExposureNum {ch},{_check_ccd(ccd)}")
+        if value < 0:
+            check_result(self.name, value)
+        return value / 1000.0
+
+    @property
+    def channel_count(self) -> int:
+        """Number of channels (``getChannelsCount``)."""
+        value = self._number("getChannelsCount")
+        if value < 0 or value != int(value):
+            raise ReplyError(self.name, f"bad channel count {value!r}")
+        return int(value)
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        """(device type, version, revision, software) from ``getVersion``."""
+        reply = self.ask("getVersion")
+        try:
+            parts = tuple(int(p) for p in reply.split(","))
+        except ValueError:
+            raise ReplyError(self.name, f"bad version reply {reply!r}") from None
+        if len(parts) != 4:
+            raise ReplyError(self.name, f"bad version reply {reply!r}")
+        return parts
+
+    def ping(self) -> bool:
+        """Return True if the server answers ``getVersion``."""
+        try:
+            self.version  # noqa: B018
+            return True
+        except (InstrumentError, InstrumentTimeout, OSError):
+            return False
+        except Exception as err:
+            if type(err).__name__ == "VisaIOError":
+                return False
+            raise
+
+    def close(self) -> None:
+        """Close the TCP connection."""
+        self.adapter.close()
+
+
+def frequency_to_wavelength(frequency_hz: float) -> float:
+    """Vacuum wavelength (m) of a frequency (Hz)."""
+    return C_LIGHT / frequency_hz

@@ -1,0 +1,119 @@
+"""Twin of the HighFinesse wavemeter's TCP text server, reading the world's lasers.
+
+Per-channel laser frequencies come from ``world.laser_frequency(name)`` (Hz) where the world
+has it; otherwise from this module's `LaserBank`: nominal frequencies of the clock's lasers
+with a seeded random-walk drift per laser (SimPy time where the world has ``env``) and the
+wavemeter's own reading noise. Replies follow the server: one number per line, CRLF,
+frequency in THz, wavelength in nm (vacuum), temperature in °C, pressure in mbar, exposure in
+ms, and the wlmData error codes for a channel without light (-1), over-exposure (-4), etc.
+
+Options: ``channels`` ({channel: laser name}), ``greet`` (queue the ``200`` greeting at
+construction, as the server sends it on connect; use False behind `TcpServer(greeting=...)`),
+``seed``. Per-channel faults: ``channel_errors[channel] = code``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+from ionclock.sim_instruments.base import SimInstrument
+
+C_LIGHT = 299792458.0
+
+#: Nominal laser frequencies (Hz): 40Ca+ S1/2-P1/2 397 nm, D3/2-P1/2 866 nm, D5/2-P3/2 854 nm,
+#: the 729 nm clock transition (DOMAIN §1), Ca 423 nm photo-ionisation, Cd+ S1/2-P3/2
+#: 214.5 nm (DOMAIN §4).
+NOMINAL_HZ = {
+    "397": 755.222766e12,
+    "866": 346.000235e12,
+    "854": 350.862882e12,
+    "729": 411.042129776e12,
+    "423": 709.078373e12,
+    "214.5": 1397.592e12,
+}
+
+DEFAULT_CHANNELS = {1: "397", 2: "866", 3: "854", 4: "729", 5: "423", 6: "214.5"}
+
+
+class LaserBank:
+    """Free-running-ish lasers: nominal + random walk (Hz/sqrt(s)), sampled at SimPy time."""
+
+    def __init__(self, env=None, seed: int = 0, walk_hz_sqrt_s: float = 2e6 / math.sqrt(3600),
+                 nominal: dict[str, float] | None = None):
+        self.env = env
+        self.nominal = dict(NOMINAL_HZ if nominal is None else nominal)
+        self.walk = walk_hz_sqrt_s
+        self._rng = np.random.default_rng([seed, 11])
+        self._state = {name: (0.0, 0.0) for name in self.nominal}  # (t, offset)
+
+    def frequency(self, name: str) -> float:
+        """Return the laser frequency now (Hz)."""
+        t = self.env.now if self.env is not None else 0.0
+        t0, x = self._state[name]
+        if t > t0:
+            x += self.walk * math.sqrt(t - t0) * float(self._rng.standard_normal())
+            self._state[name] = (t, x)
+        return self.nominal[name] + x
+
+
+class SimWavemeterServer(SimInstrument):
+    """The HighFinesse TCP text server (see the module docstring)."""
+
+    input_terminator = b"\n"
+    output_terminator = b"\r\n"
+    name = "sim-wavemeter"
+
+    def __init__(self, world=None, channels: dict[int, str] | None = None, greet: bool = True,
+                 noise_hz: float = 0.2e6, seed: int | None = 0):
+        self.channel_names = dict(DEFAULT_CHANNELS if channels is None else channels)
+        self.noise_hz = noise_hz
+        self._noise = np.random.default_rng([seed or 0, 12])
+        self.lasers = LaserBank(getattr(world, "env", None), seed or 0)
+        self.channel_errors: dict[int, int] = {}
+        self.temperature_c = 24.62
+        self.pressure_mbar = 1004.3
+        self.exposure_ms = {1: 12, 2: 40}
+        super().__init__(world, seed)
+        if greet:
+            self._send("200")
+
+    def laser_hz(self, channel: int) -> float:
+        """Return the true frequency on `channel` (Hz), from the world or the bank."""
+        name = self.channel_names[channel]
+        hook = getattr(self.world, "laser_frequency", None)
+        return hook(name) if hook is not None else self.lasers.frequency(name)
+
+    def _measure(self, channel: int) -> float | int:
+        if channel not in self.channel_names:
+            return -1  # no light on an unused channel
+        if channel in self.channel_errors:
+            return self.channel_errors[channel]
+        return self.laser_hz(channel) + self.noise_hz * float(self._noise.standard_normal())
+
+    def handle(self, line: str) -> str | None:
+        cmd = line.strip()
+        m = re.fullmatch(r"(getFrequencyNum|getWavelengthNum)\s+(\d+)", cmd)
+        if m:
+            value = self._measure(int(m.group(2)))
+            if isinstance(value, int):
+                return str(value)
+            if m.group(1) == "getFrequencyNum":
+                return f"{value / 1e12:.7f}"
+            return f"{C_LIGHT / value * 1e9:.7f}"
+        m = re.fullmatch(r"getExposureNum\s+(\d+),\s*(\d+)", cmd)
+        if m:
+            ch, ccd = int(m.group(1)), int(m.group(2))
+            if ch not in self.channel_names or ccd not in self.exposure_ms:
+                return "-6"
+            return str(self.exposure_ms[ccd])
+        if cmd == "getTemperature":
+            return f"{self.temperature_c:.2f}"
+        if cmd == "getPressure":
+            return f"{self.pressure_mbar:.1f}"
+        if cmd == "getChannelsCount":
+            return "8"
+        if cmd == "getVersion":
+            return "8,1234,567,8901"
+        return "-6"  # the server answers an unknown function as "not available"
