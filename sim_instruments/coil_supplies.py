@@ -1,0 +1,390 @@
+"""Twins of the coil supplies: Keysight E36312A and Rigol DP832, SCPI over LF-terminated lines.
+
+Both keep per-channel setpoints (current, compliance voltage) and output state, drive a coil of
+`coil_ohm` ohms (constant current while ``I * R`` is below the compliance, else constant
+voltage), answer ``MEAS:CURR?`` with the output current (0 when off) plus small seeded noise,
+call ``world.coil_changed(channel, current_a)`` with the effective current whenever it changes
+(when the world has that hook), and keep a SCPI error queue with the standard messages
+(``-113,"Undefined header"``, ``-222,"Data out of range"``, ...), read by ``SYST:ERR?``.
+
+Headers match SCPI style: long or short form of each node, case-insensitive, optional nodes
+in brackets, several commands per line separated by ``;``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ionclock.sim_instruments.base import CommandError, SimInstrument
+
+SCPI_ERRORS = {
+    -102: "Syntax error",
+    -104: "Data type error",
+    -108: "Parameter not allowed",
+    -109: "Missing parameter",
+    -113: "Undefined header",
+    -221: "Settings conflict",
+    -222: "Data out of range",
+    -224: "Illegal parameter value",
+    -350: "Queue overflow",
+}
+QUEUE_DEPTH = 20
+
+
+def _compile(pattern: str) -> list[tuple[str, str, bool]]:
+    """``[SOURce:]CURRent[:LEVel]`` -> [(long, short, optional), ...]."""
+    nodes = []
+    optional = False
+    token = ""
+    for char in pattern + ":":
+        if char == "[":
+            optional = True
+        elif char in ":]":
+            if token:
+                short = "".join(c for c in token if c.isupper() or c.isdigit() or c == "*")
+                nodes.append((token.upper(), short or token.upper(), optional))
+                token = ""
+            if char == "]":
+                optional = False
+        else:
+            token += char
+    return nodes
+
+
+def _match(nodes, tokens) -> bool:
+    if not nodes:
+        return not tokens
+    long, short, optional = nodes[0]
+    if tokens and tokens[0] in (long, short) and _match(nodes[1:], tokens[1:]):
+        return True
+    return optional and _match(nodes[1:], tokens)
+
+
+class _ScpiSupply(SimInstrument):
+    """Shared SCPI machinery and coil physics; subclasses list their commands."""
+
+    input_terminator = b"\n"
+    output_terminator = b"\n"
+    ratings: dict[int, tuple[float, float]] = {}
+    idn = ""
+    COMMANDS: list[tuple[str, str]] = []
+
+    def __init__(self, world=None, seed: int | None = 0, *, coil_ohm: float = 2.0,
+                 noise_a: float = 2e-5):
+        self._hook = getattr(world, "coil_changed", None)
+        self._noise_rng = random.Random(seed)
+        self.coil_ohm = coil_ohm
+        self.noise_a = noise_a
+        self._table = [(_compile(pattern), name) for pattern, name in self.COMMANDS]
+        super().__init__(world, seed)
+
+    def reset_settings(self) -> None:
+        """Power-on state: outputs off, 0 A, compliance 0 V, empty error queue."""
+        self.current_set = {ch: 0.0 for ch in self.ratings}
+        self.voltage_set = {ch: 0.0 for ch in self.ratings}
+        self.output = {ch: False for ch in self.ratings}
+        self.errors: list[int] = []
+        self.selected = 1
+        self._effective = {ch: 0.0 for ch in self.ratings}
+
+    # --- physics ---------------------------------------------------------------------------
+    def effective_current(self, ch: int) -> float:
+        """Output current of `ch` in A: CC setpoint, limited by compliance; 0 when off."""
+        if not self.output[ch]:
+            return 0.0
+        return min(self.current_set[ch], self.voltage_set[ch] / self.coil_ohm)
+
+    def mode(self, ch: int) -> str:
+        """Return the regulation mode of `ch`: 'CC', 'CV' (compliance reached) or 'UR' (off)."""
+        if not self.output[ch]:
+            return "UR"
+        return "CC" if self.current_set[ch] * self.coil_ohm <= self.voltage_set[ch] else "CV"
+
+    def _changed(self) -> None:
+        for ch in self.ratings:
+            value = self.effective_current(ch)
+            if value != self._effective[ch]:
+                self._effective[ch] = value
+                if self._hook is not None:
+                    self._hook(ch, value)
+
+    def measured_current(self, ch: int) -> float:
+        """What MEAS:CURR? reads: the output current plus seeded noise (exactly 0 when off)."""
+        value = self.effective_current(ch)
+        if self.output[ch] and self.noise_a:
+            value += self._noise_rng.gauss(0.0, self.noise_a)
+        return value
+
+    # --- grammar ------------------------------------------------------------------------------
+    def handle(self, line: str) -> str | None:
+        """Run each ``;``-separated command; return the query replies joined by ``;``."""
+        replies = []
+        for part in line.split(";"):
+            part = part.strip()
+            if not part:
+                continue
+            header, _, args = part.partition(" ")
+            query = header.endswith("?")
+            tokens = header.rstrip("?").strip(":").upper().split(":")
+            name = next((n for nodes, n in self._table if _match(nodes, tokens)), None)
+            try:
+                if name is None:
+                    raise CommandError("-113")
+                reply = getattr(self, "_cmd_" + name)(query, args.strip())
+            except CommandError as err:
+                self._push_error(int(err.code))
+                continue
+            if reply is not None:
+                replies.append(reply)
+        self._changed()
+        return ";".join(replies) if replies else None
+
+    def _push_error(self, code: int) -> None:
+        if len(self.errors) >= QUEUE_DEPTH:
+            self.errors[-1] = -350
+        else:
+            self.errors.append(code)
+
+    def _cmd_err(self, query: bool, args: str) -> str:
+        if not query:
+            raise CommandError("-113")
+        code = self.errors.pop(0) if self.errors else 0
+        return self.format_error(code)
+
+    def format_error(self, code: int) -> str:
+        """Render one error-queue entry as the unit does."""
+        raise NotImplementedError
+
+    def _cmd_idn(self, query: bool, args: str) -> str:
+        if not query:
+            raise CommandError("-113")
+        return self.idn
+
+    def _cmd_cls(self, query: bool, args: str) -> None:
+        self.errors.clear()
+
+    def _cmd_rst(self, query: bool, args: str) -> None:
+        errors = self.errors
+        self.reset_settings()
+        self.errors = errors
+
+    # --- argument helpers ------------------------------------------------------------------------
+    def _number(self, text: str) -> float:
+        if not text:
+            raise CommandError("-109")
+        if text.upper() in ("MIN", "MINIMUM"):
+            return 0.0
+        try:
+            return float(text)
+        except ValueError:
+            raise CommandError("-104") from None
+
+    def _channel(self, text: str) -> int:
+        if not text.isdigit() or int(text) not in self.ratings:
+            raise CommandError("-222")
+        return int(text)
+
+    def _state(self, text: str) -> bool:
+        word = text.strip().upper()
+        if word in ("1", "ON"):
+            return True
+        if word in ("0", "OFF"):
+            return False
+        raise CommandError("-224" if word else "-109")
+
+    def _set_level(self, table: dict, ch: int, value: float, index: int) -> None:
+        if not 0.0 <= value <= self.ratings[ch][index] * 1.02:
+            raise CommandError("-222")
+        table[ch] = value
+
+
+class SimKeysightE36312A(_ScpiSupply):
+    """Keysight E36312A twin: channel lists ``(@n)`` on every channel command."""
+
+    name = "sim Keysight E36312A"
+    ratings = {1: (6.0, 5.0), 2: (25.0, 1.0), 3: (25.0, 1.0)}
+    idn = "Keysight Technologies,E36312A,MY00000000,2.1.0-1.0.4-1.12"
+    COMMANDS = [
+        ("[SOURce:]CURRent[:LEVel][:IMMediate][:AMPLitude]", "curr"),
+        ("[SOURce:]VOLTage[:LEVel][:IMMediate][:AMPLitude]", "volt"),
+        ("MEASure[:SCALar]:CURRent[:DC]", "meas_curr"),
+        ("MEASure[:SCALar]:VOLTage[:DC]", "meas_volt"),
+        ("OUTPut[:STATe]", "outp"),
+        ("SYSTem:ERRor[:NEXT]", "err"),
+        ("*IDN", "idn"),
+        ("*CLS", "cls"),
+        ("*RST", "rst"),
+    ]
+
+    def format_error(self, code: int) -> str:
+        if code == 0:
+            return '+0,"No error"'
+        return f'{code:+d},"{SCPI_ERRORS[code]}"'
+
+    def _split(self, args: str, query: bool) -> tuple[str, list[int]]:
+        """``0.5, (@1,2)`` -> ('0.5', [1, 2]); ``(@2)`` -> ('', [2])."""
+        start = args.find("(@")
+        if start < 0 or not args.endswith(")"):
+            raise CommandError("-109")
+        value, chans = args[:start].strip(), args[start:]
+        if value:
+            if not value.endswith(","):
+                raise CommandError("-102")
+            value = value[:-1]
+        out = []
+        for item in chans[2:-1].split(","):
+            lo, _, hi = item.strip().partition(":")
+            first = self._channel(lo)
+            last = self._channel(hi) if hi else first
+            out.extend(range(first, last + 1))
+        if not out or (query and value.strip()) or (not query and not value.strip()):
+            raise CommandError("-108" if query else "-109")
+        return value.strip(), out
+
+    def _cmd_curr(self, query: bool, args: str) -> str | None:
+        value, chans = self._split(args, query)
+        if query:
+            return ",".join(f"{self.current_set[ch]:+.8E}" for ch in chans)
+        number = self._number(value)
+        for ch in chans:
+            self._set_level(self.current_set, ch, number, 1)
+        return None
+
+    def _cmd_volt(self, query: bool, args: str) -> str | None:
+        value, chans = self._split(args, query)
+        if query:
+            return ",".join(f"{self.voltage_set[ch]:+.8E}" for ch in chans)
+        number = self._number(value)
+        for ch in chans:
+            self._set_level(self.voltage_set, ch, number, 0)
+        return None
+
+    def _cmd_meas_curr(self, query: bool, args: str) -> str:
+        if not query:
+            raise CommandError("-113")
+        _, chans = self._split(args, True)
+        return ",".join(f"{self.measured_current(ch):+.8E}" for ch in chans)
+
+    def _cmd_meas_volt(self, query: bool, args: str) -> str:
+        if not query:
+            raise CommandError("-113")
+        _, chans = self._split(args, True)
+        return ",".join(f"{self.effective_current(ch) * self.coil_ohm:+.8E}" for ch in chans)
+
+    def _cmd_outp(self, query: bool, args: str) -> str | None:
+        value, chans = self._split(args, query)
+        if query:
+            return ",".join("1" if self.output[ch] else "0" for ch in chans)
+        state = self._state(value)
+        for ch in chans:
+            self.output[ch] = state
+        return None
+
+
+class SimRigolDP832(_ScpiSupply):
+    """Rigol DP832 twin: ``:INST:NSEL n`` selects the channel for SOUR/level commands."""
+
+    name = "sim Rigol DP832"
+    ratings = {1: (30.0, 3.0), 2: (30.0, 3.0), 3: (5.0, 3.0)}
+    idn = "RIGOL TECHNOLOGIES,DP832,DP8C000000000,00.01.16"
+    COMMANDS = [
+        (":INSTrument:NSELect", "nsel"),
+        (":INSTrument[:SELect]", "inst"),
+        ("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", "curr"),
+        ("[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]", "volt"),
+        ("[:SOURce]:CURRent:PROTection[:LEVel]", "ocp_level"),
+        ("[:SOURce]:CURRent:PROTection:STATe", "ocp_state"),
+        (":MEASure:CURRent[:DC]", "meas_curr"),
+        (":MEASure[:VOLTage][:DC]", "meas_volt"),
+        (":OUTPut[:STATe]", "outp"),
+        (":OUTPut:MODE", "mode"),
+        (":SYSTem:ERRor[:NEXT]", "err"),
+        ("*IDN", "idn"),
+        ("*CLS", "cls"),
+        ("*RST", "rst"),
+    ]
+
+    def reset_settings(self) -> None:
+        super().reset_settings()
+        self.ocp_level = {ch: self.ratings[ch][1] * 1.1 for ch in self.ratings}
+        self.ocp_on = {ch: False for ch in self.ratings}
+
+    def format_error(self, code: int) -> str:
+        if code == 0:
+            return '0,"No error"'
+        return f'{code},"{SCPI_ERRORS[code]}"'
+
+    def _source(self, text: str) -> int:
+        word = text.strip().upper()
+        if word.startswith("CH"):
+            return self._channel(word[2:])
+        raise CommandError("-224")
+
+    def _cmd_nsel(self, query: bool, args: str) -> str | None:
+        if query:
+            return str(self.selected)
+        self.selected = self._channel(args)
+        return None
+
+    def _cmd_inst(self, query: bool, args: str) -> str | None:
+        if query:
+            return f"CH{self.selected}"
+        self.selected = self._source(args)
+        return None
+
+    def _level(self, table: dict, index: int, query: bool, args: str, digits: int):
+        ch = self.selected
+        if query:
+            return f"{table[ch]:.{digits}f}"
+        # The DP832 programs in 1 mA / 1 mV steps.
+        self._set_level(table, ch, round(self._number(args), 3), index)
+        return None
+
+    def _cmd_curr(self, query: bool, args: str) -> str | None:
+        return self._level(self.current_set, 1, query, args, 4)
+
+    def _cmd_volt(self, query: bool, args: str) -> str | None:
+        return self._level(self.voltage_set, 0, query, args, 3)
+
+    def _cmd_ocp_level(self, query: bool, args: str) -> str | None:
+        ch = self.selected
+        if query:
+            return f"{self.ocp_level[ch]:.3f}"
+        value = self._number(args)
+        if not 0.0 < value <= self.ratings[ch][1] * 1.1:
+            raise CommandError("-222")
+        self.ocp_level[ch] = value
+        return None
+
+    def _cmd_ocp_state(self, query: bool, args: str) -> str | None:
+        ch = self.selected
+        if query:
+            return "ON" if self.ocp_on[ch] else "OFF"
+        self.ocp_on[ch] = self._state(args)
+        return None
+
+    def _query_channel(self, query: bool, args: str) -> int:
+        if not query:
+            raise CommandError("-113")
+        return self._source(args) if args else self.selected
+
+    def _cmd_meas_curr(self, query: bool, args: str) -> str:
+        return f"{self.measured_current(self._query_channel(query, args)):.4f}"
+
+    def _cmd_meas_volt(self, query: bool, args: str) -> str:
+        ch = self._query_channel(query, args)
+        return f"{self.effective_current(ch) * self.coil_ohm:.3f}"
+
+    def _cmd_mode(self, query: bool, args: str) -> str:
+        return self.mode(self._query_channel(query, args))
+
+    def _cmd_outp(self, query: bool, args: str) -> str | None:
+        if query:
+            return "ON" if self.output[self._source(args) if args else self.selected] else "OFF"
+        source, _, state = args.rpartition(",")
+        ch = self._source(source) if source else self.selected
+        on = self._state(state)
+        if on and self.ocp_on[ch] and self.current_set[ch] > self.ocp_level[ch]:
+            on = False  # the OCP trips at once
+        self.output[ch] = on
+        return None
