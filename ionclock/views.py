@@ -242,7 +242,9 @@ def plot(store: str | Path, channels: list[str] | None, since: str | None, out: 
         ax.set_title(title or f"{Path(store).name}: {', '.join(names)}"
                      f"  [{'/'.join(tables)} table{'s' if len(tables) > 1 else ''}]", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncol=min(4, len(names) + 1), loc="best")
+        # Below the axes: a month of traces leaves no empty corner for it.
+        ax.legend(fontsize=8, ncol=min(5, len(names) + 2), loc="upper center",
+                  bbox_to_anchor=(0.5, -0.14), frameon=False)
         fig.tight_layout()
         fig.savefig(out)
         plt.close(fig)
