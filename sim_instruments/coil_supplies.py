@@ -109,7 +109,7 @@ class _ScpiSupply(SimInstrument):
                     self._hook(ch, value)
 
     def measured_current(self, ch: int) -> float:
-        """What MEAS:CURR? reads: the output current plus seeded noise (exactly 0 when off)."""
+        """Return what MEAS:CURR? reads: output current plus seeded noise (exactly 0 when off)."""
         value = self.effective_current(ch)
         if self.output[ch] and self.noise_a:
             value += self._noise_rng.gauss(0.0, self.noise_a)
