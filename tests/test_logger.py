@@ -358,3 +358,48 @@ def test_missing_store_directory_is_a_user_error(tmp_path):
     env = simpy.Environment()
     with pytest.raises(UserError, match="does not exist"):
         Logger(parse_config(cfg), env, world=make_env_world(env, 1), simulate=True).start()
+
+
+def test_prometheus_and_alarm_webhook_in_a_run(tmp_path):
+    """A twin run with /metrics served and every refill POSTed to a loopback webhook."""
+    import http.server
+    import json
+    import threading
+    import urllib.request
+
+    posted = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    cfg = ls218_config(tmp_path / "s.sqlite")
+    cfg["sinks"] = {"prometheus": {"enabled": True, "port": 0}}
+    cfg["alarms"] = {"webhook": f"http://127.0.0.1:{server.server_address[1]}/alarm",
+                     "kinds": ["ln2_refill"]}
+    env = simpy.Environment()
+    world = make_env_world(env, 1)
+    logger = Logger(parse_config(cfg), env, world=world, simulate=True).start()
+    try:
+        logger.run(5 * 86400.0)
+        with urllib.request.urlopen(f"http://127.0.0.1:{logger.prometheus.port}/metrics",
+                                    timeout=5) as r:
+            metrics = r.read().decode()
+    finally:
+        logger.close(drain_timeout_s=20)
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert 'ionclock_sample_value{channel="lnc_bottom",unit="K"}' in metrics
+    assert 'ionclock_events_total{kind="ln2_refill"} 2.0' in metrics
+    assert [p["kind"] for p in posted] == ["ln2_refill", "ln2_refill"]
+    assert posted[0]["t_unix"] == pytest.approx(1735689600.0 + world.cryostat.refills()[0].time,
+                                                abs=60)
