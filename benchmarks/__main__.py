@@ -5,11 +5,16 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import sys
-import time
-from pathlib import Path
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")   # one core, as the figures are quoted
+
+import importlib  # noqa: E402
+import pkgutil  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -7,12 +7,19 @@ User errors (`UserError`, including `ConfigError`) print one line and exit with 
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
+import os
 
-from ionclock import __version__
-from ionclock.errors import UserError
+# The twin is built to run on one core: keep BLAS from spreading its small matrix products
+# over threads (set before numpy loads; an explicit setting in the environment wins).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
+
+from ionclock import __version__  # noqa: E402
+from ionclock.errors import UserError  # noqa: E402
 
 # The subcommand modules, in the order `ionclock --help` lists them.
 COMMANDS = [

@@ -21,6 +21,8 @@ INSTRUMENT = {
     "current_a": F(float, 0.0, min=0.0, max=10.0, doc="coil current setpoint, A"),
     "current_limit_a": F(float, 1.0, min=0.0, max=10.0, doc="hard coil current limit, A"),
     "slew_a_per_s": F(float, 0.01, min=1e-6, max=1.0, doc="coil ramp rate, A/s"),
+    "compliance_v": F(float, 10.0, min=0.0, max=60.0,
+                      doc="coil supply voltage compliance (constant-current mode), V"),
     "gate_time_s": F(float, 0.002, min=1e-6, max=1.0, doc="detection gate, s"),
 }
 
@@ -63,6 +65,7 @@ SCHEMA = {
         "bright_counts": F(float, 40.0, min=1.0, max=1e4),
         "dark_counts": F(float, 1.0, min=0.0, max=100.0),
         "exact_propagator": F(bool, False),
+        "deterministic": F(bool, False, doc="expectation values instead of random outcomes"),
     },
 }
 

@@ -166,6 +166,13 @@ def open_instrument(model: str, resource: str, *, world: Any = None, key: str = 
         raise ConfigError(key + ".resource", f"cannot open {resource!r}: {err}") from None
 
 
+def expectation_readout(world: Any) -> Any:
+    """The deterministic twin's readout: expectation values from `world` (sim only)."""
+    from ionclock.sim_instruments.readout import ExpectationReadout
+
+    return ExpectationReadout(world)
+
+
 def make_world(env: Any, twin: dict, servo: dict, instruments: dict) -> Any:
     """The simulated clock world for a config's ``[twin]`` section, on `env`.
 

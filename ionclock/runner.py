@@ -20,6 +20,7 @@ import simpy.rt
 from ionclock import __version__, registry
 from ionclock.errors import UserError
 from ionclock.servo.clock_lock import ClockServo, Frame, ServoParams
+from ionclock.servo.readout import ThresholdReadout
 from ionclock.store import Store
 
 
@@ -29,8 +30,7 @@ def servo_params(cfg: dict) -> ServoParams:
     return ServoParams(
         ramsey_time_s=s["ramsey_time_s"], cycle_time_s=s["cycle_time_s"], gain=s["gain"],
         drift_gain=s["drift_gain"], b_gain=s["b_gain"], b_drift_gain=s["b_drift_gain"],
-        residual_gain=s["residual_gain"], threshold_counts=s["threshold_counts"],
-        aom_center_hz=s["aom_center_hz"], b_initial_t=cfg["clock"]["b_nominal_t"],
+        residual_gain=s["residual_gain"], aom_center_hz=s["aom_center_hz"], b_initial_t=cfg["clock"]["b_nominal_t"],
         nu_initial_hz=s["nu_initial_hz"], acquire_frames=s["acquire_frames"])
 
 
@@ -54,22 +54,36 @@ class ClockRun:
             self.instruments[role] = registry.open_instrument(
                 entry["model"], entry["resource"], world=self.world,
                 key=f"instruments.{role}", **self._driver_options(role, entry))
+        self._configure_instruments()
         self.out.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.out / cfg["run"]["store"],
                            commit_interval=cfg["run"]["commit_interval_s"])
         self.params = servo_params(cfg)
-        self.servo = ClockServo(self.env, self._aom_channel(), self.instruments["counter"],
+        if self.world is not None and cfg["twin"]["deterministic"]:
+            readout = registry.expectation_readout(self.world)
+        else:
+            readout = ThresholdReadout(self.instruments["counter"],
+                                       cfg["servo"]["threshold_counts"])
+        self.servo = ClockServo(self.env, self._aom_channel(), readout,
                                 store=self.store if cfg["run"]["record_cycles"] else None,
                                 params=self.params, on_frame=self._on_frame)
         if not cfg["run"]["record_cycles"]:
             self.servo.store = _FrameOnlyStore(self.store)
         self.frames: list[tuple] = []   # (t, locked, holdover, nu, b, truth detuning, b_true)
 
+    def _configure_instruments(self) -> None:
+        """Put each role's instrument in the mode the clock cycle needs."""
+        counter = self.instruments["counter"]
+        configure = getattr(counter, "configure_gated", None)
+        if configure is not None:  # a stand-alone counter: one gate per detection trigger
+            configure(self.cfg["instruments"]["counter"]["gate_time_s"])
+            counter.arm()
+
     @staticmethod
     def _driver_options(role: str, entry: dict) -> dict:
         if role == "coils":
-            return {"current_limit": entry["current_limit_a"],
-                    "slew_rate": entry["slew_a_per_s"]}
+            return {"current_limit_a": entry["current_limit_a"],
+                    "slew_a_per_s": entry["slew_a_per_s"]}
         return {}
 
     def _aom_channel(self):
@@ -97,6 +111,8 @@ class ClockRun:
         """Bring the field up on its ramp, then start the servo."""
         entry = self.cfg["instruments"]["coils"]
         coil = self._coil_channel()
+        # Constant-current operation: the voltage setpoint is only the compliance.
+        coil.voltage_setpoint = entry["compliance_v"]
         coil.output_enabled = True
         for delay in coil.ramp(entry["current_a"]):
             yield self.env.timeout(delay)

@@ -7,7 +7,8 @@ seconds since the start of a twin run; `meta.t0_unix` anchors a twin run):
 - ``servo_cycles(t, frame, line, phase, probe_hz, counts, dark, state)``: one row per clock
   cycle: which Zeeman line (0..5) and hyper-Ramsey phase (+1/-1) was probed, the probe
   frequency offset from nu0 in Hz, the detection counts and the thresholded outcome
-  (dark = 1: the ion was in D5/2).
+  (dark = 1: the ion was in D5/2; the deterministic twin stores its expectation value and
+  counts = -1).
 - ``lock_frames(t, frame, nu_hz, drift_hz_s, b_t, o0..o5, locked, holdover)``: one row per
   completed frame (12 cycles): the common laser frequency offset from nu0 (Hz), its drift
   rate, the field B from the splittings (T), the six per-line offsets (Hz), and flags.
@@ -47,7 +48,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS servo_cycles (
     t REAL NOT NULL, frame INTEGER NOT NULL, line INTEGER NOT NULL, phase INTEGER NOT NULL,
-    probe_hz REAL NOT NULL, counts INTEGER NOT NULL, dark INTEGER NOT NULL,
+    probe_hz REAL NOT NULL, counts INTEGER NOT NULL, dark REAL NOT NULL,
     state TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS servo_cycles_t ON servo_cycles(t);
 CREATE TABLE IF NOT EXISTS lock_frames (

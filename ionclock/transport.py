@@ -67,20 +67,21 @@ class LoopbackAdapter(Adapter):
         self._buffer += self.peer.read_available()
 
     def _read(self, **kwargs) -> str:
-        if not self._term:
-            self._fill()
-            data, self._buffer = self._buffer, b""
-            return data.decode(self.encoding)
-        idx = self._buffer.find(self._term)
+        term = self._term
+        buf = self._buffer
+        idx = buf.find(term) if term and buf else -1
         if idx < 0:
-            self._fill()
-            idx = self._buffer.find(self._term)
+            buf = buf + self.peer.read_available() if buf else self.peer.read_available()
+            if not term:
+                self._buffer = b""
+                return buf.decode(self.encoding)
+            idx = buf.find(term)
             if idx < 0:
                 # Nothing more can arrive: an in-process peer answers synchronously.
+                self._buffer = buf
                 raise InstrumentTimeout(self.name)
-        line = self._buffer[:idx]
-        self._buffer = self._buffer[idx + len(self._term):]
-        return line.decode(self.encoding)
+        self._buffer = buf[idx + len(term):]
+        return buf[:idx].decode(self.encoding)
 
     def _read_bytes(self, count: int, break_on_termchar: bool, **kwargs) -> bytes:
         self._fill()

@@ -3,7 +3,8 @@
 Structure (DOMAIN §5, "servo structure that works"):
 
 - The laser is locked alternately to the three pairs of lines; each line is probed twice,
-  with the final hyper-Ramsey pulse at phase +pi/2 and -pi/2. The error of line k is
+  with the final hyper-Ramsey pulse at phase +pi/2 and -pi/2 (in alternating order from
+  line to line). The error of line k is
   e_k = n+ - n- (thresholded outcomes, dark = 1), and its frequency correction is
   c_k = g e_k / (2 pi T C) Hz (the per-outcome correction of DOMAIN §5, g the gain).
 - A frame probes all six lines; the probing order is reversed every frame, so that a linear
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ionclock.physics import ZEEMAN_LINES, ramsey_contrast
+from ionclock.servo.slip_guard import SlipGuard
 
 TWO_PI = 2.0 * math.pi
 _Z = tuple(line.zeeman_hz_per_t for line in ZEEMAN_LINES)
@@ -46,12 +48,13 @@ class ServoParams:
     b_gain: float = 0.5                  # field loop, per frame
     b_drift_gain: float = 0.05           # field-drift integrator, per frame
     residual_gain: float = 0.2           # per-line offsets, per frame
-    threshold_counts: int = 8            # counts >= threshold: bright (S)
     aom_center_hz: float = 80e6
     b_initial_t: float = 37.197e-6
     nu_initial_hz: float = 0.0           # initial laser steering (Hz at the ion)
     acquire_frames: int = 10             # frames after (re)start before 'locked'
     ion_check_after_darks: int = 12      # consecutive dark cycles that trigger an ion check
+    slip_threshold_hz: float = 2.0       # splitting-ratio violation that means a slip
+    slip_persist_frames: int = 8         # frames the violation must persist
 
     def correction_hz_per_unit_error(self) -> float:
         """Hz per unit of e = n+ - n-, before the gain: 1 / (2 pi T C) (DOMAIN §5)."""
@@ -81,16 +84,17 @@ class ClockServo:
     env: the SimPy environment (simulated or real time).
     aom: a DDS channel with `frequency` (Hz), `phase` (turns) and `amplitude` (fraction)
         properties: the clock AOM (double pass: the laser moves twice the AOM step).
-    counter: a `PhotonCounter` (`count()` -> counts of the last detection gate).
+    readout: the state readout (`read()` -> (dark, counts)), e.g. `ThresholdReadout` over a
+        `PhotonCounter`.
     store: an `ionclock.store.Store` or None.
     on_frame: called with each `Frame` after it is recorded (e.g. the twin's truth logger).
     """
 
-    def __init__(self, env, aom, counter, store=None, params: ServoParams | None = None,
+    def __init__(self, env, aom, readout, store=None, params: ServoParams | None = None,
                  on_frame: Callable[[Frame], None] | None = None, source: str = "servo"):
         self.env = env
         self.aom = aom
-        self.counter = counter
+        self.readout = readout
         self.store = store
         self.p = params or ServoParams()
         self.on_frame = on_frame
@@ -110,6 +114,8 @@ class ClockServo:
         self._frames_since_acquire = 0
         self._dark_run = 0
         self._phase = None
+        self.guard = SlipGuard(p.ramsey_time_s, p.slip_threshold_hz, p.slip_persist_frames)
+        self.slips_corrected = 0
 
     # --- the model of where each line is ------------------------------------------------
     def line_offset_hz(self, k: int, t: float) -> float:
@@ -122,7 +128,7 @@ class ClockServo:
 
     # --- one clock cycle ---------------------------------------------------------------
     def _probe(self, k: int, phase_sign: int):
-        """Program line k and phase, wait one cycle, return (dark, counts, probe_hz)."""
+        """Program line k and phase, wait one cycle, return the dark outcome."""
         env = self.env
         t = env.now
         probe_hz = self.common_hz(t) + self.line_offset_hz(k, t)
@@ -132,28 +138,26 @@ class ClockServo:
             self.aom.phase = phase
             self._phase = phase
         yield env.timeout(self.p.cycle_time_s)
-        counts = self.counter.count()
-        dark = 1 if counts < self.p.threshold_counts else 0
+        dark, counts = self.readout.read()
         self.cycles += 1
         if self.state == "locked":
             self.locked_cycles += 1
         if self.store is not None:
             self.store.add("servo_cycles", (env.now, self.frame_index, k, phase_sign,
                                             probe_hz, counts, dark, self.state))
-        return dark, counts, probe_hz
+        return dark
 
     def _ion_check(self):
         """A cycle with the clock light off: the ion must fluoresce. Returns True if bright."""
         self.aom.amplitude = 0.0
         yield self.env.timeout(self.p.cycle_time_s)
-        counts = self.counter.count()
+        dark, counts = self.readout.read()
         self.aom.amplitude = 1.0
         self.cycles += 1
-        bright = counts >= self.p.threshold_counts
         if self.store is not None:  # line -1: a check cycle without clock light
             self.store.add("servo_cycles", (self.env.now, self.frame_index, -1, 0, 0.0,
-                                            counts, int(not bright), self.state))
-        return bright
+                                            counts, dark, self.state))
+        return dark < 0.5
 
     def _event(self, kind: str, **detail) -> None:
         if self.store is not None:
@@ -183,6 +187,27 @@ class ClockServo:
         res = [c - common - z * db for c, z in zip(corrections, _Z)]
         self.residual = [r + g_r * x for r, x in zip(self.residual, res)]
 
+    def _step(self, corrections: list[float]) -> None:
+        """Move the line estimates by `corrections` (Hz) at once, leaving the drift rates."""
+        common = sum(corrections) / 6.0
+        db = sum(z * c for z, c in zip(_Z, corrections)) / _ZZ
+        self.nu_hz += common
+        self.b_t += db
+        self.residual = [r + c - common - z * db
+                         for r, c, z in zip(self.residual, corrections, _Z)]
+
+    def _guard_slips(self) -> None:
+        """Cross-check the splittings' ratios; undo a fringe slip (DOMAIN §5)."""
+        t = self.env.now
+        n = self.guard.check([self.line_offset_hz(k, t) for k in range(6)])
+        if n is None:
+            return
+        violation = self.guard.last_violation_hz
+        self._step([-int(x) * self.guard.fringe_hz for x in n])
+        self.slips_corrected += 1
+        self._event("slip_corrected", fringes=[int(x) for x in n], violation_hz=violation,
+                    b_t=self.b_t)
+
     def _record_frame(self) -> Frame:
         t = self.env.now
         frame = Frame(t, self.frame_index, self.common_hz(t), self.drift_hz_s,
@@ -208,13 +233,20 @@ class ClockServo:
             t0 = self.env.now
             corrections = [0.0] * 6
             lost = False
+            first = +1
             for k in order:
-                d_plus, _, _ = yield from self._probe(k, +1)
-                d_minus, _, _ = yield from self._probe(k, -1)
+                # Phase order alternates line by line (+- then -+): the phase register then
+                # changes every other cycle, and each line's pair is symmetric in time.
+                d_first = yield from self._probe(k, first)
+                d_second = yield from self._probe(k, -first)
+                d_plus, d_minus = (d_first, d_second) if first > 0 else (d_second, d_first)
+                first = -first
                 # e = n+ - n- ; c = g e / (2 pi T C)   (DOMAIN §5)
                 corrections[k] = gain_k * (d_plus - d_minus)
-                self._dark_run = self._dark_run + 2 if d_plus and d_minus else (
-                    0 if not d_minus else 1)
+                if d_second < 0.5:
+                    self._dark_run = 0
+                else:
+                    self._dark_run += 2 if d_first >= 0.5 else 1
                 if self._dark_run >= p.ion_check_after_darks:
                     bright = yield from self._ion_check()
                     self._dark_run = 0
@@ -225,6 +257,7 @@ class ClockServo:
                 yield from self._holdover()
                 continue
             self._update(corrections, self.env.now - t0)
+            self._guard_slips()
             self._frames_since_acquire += 1
             if self.state == "acquiring" and self._frames_since_acquire >= p.acquire_frames:
                 self._set_state("locked", b_t=self.b_t, nu_hz=self.nu_hz)

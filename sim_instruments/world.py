@@ -23,6 +23,7 @@ Models (DOMAIN §1, §5):
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from dataclasses import dataclass, field
@@ -88,18 +89,14 @@ class _Flicker:
         self.values: list[float] = []
 
     def _next_block(self, first: int) -> None:
-        from scipy.signal import lfilter
-
         gap = first - (self.start + len(self.values))
         if gap > 0:  # jump ahead exactly: the OU transition over `gap` steps
             a = self.a ** gap
             self.x = self.x * a + self.sigma * np.sqrt(1 - a * a) * self.rng.standard_normal(
                 len(self.taus))
         w = self.rng.standard_normal((len(self.taus), self.block)) * self.b[:, None]
-        out = np.empty_like(w)
-        for i, a in enumerate(self.a):
-            out[i], zi = lfilter([1.0], [1.0, -a], w[i], zi=[a * self.x[i]])
-            self.x[i] = out[i, -1]
+        out = _ar1(w, self.a, self.x)
+        self.x = out[:, -1].copy()
         self.values = out.sum(axis=0).tolist()
         self.start = first
 
@@ -112,6 +109,27 @@ class _Flicker:
             self._next_block(i)
             j = 0
         return self.values[j]
+
+
+def _ar1(w: np.ndarray, a: np.ndarray, x0: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """x[k, n] = a[k] x[k, n-1] + w[k, n] with x[k, -1] = x0[k], for every row k at once.
+
+    Within a chunk x[j] = a^(j+1) x_prev + sum_{m<=j} a^(j-m) w[m]: one batched matrix
+    product for all chunks, then a short sequential carry from chunk to chunk
+    (len(w[k]) must be a multiple of `chunk`).
+    """
+    rows, n = w.shape
+    W = w.reshape(rows, n // chunk, chunk)
+    j = np.arange(chunk)
+    lag = j[:, None] - j[None, :]
+    powers = np.where(lag >= 0, a[:, None, None] ** np.clip(lag, 0, None), 0.0)
+    partial = np.matmul(W, powers.transpose(0, 2, 1))          # (rows, chunks, chunk)
+    carry = a[:, None] ** (j + 1)                               # (rows, chunk)
+    x = np.array(x0, dtype=float)
+    for c in range(W.shape[1]):
+        partial[:, c] += carry * x[:, None]
+        x = partial[:, c, -1]
+    return partial.reshape(rows, n)
 
 
 @dataclass
@@ -148,6 +166,9 @@ class ClockWorld:
         self.contrast = ramsey_contrast(p.ramsey_time_s, p.tau_d_s)
         self._z = [line.zeeman_hz_per_t for line in ZEEMAN_LINES]
         self._qw = [line.quadrupole_weight for line in ZEEMAN_LINES]
+        self._z_order = sorted(range(6), key=lambda i: self._z[i])
+        zs = [self._z[i] for i in self._z_order]
+        self._z_mid = [0.5 * (lo + hi) for lo, hi in zip(zs, zs[1:])]
         self._bright = self._batch(p.bright_counts)
         self._dark = self._batch(p.dark_counts)
         self._decay_p = 1.0 - math.exp(-p.detection_time_s / p.tau_d_s)
@@ -234,21 +255,22 @@ class ClockWorld:
             coh = self._fast.excitation(delta_hz, phase_sign)
         return 0.5 + self.contrast * (coh - 0.5)
 
-    def detect(self, gate_s: float) -> int:
-        """Run the interrogation just finished and return the photon counts in the gate."""
-        if not self.ion_present:
-            return self._counts(False)
-        if self.aom_amplitude <= 0.0:
-            return self._counts(True)  # no clock light: the ion stays in S and scatters
+    def _interrogate(self) -> float:
+        """Evaluate the interrogation just finished: excitation probability, truth recorded."""
         t = self.env.now
+        p = self.p
         b = self.b_true(t)
-        b_probe = b + (self.p.b_noise_t * self.rng.gauss(0.0, 1.0) if self.p.b_noise_t else 0.0)
+        b_probe = b + (p.b_noise_t * self.rng.gauss(0.0, 1.0) if p.b_noise_t else 0.0)
         nu = self.laser_offset_hz(t)
-        centres = self.line_centres_hz(b_probe)
-        k = min(range(6), key=lambda i: abs(nu - centres[i]))
-        delta = nu - centres[k]
+        # The laser addresses the nearest line; lines sit at c + Q0 w_k + z_k B and are
+        # hundreds of kHz apart, so the nearest one follows from (nu - c) / B by bisection.
+        if abs(b_probe) > 1e-12:
+            k = self._z_order[bisect.bisect(self._z_mid, (nu - p.common_shift_hz) / b_probe)]
+        else:
+            centres = self.line_centres_hz(b_probe)
+            k = min(range(6), key=lambda i: abs(nu - centres[i]))
+        delta = nu - (p.common_shift_hz + p.q0_hz * self._qw[k] + self._z[k] * b_probe)
         phase_sign = 1 if (self.aom_phase_turns % 1.0) < 0.5 else -1
-        prob = self.excitation(delta, phase_sign)
         tr = self.truth
         tr.n += 1
         tr.sum_detuning_hz += delta
@@ -256,10 +278,26 @@ class ClockWorld:
         tr.per_line[k] += delta
         tr.per_line_n[k] += 1
         self.last_detuning_hz = delta
-        if self.rng.random() >= prob:
+        return self.excitation(delta, phase_sign)
+
+    def detect(self, gate_s: float) -> int:
+        """Run the interrogation just finished and return the photon counts in the gate."""
+        if not self.ion_present:
+            return self._counts(False)
+        if self.aom_amplitude <= 0.0:
+            return self._counts(True)  # no clock light: the ion stays in S and scatters
+        if self.rng.random() >= self._interrogate():
             return self._counts(True)
         # shelved in D5/2; it may decay during detection and scatter for the rest (tau_D)
         if self.rng.random() < self._decay_p:
             frac = self.rng.random()
             return self._counts(False) + int(self.nprng.poisson(self.p.bright_counts * frac))
         return self._counts(False)
+
+    def expected_dark(self) -> float:
+        """Deterministic twin: the expectation value of the dark outcome (no random draw)."""
+        if not self.ion_present:
+            return 1.0
+        if self.aom_amplitude <= 0.0:
+            return 0.0
+        return self._interrogate()

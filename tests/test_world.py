@@ -79,7 +79,7 @@ def test_counts_are_poisson_and_ion_loss_is_dark():
 def test_flicker_floor_has_the_configured_allan_deviation():
     rng = np.random.default_rng(11)
     floor = 0.41   # Hz, 1e-15 of nu0
-    f = _Flicker(floor, rng)
+    f = _Flicker(floor, rng, h=1.0)
     x = np.array([f.value(i * 1.0) for i in range(300_000)])
     taus, adev, _, _ = allantools.oadev(x, rate=1.0, data_type="freq", taus=[10, 100, 1000])
     for a in adev:
