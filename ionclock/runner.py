@@ -55,7 +55,10 @@ class ClockRun:
                 entry["model"], entry["resource"], world=self.world,
                 key=f"instruments.{role}", **self._driver_options(role, entry))
         self._configure_instruments()
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"--out: cannot create {str(self.out)!r}: {err.strerror}") from None
         self.store = Store(self.out / cfg["run"]["store"],
                            commit_interval=cfg["run"]["commit_interval_s"])
         self.params = servo_params(cfg)
@@ -238,8 +241,8 @@ def dump_json(s: dict) -> str:
 
 
 def check_out_dir(path: str) -> Path:
-    """The output folder; its parent must exist."""
+    """The output folder (created, with its parents, once the run starts)."""
     p = Path(path)
-    if not p.parent.exists():
-        raise UserError(f"--out: parent folder {str(p.parent)!r} does not exist")
+    if p.exists() and not p.is_dir():
+        raise UserError(f"--out: {str(p)!r} exists and is not a folder")
     return p
