@@ -501,6 +501,14 @@ def _mark_events(ax, data: RunData, with_labels: bool) -> None:
                    label="holdover" if (with_labels and i == 0) else None)
 
 
+def _mark_settling(ax, data: RunData, settle_s: float, with_label: bool) -> None:
+    """Shade the settling time left out of the evaluation."""
+    if settle_s > 0:
+        ax.axvspan(0.0, settle_s / 3600.0, color="0.6", alpha=0.25, lw=0,
+                   label=f"settling ({settle_s / 60:g} min, not evaluated)" if with_label
+                   else None)
+
+
 def _title_suffix(data: RunData) -> str:
     where = Path(data.store)
     return f"{'twin' if data.has_truth else 'lab'} run {where.parent.name}/{where.name}"
@@ -567,6 +575,7 @@ def plot_frequency(data: RunData, summary: dict, arrays: dict, path: Path) -> No
     ax.set_ylabel("laser offset from $\\nu_0$ (Hz)")
     ax.set_title(f"Frequency record, {_title_suffix(data)}", fontsize=10)
     _mark_events(ax, data, with_labels=True)
+    _mark_settling(ax, data, summary["settle_s"], with_label=True)
     for i, ts in enumerate(arrays["slips"]):
         ax.axvline(_hours(data, ts), color="tab:red", lw=1.2, ls=":",
                    label="fringe slip (found)" if i == 0 else None)
@@ -582,6 +591,7 @@ def plot_frequency(data: RunData, summary: dict, arrays: dict, path: Path) -> No
                               f"+- {summary['bias_sigma'] or float('nan'):.1e}")
         ax2.set_ylabel("laser - true line mean (mHz)")
         _mark_events(ax2, data, with_labels=False)
+        _mark_settling(ax2, data, summary["settle_s"], with_label=False)
         ax2.legend(fontsize=8, loc="best")
         ax2.grid(alpha=0.3)
         lim = np.nanpercentile(np.abs(data.detuning_hz[analysis_mask(data, summary[
@@ -611,7 +621,7 @@ def plot_offsets(data: RunData, summary: dict, arrays: dict, path: Path) -> None
         mean = np.nanmean(o[good])
         x, y = _thin(h, o - mean)
         axes[0].plot(x, y, lw=0.7, color=colors[k % 10],
-                     label=f"o{k} - {mean / 1e3:+.3f} kHz")
+                     label=f"o{k} (mean {mean / 1e3:+.3f} kHz)")
         x, y = _thin(h, resid[:, k])
         axes[1].plot(x, y, lw=0.7, color=colors[k % 10], label=f"line {k}")
         if truth:

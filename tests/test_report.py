@@ -276,3 +276,57 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path, capsys):
 def test_make_report_rejects_a_missing_out_parent(twin_run, tmp_path):
     with pytest.raises(UserError, match="parent folder"):
         make_report(twin_run, tmp_path / "a" / "b")
+
+
+# --- a real twin run: `ionclock sim` then `ionclock report` ----------------------------------
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory) -> tuple[Path, dict]:
+    """A 2 h twin run (seed 1) through the CLI; returns its folder and the sim's summary."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("sim") / "run"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["sim", "--duration", "2h", "--seed", "1", "--out", str(out),
+                     "--no-progress", "--json"])
+    assert code == 0
+    return out, json.loads(buf.getvalue().strip().splitlines()[-1])
+
+
+def test_report_of_a_real_twin_run(sim_run, tmp_path, capsys):
+    run, sim = sim_run
+    assert main(["report", str(run), "--out", str(tmp_path / "r"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["simulated"] and s["reference"].startswith("ion")
+    assert s["tau0_s"] == pytest.approx(12 * 0.105, rel=1e-6)
+    assert 1.5e-15 < s["qpn_sigma_1s"] < 1.7e-15
+    # QPN is the floor of the lock error: the estimate sits on it or above, not far below.
+    assert set(s["adev_over_qpn"]) == {"100", "1000"}
+    for ratio in s["adev_over_qpn"].values():
+        assert 0.7 < ratio < 3.0
+    # Single lines are sqrt(6) worse (DOMAIN §5): at 100 s each line is above the mean.
+    mean100 = _at(s["adev"], 100.0)
+    for line in s["adev_lines"]:
+        assert 1.5 * mean100 < _at(line, 100.0) < 4.0 * mean100
+    assert abs(s["bias"]) < 5 * s["bias_sigma"] + 2e-17
+    assert abs(s["b_error_t"]) < 3e-12
+    assert s["uptime"] > 0.99
+    assert s["slips"] == 0 and s["slips_corrected"] == 0     # no false alarms on a clean run
+    assert s["events"]["locked"] >= 1
+    for name in ("adev.png", "frequency.png", "offsets.png", "bfield.png"):
+        w, h = _png_size(tmp_path / "r" / name)
+        assert w >= 600 and h >= 400
+
+
+def test_report_without_settling_agrees_with_the_runs_own_summary(sim_run, tmp_path):
+    """With --settle 0 the report averages the same frames as `ionclock sim`'s summary."""
+    run, sim = sim_run
+    s = make_report(run, tmp_path / "r", settle_s=0.0)
+    assert s["bias"] == pytest.approx(sim["fractional_offset"], rel=1e-6, abs=1e-21)
+    assert s["b_error_t"] == pytest.approx(sim["b_tesla"] - sim["b_true_tesla"], abs=1e-15)
+
+
+def _at(pairs: list, tau: float) -> float:
+    """ADEV at the listed tau nearest to `tau` (log distance)."""
+    return min(pairs, key=lambda p: abs(math.log(p[0] / tau)))[1]
