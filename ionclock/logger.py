@@ -310,6 +310,10 @@ class Logger:
         self._detectors: dict[str, list] = {}
         self.last: dict[str, tuple[float, float | None]] = {}
         self.t0_unix = config.raw["simulate"]["start_unix"] if simulate else 0.0
+        # Sample times: the simulated clock in a twin run; in the lab the Unix time of the
+        # read itself (a slow read or an NTP step must not shift the stamps of later reads,
+        # and the real-time environment's clock is monotonic, not Unix).
+        self.now: Callable[[], float] = (lambda: env.now) if simulate else time.time
 
     # --- start --------------------------------------------------------------------------
     def start(self) -> Logger:
@@ -411,20 +415,21 @@ class Logger:
         """Read one channel every `period_s`, on a drift-free grid from the start."""
         env = self.env
         inst = self.instruments[spec.instrument]
-        t_start = env.now
+        t_start = self.now()
         k = 0
         while True:
-            now = env.now
+            now = self.now()
             if inst.available(now):
                 self._read(spec, inst, now)
             else:
                 self.stats.skipped_polls += 1
             k += 1
             nxt = t_start + k * spec.period_s
-            if nxt <= env.now:  # a read overran (real time): skip missed ticks, keep the grid
-                k = math.floor((env.now - t_start) / spec.period_s) + 1
+            late = self.now()
+            if nxt <= late:  # a read overran (real time): skip missed ticks, keep the grid
+                k = math.floor((late - t_start) / spec.period_s) + 1
                 nxt = t_start + k * spec.period_s
-            yield env.timeout(nxt - env.now)
+            yield env.timeout(max(0.0, nxt - late))
 
     def _read(self, spec: ChannelSpec, inst: InstrumentState, now: float) -> None:
         try:
