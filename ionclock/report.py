@@ -588,7 +588,7 @@ def plot_frequency(data: RunData, summary: dict, arrays: dict, path: Path) -> No
         if summary["bias"] is not None:
             ax2.axhline(summary["bias"] * data.nu0_hz * 1e3, color="black", lw=1,
                         label=f"bias {summary['bias']:+.2e} "
-                              f"+- {summary['bias_sigma'] or float('nan'):.1e}")
+                              f"+- {summary['bias_sigma'] or float('nan'):.1e} (fractional)")
         ax2.set_ylabel("laser - true line mean (mHz)")
         _mark_events(ax2, data, with_labels=False)
         _mark_settling(ax2, data, summary["settle_s"], with_label=False)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ionclock.servo.clock_lock import ServoParams
 
 from ionclock.cli import main
 from ionclock.errors import UserError
@@ -29,6 +28,7 @@ from ionclock.report import (
     mean_and_batch_sigma,
     splitting_inconsistency_hz,
 )
+from ionclock.servo.clock_lock import ServoParams
 from ionclock.store import Store
 
 Z = np.array([line.zeeman_hz_per_t for line in ZEEMAN_LINES])
@@ -330,3 +330,41 @@ def test_report_without_settling_agrees_with_the_runs_own_summary(sim_run, tmp_p
 def _at(pairs: list, tau: float) -> float:
     """ADEV at the listed tau nearest to `tau` (log distance)."""
     return min(pairs, key=lambda p: abs(math.log(p[0] / tau)))[1]
+
+
+def test_report_of_a_twin_run_with_an_ion_loss(tmp_path):
+    """Holdover frames are left out of the evaluation and off the uptime; events counted."""
+    import sqlite3
+
+    from ionclock.clock_config import load_clock_config
+    from ionclock.commands.sim import DEFAULT_CONFIG
+    from ionclock.runner import ClockRun
+
+    run = ClockRun(load_clock_config(DEFAULT_CONFIG), tmp_path / "run", seed=3)
+    world = run.world
+
+    def outage():
+        yield world.env.timeout(1800.0)
+        world.lose_ion()
+        yield world.env.timeout(600.0)
+        world.reload_ion()
+
+    world.env.process(outage())
+    run.run(3600.0, progress=False)
+    s = make_report(tmp_path / "run", settle_s=300.0)
+    # One outage; the servo may end a holdover early on a background burst and re-enter it.
+    assert s["events"]["ion_lost"] >= 1
+    assert s["events"]["ion_reloaded"] == s["events"]["holdover"] == s["events"]["ion_lost"]
+    db = sqlite3.connect(tmp_path / "run" / "ionclock.sqlite")
+    (t_start,) = db.execute("SELECT t FROM events WHERE kind='servo_started'").fetchone()
+    (used,) = db.execute("SELECT count(*) FROM lock_frames f JOIN twin_truth w USING (frame) "
+                         "WHERE locked=1 AND holdover=0 AND f.t >= ?",
+                         (t_start + 300.0,)).fetchone()
+    (n_hold,) = db.execute("SELECT count(*) FROM lock_frames WHERE holdover=1").fetchone()
+    db.close()
+    assert n_hold > 300                    # 600 s of holdover frames are in the store ...
+    assert s["frames_used"] == used        # ... and none of them is evaluated
+    span = 3600.0 - t_start
+    # Not locked: the outage (600 s, detected a few cycles late) and two acquisitions.
+    assert s["uptime"] == pytest.approx(1 - 600.0 / span, abs=0.01)
+    assert s["uptime"] < 1 - 590.0 / span
