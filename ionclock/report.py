@@ -393,6 +393,13 @@ def summarise(data: RunData, settle_s: float = DEFAULT_SETTLE_S,
             mk = mask & np.isfinite(yk)
             lines.append(adev(yk[mk], uniform_tau0(data.t[mk]) if mk.sum() > 1 else tau0,
                               taus))
+    detrended = None
+    if not truth and mask_y.sum() > 2:
+        # The steering holds the cavity's drift; a lab user also wants the ADEV without
+        # it (a linear fit over the evaluated frames, in time, removed).
+        tt = data.t[mask_y]
+        fit = np.polyfit(tt - tt[0], y_all[mask_y], 1)
+        detrended = adev(y_all[mask_y] - np.polyval(fit, tt - tt[0]), tau0, taus)
     check = adev(y_all[mask_y], tau0, np.array(ADEV_CHECK_TAUS))
     over_qpn = {}
     for want in ADEV_CHECK_TAUS:
@@ -426,6 +433,7 @@ def summarise(data: RunData, settle_s: float = DEFAULT_SETTLE_S,
         "adev": _pairs(main),
         "adev_err": [[float(lo), float(hi)] for lo, hi in zip(main["lo"], main["hi"])],
         "adev_lines": [_pairs(a) for a in lines],
+        "adev_detrended": _pairs(detrended) if detrended is not None else None,
         "qpn_sigma_1s": sigma0_1s,
         "qpn_params": qp,
         "adev_over_qpn": over_qpn,
@@ -443,6 +451,7 @@ def summarise(data: RunData, settle_s: float = DEFAULT_SETTLE_S,
         "notes": notes,
     }
     arrays = {"mask": mask, "y": y_all, "mask_y": mask_y, "main": main, "lines": lines,
+              "detrended": detrended,
               "qp": qp, "slips": slips["times"], "tau0": tau0}
     return summary, arrays
 
@@ -540,7 +549,12 @@ def plot_adev(data: RunData, summary: dict, arrays: dict, path: Path) -> None:
         ax.errorbar(main["tau"], main["sigma"],
                     yerr=[main["sigma"] - main["lo"], main["hi"] - main["sigma"]],
                     fmt="o-", color="black", ms=4, lw=1.5, capsize=2,
-                    label="six-line mean")
+                    label="six-line mean" if data.has_truth
+                    else "laser steering (ion vs cavity)")
+    det = arrays.get("detrended")
+    if det is not None and len(det["tau"]):
+        ax.loglog(det["tau"], det["sigma"], "s--", color="tab:blue", ms=3, lw=1.0,
+                  label="same, linear drift removed")
     ax.loglog(grid, q, "-", color="tab:red", lw=1.5,
               label=f"QPN limit $\\sigma_0(\\tau) = {_latex_sci(summary['qpn_sigma_1s'])}"
                     f"/\\sqrt{{\\tau/\\mathrm{{s}}}}$")

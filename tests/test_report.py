@@ -149,6 +149,7 @@ def test_splitting_check_sees_one_fringe_on_its_pair_only():
 def test_summary_adev_matches_the_injected_white_noise(twin_report):
     s = twin_report
     assert s["reference"].startswith("ion")
+    assert s["adev_detrended"] is None
     assert s["tau0_s"] == pytest.approx(TAU0, abs=1e-9)
     taus = np.array([p[0] for p in s["adev"]])
     sig = np.array([p[1] for p in s["adev"]])
@@ -216,6 +217,9 @@ def test_lab_run_is_judged_against_the_cavity(tmp_path):
     assert s["adev_lines"] == []
     # The steering holds a 50 mHz/s drift: the ADEV rises at long tau.
     assert s["adev"][-1][1] > s["adev"][0][1]
+    # With the drift removed, what is left is the injected white FM.
+    det = np.array(s["adev_detrended"])
+    assert det[:, 1] == pytest.approx(SIGMA_Y * np.sqrt(TAU0 / det[:, 0]), rel=0.35)
     assert s["slips_by_source"]["splittings"] == 1
     assert (tmp_path / "out" / "adev.png").stat().st_size > 10_000
 
