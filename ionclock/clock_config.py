@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ionclock.config import Field, Table, load_toml, validate
-from ionclock.errors import ConfigError
+from ionclock.config import Field, ListOf, Table, load_toml, merge, validate
+from ionclock.errors import ConfigError, UserError
 from ionclock.physics import B_NOMINAL
+from ionclock.units import parse_duration
 
 F = Field
 
@@ -24,6 +25,15 @@ INSTRUMENT = {
     "compliance_v": F(float, 10.0, min=0.0, max=60.0,
                       doc="coil supply voltage compliance (constant-current mode), V"),
     "gate_time_s": F(float, 0.002, min=1e-6, max=1.0, doc="detection gate, s"),
+}
+
+EVENT_KINDS = ("b_step", "ion_loss", "refill", "temperature_excursion", "shutter_stuck", "q0")
+
+EVENT = {
+    "at": F(str, doc="when, from the start of the run: e.g. '90s', '5h', '3d'"),
+    "kind": F(str, choices=EVENT_KINDS),
+    "value": F(float, 0.0, doc="b_step: T; refill: depth K; temperature_excursion: K; q0: Hz"),
+    "duration": F(str, "0s", doc="ion_loss / shutter_stuck / excursion: how long"),
 }
 
 SCHEMA = {
@@ -66,15 +76,63 @@ SCHEMA = {
         "dark_counts": F(float, 1.0, min=0.0, max=100.0),
         "exact_propagator": F(bool, False),
         "deterministic": F(bool, False, doc="expectation values instead of random outcomes"),
+        "cryostat": F(bool, True, doc="simulate the LN2 cryostat (temperatures, refills)"),
+        "refill_interval_h": F(float, 48.0, min=1.0, max=24 * 30.0),
+        "apply_shifts": F(bool, True, doc="the true systematic shifts move the ion"),
+        "pressure_pa": F(float, 3e-9, min=0.0, max=1e-5),
+        "ion_loss_per_week": F(float, 0.0, min=0.0, max=1000.0),
+        "reload_min": F(float, 30.0, min=1.0, max=600.0),
+        "b_steps_per_day": F(float, 0.0, min=0.0, max=1000.0),
+        "b_step_t": F(float, 0.3e-9, min=0.0, max=1e-6),
+        "quench_light_shift_hz": F(float, 2.0, min=-100.0, max=100.0),
+        "events": ListOf(EVENT, doc="scheduled twin events"),
     },
 }
 
 ROLES = ("aom", "coils", "counter")
 
 
-def load_clock_config(path: str | Path) -> dict:
-    """Load and validate a clock configuration; raises `ConfigError` on any bad entry."""
-    cfg = validate(load_toml(path), SCHEMA)
+SCENARIOS = Path(__file__).resolve().parents[1] / "configs" / "scenarios"
+
+
+def scenario_names() -> list[str]:
+    """The scenarios shipped in configs/scenarios/."""
+    return sorted(p.stem for p in SCENARIOS.glob("*.toml"))
+
+
+def scenario_path(name: str) -> Path:
+    """A scenario by name (configs/scenarios/NAME.toml) or by path."""
+    p = Path(name)
+    if p.suffix == ".toml" and p.is_file():
+        return p
+    candidate = SCENARIOS / f"{name}.toml"
+    if not candidate.is_file():
+        raise ConfigError("--scenario", f"unknown scenario {name!r} "
+                                        f"(known: {', '.join(scenario_names())})")
+    return candidate
+
+
+def load_clock_config(path: str | Path, scenario: str | None = None,
+                      overrides: dict | None = None) -> dict:
+    """Load and validate a clock configuration; raises `ConfigError` on any bad entry.
+
+    A scenario (configs/scenarios/NAME.toml) and `overrides` are merged over the file
+    before validation, so they are checked like the file itself.
+    """
+    data = load_toml(path)
+    if scenario:
+        data = merge(data, load_toml(scenario_path(scenario)))
+    if overrides:
+        data = merge(data, overrides)
+    cfg = validate(data, SCHEMA)
+    for i, event in enumerate(cfg["twin"]["events"]):
+        for key in ("at", "duration"):
+            try:
+                value = parse_duration(event[key]) if event[key] not in ("0", "0s") else 0.0
+            except UserError:
+                raise ConfigError(f"twin.events[{i}].{key}",
+                                  f"bad duration {event[key]!r} (e.g. 90s, 5h, 3d)") from None
+            event[key + "_s"] = value
     for role in ROLES:
         if role not in cfg["instruments"]:
             raise ConfigError(f"instruments.{role}",

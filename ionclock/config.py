@@ -9,10 +9,11 @@ and what is allowed. Sections named in `OPEN_SECTIONS` hold tables keyed by user
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ionclock.errors import ConfigError
 
@@ -60,6 +61,14 @@ class Table:
     default: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ListOf:
+    """An array of tables (TOML ``[[section]]``), each checked against `entry`."""
+
+    entry: dict
+    doc: str = ""
+
+
 def _names(types: tuple[type, ...]) -> str:
     return " or ".join({float: "a number", int: "an integer", str: "a string",
                         bool: "true/false", list: "a list", dict: "a table"}.get(t, t.__name__)
@@ -92,8 +101,25 @@ def validate(data: dict, schema: dict, prefix: str = "") -> dict:
                 raise ConfigError(path, "needs at least one entry")
             out[key] = {name: validate(entry, spec.entry, f"{path}.{name}.")
                         for name, entry in entries.items()}
+        elif isinstance(spec, ListOf):
+            items = data.get(key, [])
+            if not isinstance(items, list):
+                raise ConfigError(path, "expected an array of tables ([[...]])")
+            out[key] = [validate(item, spec.entry, f"{path}[{i}].")
+                        for i, item in enumerate(items)]
         else:  # a nested section
             out[key] = validate(data.get(key, {}), spec, path + ".")
+    return out
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Deep-merge `override` onto `base` (tables merge key by key; anything else replaces)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
     return out
 
 

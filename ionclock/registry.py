@@ -198,6 +198,17 @@ def make_world(env: Any, twin: dict, servo: dict, instruments: dict) -> Any:
         bright_counts=twin["bright_counts"],
         dark_counts=twin["dark_counts"],
         exact=twin["exact_propagator"],
+        cryostat=twin["cryostat"],
+        refill_interval_s=twin["refill_interval_h"] * 3600.0,
+        apply_shifts=twin["apply_shifts"],
+        pressure_pa=twin["pressure_pa"],
+        ion_loss_per_s=twin["ion_loss_per_week"] / (7 * 86400.0),
+        reload_s=twin["reload_min"] * 60.0,
+        b_steps_per_s=twin["b_steps_per_day"] / 86400.0,
+        b_step_t=twin["b_step_t"],
+        quench_light_shift_hz=twin["quench_light_shift_hz"],
+        events=tuple((e["at_s"], e["kind"], e["value"], e["duration_s"])
+                     for e in twin["events"]),
     )
     return ClockWorld(env, params, seed=twin["seed"])
 

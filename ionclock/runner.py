@@ -30,7 +30,8 @@ def servo_params(cfg: dict) -> ServoParams:
     return ServoParams(
         ramsey_time_s=s["ramsey_time_s"], cycle_time_s=s["cycle_time_s"], gain=s["gain"],
         drift_gain=s["drift_gain"], b_gain=s["b_gain"], b_drift_gain=s["b_drift_gain"],
-        residual_gain=s["residual_gain"], aom_center_hz=s["aom_center_hz"], b_initial_t=cfg["clock"]["b_nominal_t"],
+        residual_gain=s["residual_gain"], aom_center_hz=s["aom_center_hz"],
+        b_initial_t=cfg["clock"]["b_nominal_t"],
         nu_initial_hz=s["nu_initial_hz"], acquire_frames=s["acquire_frames"])
 
 
@@ -69,7 +70,8 @@ class ClockRun:
                                        cfg["servo"]["threshold_counts"])
         self.servo = ClockServo(self.env, self._aom_channel(), readout,
                                 store=self.store if cfg["run"]["record_cycles"] else None,
-                                params=self.params, on_frame=self._on_frame)
+                                params=self.params, on_frame=self._on_frame,
+                                on_flag=self._on_flag)
         if not cfg["run"]["record_cycles"]:
             self.servo.store = _FrameOnlyStore(self.store)
         self.frames: list[tuple] = []   # (t, locked, holdover, nu, b, truth detuning, b_true)
@@ -96,11 +98,16 @@ class ClockRun:
         coils = self.instruments["coils"]
         return getattr(coils, f"ch_{self.cfg['instruments']['coils']['channel']}")
 
+    def _on_flag(self, t0: float, t1: float) -> None:
+        """The servo flagged frames after the fact: drop them from the summary's locked set."""
+        self.frames = [(t, locked and not (t0 <= t <= t1), hold or (t0 <= t <= t1), *rest)
+                       for t, locked, hold, *rest in self.frames]
+
     def _on_frame(self, frame: Frame) -> None:
         if self.world is not None:
             truth = self.world.take_truth()
             det = truth.sum_detuning_hz / truth.n if truth.n else math.nan
-            b_true = truth.sum_b_t / truth.n if truth.n else math.nan
+            b_true = self.world.b_true(frame.t)   # the same instant as the servo's b_t
             if truth.n:
                 per_line = [d / n if n else None
                             for d, n in zip(truth.per_line, truth.per_line_n)]
@@ -200,6 +207,9 @@ class _FrameOnlyStore:
 
     def event(self, *args, **kwargs) -> None:
         self._store.event(*args, **kwargs)
+
+    def flag_frames(self, t0: float, t1: float) -> int:
+        return self._store.flag_frames(t0, t1)
 
 
 def _mean_and_batch_sigma(values: list[float], batches: int = 20) -> tuple[float, float]:

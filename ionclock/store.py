@@ -13,7 +13,7 @@ seconds since the start of a twin run; `meta.t0_unix` anchors a twin run):
   completed frame (12 cycles): the common laser frequency offset from nu0 (Hz), its drift
   rate, the field B from the splittings (T), the six per-line offsets (Hz), and flags.
 - ``twin_truth(frame, t, detuning_hz, b_true_t, d0..d5)``: twin runs only: the frame's true
-  mean detuning of its probes from their true line centres (Hz), the true field (T), and
+  mean detuning of its probes from their true line centres (Hz), the true field at t (T), and
   each line's own mean true detuning (Hz).
 - ``events(t, kind, source, detail)``: every state change (`locked`, `holdover`, `ion_lost`,
   `slip_corrected`, `instrument_offline`, ...); detail is JSON.
@@ -153,6 +153,17 @@ class Store:
         self._buffers["events"].append((t, kind, source, json.dumps(detail, default=str)))
         self._pending += 1
         self.flush()
+
+    def flag_frames(self, t0: float, t1: float) -> int:
+        """Mark the lock frames with t0 <= t <= t1 as holdover (not clock data); returns count.
+
+        Used when a fault is recognised after the fact (a slip corrected, the contrast found
+        lost): the frames it already biased are flagged, never silently kept.
+        """
+        self.flush()
+        cur = self.db.execute("UPDATE lock_frames SET holdover = 1, locked = 0 "
+                              "WHERE t >= ? AND t <= ?", (t0, t1))
+        return cur.rowcount
 
     def set_meta(self, **items) -> None:
         """Store run metadata (values JSON-encoded)."""

@@ -25,9 +25,11 @@ clock but `env.now`; instruments are the drivers handed in.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ionclock.errors import IonclockError
 from ionclock.physics import ZEEMAN_LINES, ramsey_contrast
 from ionclock.servo.slip_guard import SlipGuard
 
@@ -55,6 +57,11 @@ class ServoParams:
     ion_check_after_darks: int = 12      # consecutive dark cycles that trigger an ion check
     slip_threshold_hz: float = 2.0       # splitting-ratio violation that means a slip
     slip_persist_frames: int = 8         # frames the violation must persist
+    contrast_window_cycles: int = 120    # dark-fraction average (cycles)
+    contrast_low: float = 0.25           # dark fraction below this: contrast lost
+    contrast_restore: float = 0.35       # ... and above this again: restored
+    holdover_fit_s: float = 1800.0       # locked history fitted for the holdover drift model
+    flag_margin_s: float = 30.0          # flagged before a fault's first sign
 
     def correction_hz_per_unit_error(self) -> float:
         """Hz per unit of e = n+ - n-, before the gain: 1 / (2 pi T C) (DOMAIN §5)."""
@@ -91,13 +98,15 @@ class ClockServo:
     """
 
     def __init__(self, env, aom, readout, store=None, params: ServoParams | None = None,
-                 on_frame: Callable[[Frame], None] | None = None, source: str = "servo"):
+                 on_frame: Callable[[Frame], None] | None = None, source: str = "servo",
+                 on_flag: Callable[[float, float], None] | None = None):
         self.env = env
         self.aom = aom
         self.readout = readout
         self.store = store
         self.p = params or ServoParams()
         self.on_frame = on_frame
+        self.on_flag = on_flag
         self.source = source
         p = self.p
         self.k_hz = p.correction_hz_per_unit_error()
@@ -113,9 +122,12 @@ class ClockServo:
         self.locked_cycles = 0
         self._frames_since_acquire = 0
         self._dark_run = 0
+        self._dark_ema = 0.5
         self._phase = None
         self.guard = SlipGuard(p.ramsey_time_s, p.slip_threshold_hz, p.slip_persist_frames)
         self.slips_corrected = 0
+        self._history: deque = deque()      # (t, nu_hz, b_t) of locked frames
+        self._violation_since: float | None = None
 
     # --- the model of where each line is ------------------------------------------------
     def line_offset_hz(self, k: int, t: float) -> float:
@@ -200,13 +212,56 @@ class ClockServo:
         """Cross-check the splittings' ratios; undo a fringe slip (DOMAIN §5)."""
         t = self.env.now
         n = self.guard.check([self.line_offset_hz(k, t) for k in range(6)])
+        if self.guard.last_violation_hz < self.guard.threshold_hz:
+            self._violation_since = None
+        elif self._violation_since is None:
+            self._violation_since = t
         if n is None:
             return
         violation = self.guard.last_violation_hz
         self._step([-int(x) * self.guard.fringe_hz for x in n])
         self.slips_corrected += 1
+        since = (self._violation_since or t) - self.p.flag_margin_s
+        self._violation_since = None
+        self._history.clear()   # the fitted history held the slip
         self._event("slip_corrected", fringes=[int(x) for x in n], violation_hz=violation,
-                    b_t=self.b_t)
+                    b_t=self.b_t, flagged_from=since)
+        self._flag(since, t)
+
+    def _flag(self, t0: float, t1: float) -> None:
+        """Flag already-recorded frames in [t0, t1] as holdover (biased by a fault)."""
+        flag = getattr(self.store, "flag_frames", None)
+        if flag is not None:
+            flag(t0, t1)
+        if self.on_flag is not None:
+            self.on_flag(t0, t1)
+        self.locked_cycles -= sum(1 for t, *_ in self._history if t0 <= t <= t1) * 12
+        while self._history and self._history[-1][0] >= t0:
+            self._history.pop()
+
+    def _fit_drift_model(self) -> None:
+        """Re-base the laser and field models on a linear fit of the recent locked frames.
+
+        The integrators' instantaneous drift rates carry the projection noise of the last
+        few frames; a holdover of tens of minutes needs the rate averaged over much longer.
+        """
+        if len(self._history) < 20:
+            return
+        t = self.env.now
+        ts = [h[0] - t for h in self._history]
+        n = len(ts)
+        mt = sum(ts) / n
+        var = sum((x - mt) ** 2 for x in ts)
+        if var <= 0:
+            return
+        for idx, (value_attr, rate_attr) in ((1, ("nu_hz", "drift_hz_s")),
+                                             (2, ("b_t", "b_rate"))):
+            ys = [h[idx] for h in self._history]
+            my = sum(ys) / n
+            slope = sum((x - mt) * (y - my) for x, y in zip(ts, ys)) / var
+            setattr(self, value_attr, my - slope * mt)     # the fit's value at now
+            setattr(self, rate_attr, slope)
+        self.t_ref = t
 
     def _record_frame(self) -> Frame:
         t = self.env.now
@@ -218,68 +273,137 @@ class ClockServo:
             self.store.add("lock_frames", (t, frame.index, frame.nu_hz, frame.drift_hz_s,
                                            frame.b_t, *frame.offsets_hz, int(frame.locked),
                                            int(frame.holdover)))
+        if frame.locked:
+            h = self._history
+            h.append((t, frame.nu_hz, frame.b_t))
+            while h and h[0][0] < t - self.p.holdover_fit_s:
+                h.popleft()
         if self.on_frame is not None:
             self.on_frame(frame)
         return frame
 
     # --- the process ----------------------------------------------------------------------
     def run(self):
-        """The servo's SimPy process (a generator); runs until interrupted."""
+        """The servo's SimPy process (a generator); runs until interrupted.
+
+        Anything that stops the lock (the ion lost, the contrast gone, an instrument that
+        stops answering) puts the servo in holdover: the laser follows its drift model, the
+        frames are flagged, and the lock is re-acquired once the cause has cleared.
+        """
         p = self.p
         order = (0, 1, 2, 3, 4, 5)
-        gain_k = p.gain * self.k_hz
-        self._event("servo_started", gain=p.gain, drift_gain=p.drift_gain)
+        self._event("servo_started", gain=p.gain, drift_gain=p.drift_gain,
+                    b_gain=p.b_gain, b_drift_gain=p.b_drift_gain,
+                    residual_gain=p.residual_gain)
         while True:
-            t0 = self.env.now
-            corrections = [0.0] * 6
-            lost = False
-            first = +1
-            for k in order:
-                # Phase order alternates line by line (+- then -+): the phase register then
-                # changes every other cycle, and each line's pair is symmetric in time.
-                d_first = yield from self._probe(k, first)
-                d_second = yield from self._probe(k, -first)
-                d_plus, d_minus = (d_first, d_second) if first > 0 else (d_second, d_first)
-                first = -first
-                # e = n+ - n- ; c = g e / (2 pi T C)   (DOMAIN §5)
-                corrections[k] = gain_k * (d_plus - d_minus)
-                if d_second < 0.5:
-                    self._dark_run = 0
-                else:
-                    self._dark_run += 2 if d_first >= 0.5 else 1
-                if self._dark_run >= p.ion_check_after_darks:
-                    bright = yield from self._ion_check()
-                    self._dark_run = 0
-                    if not bright:
-                        lost = True
-                        break
-            if lost:
-                yield from self._holdover()
-                continue
-            self._update(corrections, self.env.now - t0)
-            self._guard_slips()
-            self._frames_since_acquire += 1
-            if self.state == "acquiring" and self._frames_since_acquire >= p.acquire_frames:
-                self._set_state("locked", b_t=self.b_t, nu_hz=self.nu_hz)
-            self._record_frame()
-            self.frame_index += 1
-            order = order[::-1]   # reverse the probing order every frame (DOMAIN §5)
+            try:
+                yield from self._frame(order)
+                order = order[::-1]   # reverse the probing order every frame (DOMAIN §5)
+            except _Hold as hold:
+                yield from self._holdover(hold.reason, hold.detail)
+            except (IonclockError, OSError) as err:   # an instrument failed mid-frame
+                yield from self._holdover("instrument_offline",
+                                          {"error": f"{type(err).__name__}: {err}"})
 
-    def _holdover(self):
-        """Ion lost: hold the laser on its drift model, check each cycle until it fluoresces."""
-        self._set_state("holdover", reason="ion_lost")
-        self._event("ion_lost")
-        last_frame = self.env.now
-        while True:
+    def _frame(self, order):
+        """Probe the six lines once (12 cycles), then update the loops."""
+        p = self.p
+        gain_k = p.gain * self.k_hz
+        t0 = self.env.now
+        corrections = [0.0] * 6
+        first = +1
+        ema = self._dark_ema
+        a = 1.0 / p.contrast_window_cycles
+        for k in order:
+            # Phase order alternates line by line (+- then -+): the phase register then
+            # changes every other cycle, and each line's pair is symmetric in time.
+            d_first = yield from self._probe(k, first)
+            d_second = yield from self._probe(k, -first)
+            d_plus, d_minus = (d_first, d_second) if first > 0 else (d_second, d_first)
+            first = -first
+            # e = n+ - n- ; c = g e / (2 pi T C)   (DOMAIN §5)
+            corrections[k] = gain_k * (d_plus - d_minus)
+            ema += a * (0.5 * (d_first + d_second) - ema)
+            if d_second < 0.5:
+                self._dark_run = 0
+            else:
+                self._dark_run += 2 if d_first >= 0.5 else 1
+            if self._dark_run >= p.ion_check_after_darks:
+                self._dark_run = 0
+                bright = yield from self._ion_check()
+                if not bright:
+                    raise _Hold("ion_lost")
+        self._dark_ema = ema
+        if ema < p.contrast_low:
+            # At the lock point p+ + p- = 1, so half the outcomes are dark whatever the
+            # detuning; far fewer means the D5/2 population is being emptied during the
+            # probe (stray 854 nm light: a shutter stuck open) and the line is light-shifted.
+            raise _Hold("contrast_lost", {"dark_fraction": ema})
+        self._update(corrections, self.env.now - t0)
+        self._guard_slips()
+        self._frames_since_acquire += 1
+        if self.state == "acquiring" and self._frames_since_acquire >= p.acquire_frames:
+            self._set_state("locked", b_t=self.b_t, nu_hz=self.nu_hz)
+        self._record_frame()
+        self.frame_index += 1
+
+    def _holdover(self, reason: str, detail: dict | None = None):
+        """Hold the laser on its drift model and flag the data until `reason` clears."""
+        detail = detail or {}
+        if reason == "contrast_lost":
+            # the dark fraction fell over the averaging window: flag what it may have biased
             t = self.env.now
-            self.aom.frequency = self.p.aom_center_hz + 0.5 * self.common_hz(t)
-            bright = yield from self._ion_check()
-            if bright:
+            self._flag(t - 2 * self.p.contrast_window_cycles * self.p.cycle_time_s
+                       - self.p.flag_margin_s, t)
+        self._fit_drift_model()
+        self._set_state("holdover", reason=reason, **detail)
+        self._event(reason, **detail)
+        last_frame = self.env.now
+        probes: list[float] = []
+        k = 0
+        while True:
+            try:
+                if reason == "ion_lost":
+                    cleared = yield from self._ion_check()
+                elif reason == "contrast_lost":
+                    # keep probing the lines (no corrections) and watch the dark fraction
+                    d = yield from self._probe(k % 6, 1 if k % 2 == 0 else -1)
+                    k += 1
+                    probes = (probes + [d])[-p_window(self.p):]
+                    cleared = (len(probes) == p_window(self.p)
+                               and sum(probes) / len(probes) > self.p.contrast_restore)
+                else:   # instrument_offline: one ordinary cycle that goes through
+                    d = yield from self._probe(0, 1)
+                    cleared = True
+            except (IonclockError, OSError):
+                cleared = False
+                yield self.env.timeout(self.p.cycle_time_s)
+            if cleared:
                 break
             if self.env.now - last_frame >= 12 * self.p.cycle_time_s:
                 last_frame = self.env.now
                 self._record_frame()
                 self.frame_index += 1
-        self._event("ion_reloaded")
+        self._event(_CLEARED[reason])
         self._frames_since_acquire = 0
+        self._dark_run = 0
+        self._dark_ema = 0.5
         self._set_state("acquiring", reason="reacquire")
+
+
+_CLEARED = {"ion_lost": "ion_reloaded", "contrast_lost": "contrast_restored",
+            "instrument_offline": "instrument_online"}
+
+
+def p_window(p: ServoParams) -> int:
+    """Probes averaged to decide that the contrast is back."""
+    return 2 * p.ion_check_after_darks
+
+
+class _Hold(Exception):
+    """Raised inside a frame: stop locking and hold over for `reason`."""
+
+    def __init__(self, reason: str, detail: dict | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail or {}

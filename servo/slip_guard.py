@@ -12,8 +12,8 @@ pattern distinct for every k.
 
 `SlipGuard.check` projects the offsets onto that subspace every frame. When the violation
 stays above `threshold_hz` for `persist_frames` frames (a settled lock, not a transient), it
-searches every slip pattern n in {-2..2}^6 (`max_fringes`) for the one that explains the violation, and
-returns it if what is left is below half the threshold.
+searches every slip pattern n in {-2..2}^6 (`max_fringes`) for the one that explains the
+violation, and returns it if what is left is below half the threshold.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class SlipGuard:
         self.persist_frames = persist_frames
         self.max_fringes = max_fringes
         self.proj = violation_projector()
-        patterns = np.array([n for n in itertools.product(range(-self.max_fringes, self.max_fringes + 1), repeat=6) if any(n)],
+        span = range(-max_fringes, max_fringes + 1)
+        patterns = np.array([n for n in itertools.product(span, repeat=6) if any(n)],
                             dtype=float)
         self.patterns = patterns
         self.signatures = patterns @ self.proj * self.fringe_hz     # rows: P_v n / T

@@ -103,7 +103,7 @@ class TcpServer(_Server):
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -118,7 +118,7 @@ class TcpServer(_Server):
         while not self._stop.is_set():
             try:
                 data = conn.recv(4096)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -61,6 +61,21 @@ class TwinParams:
     bright_counts: float = 40.0
     dark_counts: float = 1.0
     tau_d_s: float = TAU_D52
+    # --- scenario: apparatus physics beyond the ion and its fault injection -------------
+    cryostat: bool = True                # LN2 cryostat with refills (sim_instruments.cryostat)
+    refill_interval_s: float = 2 * 86400.0
+    apply_shifts: bool = True            # the true systematic shifts move the ion (issue 6)
+    shift_update_s: float = 10.0         # how often the slowly varying shifts are re-evaluated
+    nbar: tuple = (0.034, 0.043, 0.113)  # mean occupations during the probe (seed, Table I)
+    pressure_pa: float = 3e-9
+    micromotion_ratios: tuple = (0.0, 0.0, 0.0)
+    ion_loss_per_s: float = 0.0          # random ion loss rate (1 per 1-4 weeks in the lab)
+    reload_s: float = 1800.0             # time to load and cool a new ion
+    b_steps_per_s: float = 0.0           # random field steps
+    b_step_t: float = 0.3e-9             # their size (sign random)
+    quench_light_shift_hz: float = 2.0   # stray 854 nm light with its shutter stuck open:
+    quench_tau_s: float = 0.02           # light shift on the clock line and D5/2 quench time
+    events: tuple = ()                   # scheduled (at_s, kind, value, duration_s)
 
 
 class _Flicker:
@@ -174,6 +189,25 @@ class ClockWorld:
         self._decay_p = 1.0 - math.exp(-p.detection_time_s / p.tau_d_s)
         self.truth = Truth()
         self.last_detuning_hz = 0.0
+        self.quenched = False                # 854 nm shutter stuck open
+        self.log: list[tuple[float, str, dict]] = []   # what the world did, for grading
+        self.cryostat = None
+        if p.cryostat:
+            from ionclock.sim_instruments.cryostat import Cryostat
+
+            self.cryostat = Cryostat(self.env, seed=seed + 1,
+                                     refill_interval=p.refill_interval_s,
+                                     refill_jitter=min(3 * 3600.0, 0.2 * p.refill_interval_s))
+        self.shifts_hz: dict[str, float] = {}
+        if p.apply_shifts:
+            self._update_shifts()
+            self.env.process(self._shift_process())
+        for at_s, kind, value, duration_s in p.events:
+            self.env.process(self._scheduled(at_s, kind, value, duration_s))
+        if p.ion_loss_per_s > 0:
+            self.env.process(self._random_ion_loss())
+        if p.b_steps_per_s > 0:
+            self.env.process(self._random_b_steps())
 
     # --- hooks called by the instrument twins -----------------------------------------
     def dds_changed(self, channel: int, frequency_hz: float, phase_turns: float,
@@ -188,6 +222,8 @@ class ClockWorld:
         """The coil supply's output current on `channel` changed (0 when off)."""
         if channel == self.p.coil_channel:
             self.coil_current_a = current_a
+            if self.p.apply_shifts:
+                self._update_shifts()
 
     # --- truth ---------------------------------------------------------------------------
     def b_true(self, t: float | None = None) -> float:
@@ -235,6 +271,84 @@ class ClockWorld:
         """A sudden field step (T)."""
         self.b_steps_t += delta_t
 
+    def stick_shutter(self, stuck: bool = True) -> None:
+        """The 854 nm shutter sticks open (or is fixed): stray quench light during the probe."""
+        self.quenched = stuck
+
+    def temperature_k(self) -> float:
+        """BBR temperature seen by the ion: mean of the trap and the BBR cavity (K)."""
+        if self.cryostat is None:
+            return 79.5
+        return 0.5 * (self.cryostat.temperature("trap") + self.cryostat.temperature("bbr_cavity"))
+
+    def _update_shifts(self) -> None:
+        """Apply the true systematic shifts (ionclock.shifts, the budget's own formulas)."""
+        from ionclock.shifts import TrueConditions, true_shifts_hz
+
+        p = self.p
+        cond = TrueConditions(temperature_k=self.temperature_k(), b_t=self.b_true(),
+                              nbar=tuple(p.nbar), pressure_pa=p.pressure_pa,
+                              micromotion_ratios=tuple(p.micromotion_ratios))
+        self.shifts_hz = true_shifts_hz(cond, p.nu0_hz)
+        p.common_shift_hz = math.fsum(self.shifts_hz.values())
+
+    def _shift_process(self):
+        while True:
+            yield self.env.timeout(self.p.shift_update_s)
+            self._update_shifts()
+
+    def _note(self, kind: str, **detail) -> None:
+        self.log.append((self.env.now, kind, detail))
+
+    def _apply(self, kind: str, value: float, duration_s: float):
+        """Carry out one fault or change (a SimPy sub-process for timed ones)."""
+        if kind == "b_step":
+            self.step_field(value)
+            self._note("b_step", delta_t=value)
+        elif kind == "ion_loss":
+            self.lose_ion()
+            self._note("ion_loss")
+            yield self.env.timeout(duration_s or self.p.reload_s)
+            self.reload_ion()
+            self._note("ion_reloaded")
+        elif kind == "refill":
+            if self.cryostat is not None:
+                self.cryostat.inject_refill(depth=value or None)
+            self._note("refill", depth_k=value)
+        elif kind == "temperature_excursion":
+            if self.cryostat is not None:
+                self.cryostat.inject_excursion(value, duration_s or 3600.0)
+            self._note("temperature_excursion", delta_k=value, duration_s=duration_s)
+        elif kind == "shutter_stuck":
+            self.stick_shutter(True)
+            self._note("shutter_stuck")
+            if duration_s:
+                yield self.env.timeout(duration_s)
+                self.stick_shutter(False)
+                self._note("shutter_fixed")
+        elif kind == "q0":
+            self.p.q0_hz = value
+            self._note("q0", q0_hz=value)
+        else:
+            raise ValueError(f"unknown twin event kind {kind!r}")
+
+    def _scheduled(self, at_s: float, kind: str, value: float, duration_s: float):
+        yield self.env.timeout(max(0.0, at_s - self.env.now))
+        yield from self._apply(kind, value, duration_s)
+
+    def _random_ion_loss(self):
+        while True:
+            yield self.env.timeout(self.rng.expovariate(self.p.ion_loss_per_s))
+            if self.ion_present:
+                # reload takes 10-60 min in the lab; the configured value is the mean
+                yield from self._apply("ion_loss", 0.0,
+                                       self.rng.uniform(0.5, 1.5) * self.p.reload_s)
+
+    def _random_b_steps(self):
+        while True:
+            yield self.env.timeout(self.rng.expovariate(self.p.b_steps_per_s))
+            yield from self._apply("b_step", self.rng.choice((-1, 1)) * self.p.b_step_t, 0.0)
+
     # --- the measurement -------------------------------------------------------------------
     def _batch(self, lam: float) -> list[int]:
         return self.nprng.poisson(lam, 8192).tolist()
@@ -269,7 +383,10 @@ class ClockWorld:
         else:
             centres = self.line_centres_hz(b_probe)
             k = min(range(6), key=lambda i: abs(nu - centres[i]))
-        delta = nu - (p.common_shift_hz + p.q0_hz * self._qw[k] + self._z[k] * b_probe)
+        centre = p.common_shift_hz + p.q0_hz * self._qw[k] + self._z[k] * b_probe
+        if self.quenched:
+            centre += p.quench_light_shift_hz
+        delta = nu - centre
         phase_sign = 1 if (self.aom_phase_turns % 1.0) < 0.5 else -1
         tr = self.truth
         tr.n += 1
@@ -278,7 +395,10 @@ class ClockWorld:
         tr.per_line[k] += delta
         tr.per_line_n[k] += 1
         self.last_detuning_hz = delta
-        return self.excitation(delta, phase_sign)
+        prob = self.excitation(delta, phase_sign)
+        if self.quenched:  # stray 854 nm light empties D5/2 during the free evolution
+            prob *= math.exp(-p.ramsey_time_s / p.quench_tau_s)
+        return prob
 
     def detect(self, gate_s: float) -> int:
         """Run the interrogation just finished and return the photon counts in the gate."""

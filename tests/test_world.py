@@ -14,7 +14,8 @@ from ionclock.sim_instruments.world import ClockWorld, TwinParams, _Flicker
 
 def make_world(**kw) -> ClockWorld:
     params = TwinParams(**{"flicker_floor": 0.0, "b_noise_t": 0.0, "b_drift_t_s": 0.0,
-                           "cavity_drift_hz_s": 0.0, **kw})
+                           "cavity_drift_hz_s": 0.0, "apply_shifts": False,
+                           "cryostat": False, **kw})
     world = ClockWorld(simpy.Environment(), params, seed=7)
     world.coil_changed(params.coil_channel, B_NOMINAL / params.coil_t_per_a)
     return world
@@ -85,3 +86,42 @@ def test_flicker_floor_has_the_configured_allan_deviation():
     for a in adev:
         assert a == pytest.approx(floor, rel=0.2)
     assert np.isfinite(x).all()
+
+
+def test_true_shifts_move_the_ion_with_temperature_and_field():
+    w = make_world(apply_shifts=True, cryostat=True)
+    # the seed's Table II total is 522.6e-19 at 79.5 K and 37.197 uT
+    assert w.p.common_shift_hz / w.p.nu0_hz == pytest.approx(522.6e-19, abs=6e-19)
+    before = w.p.common_shift_hz
+    w.cryostat.inject_excursion(5.0, 3600.0, time_constant=1.0)
+    w.env.run(until=600.0)
+    # warmer by ~5 K at ~80 K: the BBR shift grows by ~4 x 5/80 of itself (T^4)
+    assert (w.p.common_shift_hz - before) / w.shifts_hz["bbr"] == pytest.approx(
+        4 * 5.0 / 80.0, rel=0.25)
+
+
+def test_scheduled_events_are_carried_out_and_logged():
+    events = ((100.0, "b_step", 0.3e-9, 0.0), (200.0, "ion_loss", 0.0, 50.0),
+              (300.0, "shutter_stuck", 0.0, 60.0), (400.0, "q0", 5.0, 0.0))
+    w = make_world(events=events)
+    w.env.run(until=150.0)
+    assert w.b_true() - B_NOMINAL == pytest.approx(0.3e-9, rel=1e-9)
+    w.env.run(until=220.0)
+    assert not w.ion_present
+    w.env.run(until=320.0)
+    assert w.ion_present and w.quenched
+    w.env.run(until=500.0)
+    assert not w.quenched and w.p.q0_hz == 5.0
+    kinds = [k for _, k, _ in w.log]
+    assert kinds == ["b_step", "ion_loss", "ion_reloaded", "shutter_stuck", "shutter_fixed",
+                     "q0"]
+
+
+def test_stuck_shutter_quenches_the_dark_state():
+    w = make_world()
+    w.dds_changed(0, w.p.aom_center_hz + 0.5 * ZEEMAN_LINES[0].offset_hz(B_NOMINAL), 0.25, 1.0)
+    normal = np.mean([w.expected_dark() for _ in range(10)])
+    w.stick_shutter()
+    quenched = np.mean([w.expected_dark() for _ in range(10)])
+    assert normal == pytest.approx(0.5, abs=1e-6)
+    assert quenched < 0.05

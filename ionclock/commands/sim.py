@@ -18,6 +18,11 @@ def register(sub) -> None:
     p.add_argument("--duration", default="6h", help="simulated time, e.g. 90s, 6h, 10d")
     p.add_argument("--seed", type=int, default=None, help="seed of every random source")
     p.add_argument("--out", default="runs/latest", help="output folder (store, report)")
+    p.add_argument("--scenario", default=None,
+                   help="twin scenario: a name in configs/scenarios/ or a TOML path "
+                        "(merged over --config)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="expectation values instead of random outcomes (bias studies)")
     p.add_argument("--json", action="store_true", help="end with one JSON summary line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -27,7 +32,8 @@ def run(args) -> int:
     from ionclock.runner import ClockRun, check_out_dir, dump_json, format_summary
 
     duration = parse_duration(args.duration)
-    cfg = load_clock_config(args.config)
+    overrides = {"twin": {"deterministic": True}} if args.deterministic else None
+    cfg = load_clock_config(args.config, scenario=args.scenario, overrides=overrides)
     for role, entry in cfg["instruments"].items():
         if not entry["resource"].startswith("sim://"):
             from ionclock.errors import ConfigError
