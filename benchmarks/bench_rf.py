@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from ionclock.servo.rf_stabiliser import RFStabiliserConfig, default_controller, rf_stabiliser
-from ionclock.sim_instruments.trap_rf import RFWorld
 
 from ionclock.registry import open_instrument
+from ionclock.servo.rf_stabiliser import RFStabiliserConfig, default_controller, rf_stabiliser
+from ionclock.sim_instruments.trap_rf import RFWorld
 
 WEEK_S = 7 * 86400.0
 

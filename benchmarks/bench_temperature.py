@@ -6,10 +6,10 @@ import time
 import types
 
 import simpy
-from ionclock.sim_instruments.cryostat import Cryostat
 
 from ionclock.registry import open_instrument
 from ionclock.rtd import SensorCalibration, cvd_resistance, cvd_temperature
+from ionclock.sim_instruments.cryostat import Cryostat
 
 
 def _rate(fn, n: int) -> float:

@@ -16,12 +16,12 @@ point — checked strictly unless `strict_format=False`.
 
 from __future__ import annotations
 
-from ionclock.drivers.lakeshore218 import parse_int_reply, parse_reading
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.generic_types import SCPIUnknownMixin
 from pymeasure.instruments.lakeshore.lakeshore224 import LakeShore224
 from pymeasure.instruments.lakeshore.lakeshore_base import LakeShoreTemperatureChannel
 
+from ionclock.drivers.lakeshore218 import parse_int_reply, parse_reading
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 
 NAME = "Lake Shore 224"

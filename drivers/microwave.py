@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ionclock.drivers.trap_rf import StrictRepliesMixin, parse_int
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.agilent import Agilent8257D
 from pymeasure.instruments.generic_types import SCPIUnknownMixin
 from pymeasure.instruments.validators import strict_range
 
+from ionclock.drivers.trap_rf import StrictRepliesMixin, parse_int
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 
 #: Ground-state HFS of the trapped ions, Hz (DOMAIN §4, seed 004).

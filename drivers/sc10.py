@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ionclock.drivers.trap_rf import StrictRepliesMixin
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
+from ionclock.drivers.trap_rf import StrictRepliesMixin
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 
 PROMPT = b"> "

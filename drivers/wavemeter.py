@@ -25,9 +25,9 @@ import ctypes.util
 import math
 from typing import Any
 
-from ionclock.drivers.trap_rf import parse_float
 from pymeasure.instruments import Instrument
 
+from ionclock.drivers.trap_rf import parse_float
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 
 C_LIGHT = 299792458.0

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import simpy
-from ionclock.servo.controllers import PIController
 
 from ionclock.errors import InstrumentError, InstrumentTimeout
+from ionclock.servo.controllers import PIController
 
 #: d(ln V)/d(dB): the amplitude changes by ln(10)/20 = 11.5 % per dB.
 FRACTION_PER_DB = math.log(10.0) / 20.0

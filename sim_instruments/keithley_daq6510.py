@@ -18,9 +18,8 @@ from __future__ import annotations
 import random
 import re
 
-from ionclock.sim_instruments.base import CommandError, SimInstrument
-
 from ionclock.rtd import T_MAX, T_MIN, cvd_resistance, cvd_temperature
+from ionclock.sim_instruments.base import CommandError, SimInstrument
 
 _LONG = {"SENSE": "SENS", "FUNCTION": "FUNC", "TEMPERATURE": "TEMP", "TRANSDUCER": "TRAN",
          "THREE": "THR", "UNIT": "UNIT", "ROUTE": "ROUT", "CREATE": "CRE", "COUNT": "COUN",

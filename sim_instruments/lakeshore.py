@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import random
 
-from ionclock.sim_instruments.base import CommandError, SimInstrument
-
 from ionclock.rtd import T_MAX, T_MIN, cvd_resistance, cvd_temperature
+from ionclock.sim_instruments.base import CommandError, SimInstrument
 
 _CMD_ERROR = 32
 _EXEC_ERROR = 16

@@ -14,6 +14,7 @@ when the world has `detect`, else from the twin's own seeded Poisson source with
 from __future__ import annotations
 
 import numpy as np
+
 from ionclock.sim_instruments.base import CommandError, SimInstrument
 
 _CR = b"\r"

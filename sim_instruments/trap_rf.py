@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import simpy
+
 from ionclock.sim_instruments.base import CommandError, SimInstrument
 
 DAY_S = 86400.0

@@ -18,6 +18,7 @@ import math
 import re
 
 import numpy as np
+
 from ionclock.sim_instruments.base import SimInstrument
 
 C_LIGHT = 299792458.0
