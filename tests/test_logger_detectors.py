@@ -17,7 +17,7 @@ def cryostat_like(seed: int, refills: list[float], period: float = 60.0, days: f
     depth = {r: rng.uniform(1.0, 3.0) for r in refills}
     for k in range(int(days * 86400 / period)):
         t = k * period
-        v = 78.3 + 0.3 * (t % 172800) / 172800
+        v = 78.3 + 0.15 * t / 86400  # slow warming as the LN2 level falls
         v -= sum(d * math.exp(-(t - r) / 7200.0) for r, d in depth.items() if t >= r)
         yield t, v + rng.gauss(0.0, 0.003)
 

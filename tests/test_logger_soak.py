@@ -15,13 +15,13 @@ hung for 30 min on day 12, the LS218 sending garbage for 20 min on day 20. Check
 
 from __future__ import annotations
 
+import copy
 import logging
 import sqlite3
 from types import SimpleNamespace
 
 import pytest
 import simpy
-from ionclock.sim_instruments.cryostat import Cryostat
 from test_sinks import influxd  # noqa: F401  (the fixture)
 
 from ionclock.logger import Logger, parse_config
@@ -85,7 +85,10 @@ def test_thirty_days_with_faults_lose_nothing(tmp_path, influxd, caplog):  # noq
     kinds = [k for _, k, _ in events]
 
     # 1. Every stored value is what the instrument read: the cryostat truth + sensor error.
-    truth = Cryostat(SimpleNamespace(now=0.0), SEED)
+    # The world's own cryostat, read back at each sample's time (its refill schedule is
+    # already drawn up to day 30, and its temperature is closed-form in t).
+    truth = copy.copy(world.cryostat)
+    truth.env = SimpleNamespace(now=0.0)
     errors = {name: logger.instruments[inst].driver.twin.sensor_errors[inp]
               for name, (inst, inp, _) in CHANNELS.items()}
     rows = db.execute("SELECT t, channel, value FROM samples ORDER BY t").fetchall()
