@@ -55,6 +55,7 @@ class ServoParams:
     nu_initial_hz: float = 0.0           # initial laser steering (Hz at the ion)
     acquire_frames: int = 10             # frames after (re)start before 'locked'
     ion_check_after_darks: int = 12      # consecutive dark cycles that trigger an ion check
+    ion_confirm_checks: int = 3          # consecutive bright checks that mean a new ion
     slip_threshold_hz: float = 2.0       # splitting-ratio violation that means a slip
     slip_persist_frames: int = 8         # frames the violation must persist
     contrast_window_cycles: int = 120    # dark-fraction average (cycles)
@@ -223,10 +224,10 @@ class ClockServo:
         self.slips_corrected += 1
         since = (self._violation_since or t) - self.p.flag_margin_s
         self._violation_since = None
-        self._history.clear()   # the fitted history held the slip
         self._event("slip_corrected", fringes=[int(x) for x in n], violation_hz=violation,
                     b_t=self.b_t, flagged_from=since)
         self._flag(since, t)
+        self._history.clear()   # the fitted history held the slip
 
     def _flag(self, t0: float, t1: float) -> None:
         """Flag already-recorded frames in [t0, t1] as holdover (biased by a fault)."""
@@ -340,12 +341,13 @@ class ClockServo:
             # probe (stray 854 nm light: a shutter stuck open) and the line is light-shifted.
             raise _Hold("contrast_lost", {"dark_fraction": ema})
         self._update(corrections, self.env.now - t0)
-        self._guard_slips()
         self._frames_since_acquire += 1
         if self.state == "acquiring" and self._frames_since_acquire >= p.acquire_frames:
             self._set_state("locked", b_t=self.b_t, nu_hz=self.nu_hz)
         self._record_frame()
         self.frame_index += 1
+        # after recording: a slip found now flags this frame too (its probes were off)
+        self._guard_slips()
 
     def _holdover(self, reason: str, detail: dict | None = None):
         """Hold the laser on its drift model and flag the data until `reason` clears."""
@@ -361,10 +363,15 @@ class ClockServo:
         last_frame = self.env.now
         probes: list[float] = []
         k = 0
+        streak = 0
         while True:
             try:
                 if reason == "ion_lost":
-                    cleared = yield from self._ion_check()
+                    # several bright checks in a row: a burst of background counts is not
+                    # a new ion
+                    bright = yield from self._ion_check()
+                    streak = streak + 1 if bright else 0
+                    cleared = streak >= self.p.ion_confirm_checks
                 elif reason == "contrast_lost":
                     # keep probing the lines (no corrections) and watch the dark fraction
                     d = yield from self._probe(k % 6, 1 if k % 2 == 0 else -1)
