@@ -124,11 +124,17 @@ def make_twin(model: str, world: Any, key: str = "resource", **twin_options: Any
 
 
 def open_instrument(model: str, resource: str, *, world: Any = None, key: str = "instrument",
-                    twin_options: dict | None = None, **driver_options: Any) -> Any:
+                    twin_options: dict | None = None, resilient: bool = False,
+                    resilience: dict | None = None, **driver_options: Any) -> Any:
     """Connect the driver of `model` at `resource`; see the module docstring for transports.
 
     `world` is the simulated world for ``sim://`` resources (required there). Connection
     failures are `ConfigError`s naming `key`, raised before anything is started.
+
+    With `resilient`, the driver comes wrapped in `ionclock.resilience.ResilientInstrument`:
+    on a lost link it reconnects here (same twin, or a fresh OS connection) with backoff and
+    restores its setpoints. `resilience` holds the wrapper's options (``on_event``,
+    ``clock``: default ``world.env.now`` for a twin, else `time.monotonic`, backoff times).
     """
     cls = driver_class(model, key + ".model")
     wterm = getattr(cls, "write_termination", "\n")
@@ -141,29 +147,63 @@ def open_instrument(model: str, resource: str, *, world: Any = None, key: str = 
         if world is None:
             raise ConfigError(key + ".resource", "sim:// resources need the simulated world")
         twin = make_twin(model, world, key + ".resource", **(twin_options or {}))
-        adapter = LoopbackAdapter(twin, write_termination=wterm, read_termination=rterm,
-                                  name=f"{model}@{resource}")
-        inst = cls(adapter, **driver_options)
-        inst.twin = twin  # for tests and the twin's own bookkeeping, never read by servo code
-        return inst
-    if is_serial_url(resource):
+
+        connections = [0]
+
+        def connect() -> Any:
+            # A reconnect builds a new adapter and driver on the SAME twin (it keeps its state);
+            # a twin that greets each new client (a TCP text server) is told by the optional
+            # hook `connection_opened()`.
+            connections[0] += 1
+            hook = getattr(twin, "connection_opened", None)
+            if connections[0] > 1 and hook is not None:
+                hook()
+            adapter = LoopbackAdapter(twin, write_termination=wterm, read_termination=rterm,
+                                      name=f"{model}@{resource}")
+            inst = cls(adapter, **driver_options)
+            inst.twin = twin  # for tests and the twin's bookkeeping, never read by servo code
+            return inst
+
+        inst = connect()
+    elif is_serial_url(resource):
         import serial
+        from pymeasure.adapters import SerialAdapter
 
         settings = dict(getattr(cls, "serial_settings", {}))
         settings.setdefault("timeout", 1.0)
+
+        def connect() -> Any:
+            port = serial.serial_for_url(resource, **settings)
+            adapter = SerialAdapter(port, write_termination=wterm, read_termination=rterm)
+            return cls(adapter, **driver_options)
+
         try:
             port = serial.serial_for_url(resource, **settings)
         except (serial.SerialException, ValueError, OSError) as err:
             raise ConfigError(key + ".resource", f"cannot open {resource!r}: {err}") from None
-        from pymeasure.adapters import SerialAdapter
-
         adapter = SerialAdapter(port, write_termination=wterm, read_termination=rterm)
-        return cls(adapter, **driver_options)
-    try:
-        return cls(resource, write_termination=wterm, read_termination=rterm,
-                   visa_library=driver_options.pop("visa_library", "@py"), **driver_options)
-    except Exception as err:  # pyvisa raises many types for an unreachable resource
-        raise ConfigError(key + ".resource", f"cannot open {resource!r}: {err}") from None
+        inst = cls(adapter, **driver_options)
+    else:
+        visa_library = driver_options.pop("visa_library", "@py")
+
+        def connect() -> Any:
+            return cls(resource, write_termination=wterm, read_termination=rterm,
+                       visa_library=visa_library, **driver_options)
+
+        try:
+            inst = connect()
+        except Exception as err:  # pyvisa raises many types for an unreachable resource
+            raise ConfigError(key + ".resource", f"cannot open {resource!r}: {err}") from None
+    if not resilient:
+        return inst
+    from ionclock.resilience import ResilientInstrument
+
+    options = dict(resilience or {})
+    env = getattr(world, "env", None)
+    if options.get("clock") is None and env is not None and resource.startswith("sim://"):
+        options["clock"] = lambda: env.now
+    options.setdefault("source", key if key != "instrument" else model)
+    return ResilientInstrument(inst, connect, model=model, **options)
 
 
 def expectation_readout(world: Any) -> Any:
@@ -171,6 +211,13 @@ def expectation_readout(world: Any) -> Any:
     from ionclock.sim_instruments.readout import ExpectationReadout
 
     return ExpectationReadout(world)
+
+
+def twin_reference(world: Any) -> Any:
+    """The twin's frequency reference (a perfect comb on `world`)."""
+    from ionclock.sim_instruments.comb import SimComb
+
+    return SimComb(world)
 
 
 def make_world(env: Any, twin: dict, servo: dict, instruments: dict) -> Any:
