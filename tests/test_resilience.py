@@ -18,8 +18,8 @@ from ionclock.resilience import (
     InstrumentOffline,
     ResilientInstrument,
     release_connection,
-    unwrap,
     until_online,
+    unwrap,
 )
 from ionclock.store import Store
 
@@ -54,7 +54,7 @@ def settle(world, call, *args, **kwargs):
     return env.run(until=proc)
 
 
-# --- pass-through ---------------------------------------------------------------------------------
+# --- pass-through -----------------------------------------------------------------------------
 def test_wrapper_sends_the_same_bytes_and_returns_the_same_values(world):
     raw = registry.open_instrument("novatech409b", "sim://novatech409b", world=world)
     wrapped = open_resilient("novatech409b", world)
@@ -157,7 +157,7 @@ def test_hot_path_overhead_is_one_python_frame(world):
     assert len(wrapped.setpoints) == 1 and wrapped.setpoints[0].value == 1e6 + 999
 
 
-# --- faults: link drop, timeout, power cycle --------------------------------------------------------
+# --- faults: link drop, timeout, power cycle --------------------------------------------------
 def test_link_drop_mid_run_is_recovered_with_setpoints_and_events(world, store):
     env = world.env
     aom = open_resilient("novatech409b", world, store)
@@ -387,7 +387,7 @@ def _reconnect_at(world, twin, t):
     twin.faults.disconnected = False
 
 
-# --- the state machine against a fake link (property-based) -----------------------------------------
+# --- the state machine against a fake link (property-based) -----------------------------------
 class FakeUnit:
     """A unit whose link can be up or down; remembers `level` (lost on power cycle)."""
 
@@ -498,7 +498,7 @@ def test_options_are_checked():
             fake(unit, lambda: 0.0, **bad)
 
 
-# --- every model ------------------------------------------------------------------------------------
+# --- every model ------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", registry.model_names())
 def test_every_driver_has_ping_and_close(model):
     cls = registry.driver_class(model)
