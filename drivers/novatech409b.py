@@ -163,8 +163,9 @@ class DdsChannel(Channel):
     def frequency(self, hz: float) -> None:
         if not 0.0 <= hz <= F_MAX_HZ:  # also rejects NaN; before any byte is written
             raise ValueError(f"frequency must be within [0, {F_MAX_HZ:.0f}] Hz, got {hz!r}")
-        self.parent.command(self._f_prefix + "%.7f" % (hz * 1e-6))
-        self._last[0] = hz
+        text = "%.7f" % (hz * 1e-6)
+        self.parent.command(self._f_prefix + text)
+        self._last[0] = float(text) * 1e6   # what the unit runs: 0.1 Hz steps
 
     @property
     def phase(self) -> float:
@@ -203,7 +204,7 @@ class DdsChannel(Channel):
 
     @property
     def last_frequency(self) -> float | None:
-        """The last frequency this driver set on the channel (Hz), without any I/O."""
+        """The frequency the channel runs since the last set (Hz, on the 0.1 Hz grid), no I/O."""
         return self._last[0]
 
     @property

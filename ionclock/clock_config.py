@@ -25,6 +25,8 @@ INSTRUMENT = {
     "compliance_v": F(float, 10.0, min=0.0, max=60.0,
                       doc="coil supply voltage compliance (constant-current mode), V"),
     "gate_time_s": F(float, 0.002, min=1e-6, max=1.0, doc="detection gate, s"),
+    "sensors": F(dict, {}, doc="thermometer: budget channel -> input number"),
+    "locations": F(dict, {}, doc="twin only: input number -> cryostat location"),
 }
 
 EVENT_KINDS = ("b_step", "ion_loss", "refill", "temperature_excursion", "shutter_stuck", "q0")
@@ -61,6 +63,15 @@ SCHEMA = {
         "acquire_frames": F(int, 10, min=1, max=10000),
     },
     "instruments": Table(INSTRUMENT, required=True),
+    "budget": {
+        "enabled": F(bool, True, doc="evaluate the live shift budget and correct the output"),
+        "config": F(str, "configs/seed_clock.toml",
+                    doc="budget models and their settings (relative to the repository)"),
+        "sample_s": F(float, 60.0, min=1.0, max=3600.0, doc="thermometer polling period"),
+        "update_s": F(float, 600.0, min=10.0, max=86400.0, doc="budget re-evaluation period"),
+        "window_s": F(float, 3600.0, min=60.0, max=30 * 86400.0,
+                      doc="window of readings a budget uses"),
+    },
     "twin": {
         "seed": F(int, 1, min=0),
         "laser_offset_hz": F(float, 2.0, min=-6.0, max=6.0,

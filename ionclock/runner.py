@@ -20,8 +20,12 @@ import simpy.rt
 from ionclock import __version__, registry
 from ionclock.errors import UserError
 from ionclock.servo.clock_lock import ClockServo, Frame, ServoParams
+from ionclock.servo.clock_output import ClockOutput
 from ionclock.servo.readout import ThresholdReadout
 from ionclock.store import Store
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def servo_params(cfg: dict) -> ServoParams:
@@ -50,11 +54,23 @@ class ClockRun:
         self.simulated = any(e["resource"].startswith("sim://") for e in inst.values())
         self.world = (registry.make_world(self.env, cfg["twin"], cfg["servo"], inst)
                       if self.simulated else None)
+        self.live_budget = None
+        if cfg["budget"]["enabled"]:
+            from ionclock.budget import load_config as load_budget_config
+            from ionclock.live_budget import LiveBudget
+
+            path = Path(cfg["budget"]["config"])
+            if not path.is_absolute():
+                path = ROOT / path
+            self.live_budget = LiveBudget(load_budget_config(path), cfg["budget"]["window_s"])
         self.instruments = {}
         for role, entry in inst.items():
+            twin_options = ({"locations": {int(k): v for k, v in entry["locations"].items()}}
+                            if entry["locations"] else None)
             self.instruments[role] = registry.open_instrument(
                 entry["model"], entry["resource"], world=self.world,
-                key=f"instruments.{role}", **self._driver_options(role, entry))
+                key=f"instruments.{role}", twin_options=twin_options,
+                **self._driver_options(role, entry))
         self._configure_instruments()
         try:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -68,7 +84,9 @@ class ClockRun:
         else:
             readout = ThresholdReadout(self.instruments["counter"],
                                        cfg["servo"]["threshold_counts"])
-        self.servo = ClockServo(self.env, self._aom_channel(), readout,
+        self.output = ClockOutput(registry.twin_reference(self.world)
+                                  if self.world is not None else None)
+        self.servo = ClockServo(self.env, self._aom_channel(), readout, output=self.output,
                                 store=self.store if cfg["run"]["record_cycles"] else None,
                                 params=self.params, on_frame=self._on_frame,
                                 on_flag=self._on_flag)
@@ -116,6 +134,8 @@ class ClockRun:
             det = b_true = math.nan
         self.frames.append((frame.t, frame.locked, frame.holdover, frame.nu_hz, frame.b_t,
                             det, b_true))
+        if self.live_budget is not None and frame.locked:
+            self.live_budget.add_field(frame.t, frame.b_t)
 
     def _startup(self):
         """Bring the field up on its ramp, then start the servo."""
@@ -128,7 +148,34 @@ class ClockRun:
             yield self.env.timeout(delay)
         self.store.event(self.env.now, "field_ready", "coils", current_a=entry["current_a"])
         self.world_t0 = self.env.now
+        if self.live_budget is not None:
+            self.env.process(self._environment())
         yield from self.servo.run()
+
+    def _environment(self):
+        """Poll the thermometer into the store and re-evaluate the live budget (a process)."""
+        b = self.cfg["budget"]
+        thermo = self.instruments.get("thermometer")
+        sensors = self.cfg["instruments"]["thermometer"]["sensors"] if thermo else {}
+        last_budget = -math.inf
+        while True:
+            t = self.env.now
+            for channel, number in sensors.items():
+                kelvin = getattr(thermo, f"input_{int(number)}").temperature
+                self.store.add("samples", (t, channel, kelvin))
+                self.live_budget.add_temperature(t, channel, kelvin)
+            if t - last_budget >= b["update_s"]:
+                last_budget = t
+                self._update_budget(t)
+            yield self.env.timeout(b["sample_s"])
+
+    def _update_budget(self, t: float) -> None:
+        budget = self.live_budget.evaluate(t)
+        nu0 = budget.nu0_hz
+        self.output.set_budget(t, budget.total_fractional * nu0,
+                               budget.total_uncertainty * nu0, budget.valid)
+        self.store.add("budgets", (t, budget.total_fractional, budget.total_uncertainty,
+                                   int(budget.valid), budget.to_json()))
 
     def run(self, duration_s: float, progress: bool = True) -> dict:
         """Run for `duration_s` of (simulated or real) time; return the summary."""

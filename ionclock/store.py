@@ -9,9 +9,14 @@ seconds since the start of a twin run; `meta.t0_unix` anchors a twin run):
   frequency offset from nu0 in Hz, the detection counts and the thresholded outcome
   (dark = 1: the ion was in D5/2; the deterministic twin stores its expectation value and
   counts = -1).
-- ``lock_frames(t, frame, nu_hz, drift_hz_s, b_t, o0..o5, locked, holdover)``: one row per
-  completed frame (12 cycles): the common laser frequency offset from nu0 (Hz), its drift
-  rate, the field B from the splittings (T), the six per-line offsets (Hz), and flags.
+- ``lock_frames(t, frame, nu_hz, drift_hz_s, b_t, o0..o5, locked, holdover, nu_abs_hz,
+  corrected_hz, corrected_sigma_hz)``: one row per completed frame (12 cycles): the common
+  laser steering (Hz at the ion), its drift rate, the field B from the splittings (T), the
+  six per-line offsets (Hz), flags, and the clock output: the locked laser on the absolute
+  scale, and corrected by the live shift budget, with its 1-sigma (Hz from nu0; NULL without
+  a frequency reference or a valid budget).
+- ``budgets(t, total_fractional, sigma_fractional, valid, detail)``: each live shift-budget
+  evaluation (detail: the budget's JSON, with its inputs and window).
 - ``twin_truth(frame, t, detuning_hz, b_true_t, d0..d5)``: twin runs only: the frame's true
   mean detuning of its probes from their true line centres (Hz), the true field at t (T), and
   each line's own mean true detuning (Hz).
@@ -54,7 +59,12 @@ CREATE INDEX IF NOT EXISTS servo_cycles_t ON servo_cycles(t);
 CREATE TABLE IF NOT EXISTS lock_frames (
     t REAL NOT NULL, frame INTEGER PRIMARY KEY, nu_hz REAL NOT NULL, drift_hz_s REAL NOT NULL,
     b_t REAL NOT NULL, o0 REAL, o1 REAL, o2 REAL, o3 REAL, o4 REAL, o5 REAL,
-    locked INTEGER NOT NULL, holdover INTEGER NOT NULL);
+    locked INTEGER NOT NULL, holdover INTEGER NOT NULL, nu_abs_hz REAL, corrected_hz REAL,
+    corrected_sigma_hz REAL);
+CREATE TABLE IF NOT EXISTS budgets (
+    t REAL NOT NULL, total_fractional REAL, sigma_fractional REAL, valid INTEGER NOT NULL,
+    detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS budgets_t ON budgets(t);
 CREATE INDEX IF NOT EXISTS lock_frames_t ON lock_frames(t);
 CREATE TABLE IF NOT EXISTS twin_truth (
     frame INTEGER PRIMARY KEY, t REAL NOT NULL, detuning_hz REAL NOT NULL,
@@ -78,12 +88,14 @@ CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY, last_rowid INTEGER NOT NULL, t_updated REAL);
 """
 
-TABLES = ("meta", "servo_cycles", "lock_frames", "twin_truth", "events", "samples",
+TABLES = ("meta", "servo_cycles", "lock_frames", "twin_truth", "events", "samples", "budgets",
           "samples_1m", "samples_1h", "channels", "cursors")
 
 _INSERT = {
     "servo_cycles": "INSERT INTO servo_cycles VALUES (?,?,?,?,?,?,?,?)",
-    "lock_frames": "INSERT OR REPLACE INTO lock_frames VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    "lock_frames": "INSERT OR REPLACE INTO lock_frames VALUES "
+                   "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    "budgets": "INSERT INTO budgets VALUES (?,?,?,?,?)",
     "twin_truth": "INSERT OR REPLACE INTO twin_truth VALUES (?,?,?,?,?,?,?,?,?,?)",
     "events": "INSERT INTO events VALUES (?,?,?,?)",
     "samples": "INSERT INTO samples VALUES (?,?,?)",

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from ionclock.errors import IonclockError
 from ionclock.physics import ZEEMAN_LINES, ramsey_contrast
+from ionclock.servo.clock_output import ClockOutput
 from ionclock.servo.slip_guard import SlipGuard
 
 TWO_PI = 2.0 * math.pi
@@ -82,6 +83,9 @@ class Frame:
     offsets_hz: tuple
     locked: bool
     holdover: bool
+    nu_abs_hz: float | None = None
+    corrected_hz: float | None = None
+    corrected_sigma_hz: float | None = None
 
 
 class ClockServo:
@@ -100,7 +104,8 @@ class ClockServo:
 
     def __init__(self, env, aom, readout, store=None, params: ServoParams | None = None,
                  on_frame: Callable[[Frame], None] | None = None, source: str = "servo",
-                 on_flag: Callable[[float, float], None] | None = None):
+                 on_flag: Callable[[float, float], None] | None = None,
+                 output: ClockOutput | None = None):
         self.env = env
         self.aom = aom
         self.readout = readout
@@ -108,6 +113,7 @@ class ClockServo:
         self.p = params or ServoParams()
         self.on_frame = on_frame
         self.on_flag = on_flag
+        self.output = output
         self.source = source
         p = self.p
         self.k_hz = p.correction_hz_per_unit_error()
@@ -144,14 +150,25 @@ class ClockServo:
         """Program line k and phase, wait one cycle, return the dark outcome."""
         env = self.env
         t = env.now
-        probe_hz = self.common_hz(t) + self.line_offset_hz(k, t)
-        self.aom.frequency = self.p.aom_center_hz + 0.5 * probe_hz   # double pass
+        common = self.common_hz(t)
+        probe_hz = common + self.line_offset_hz(k, t)
+        aom = self.aom
+        aom.frequency = self.p.aom_center_hz + 0.5 * probe_hz   # double pass
+        # The DDS runs on its own frequency grid: record (and report) what it runs, so that
+        # the output is the laser the ion saw, not the one asked for.
+        applied = getattr(aom, "last_frequency", None)
+        if applied is not None:
+            step = 2.0 * (applied - self.p.aom_center_hz) - probe_hz
+            probe_hz += step
+            common += step
         phase = 0.25 if phase_sign > 0 else 0.75
         if phase != self._phase:
-            self.aom.phase = phase
+            aom.phase = phase
             self._phase = phase
         yield env.timeout(self.p.cycle_time_s)
         dark, counts = self.readout.read()
+        if self.output is not None:
+            self.output.sample(common)
         self.cycles += 1
         if self.state == "locked":
             self.locked_cycles += 1
@@ -266,14 +283,16 @@ class ClockServo:
 
     def _record_frame(self) -> Frame:
         t = self.env.now
-        frame = Frame(t, self.frame_index, self.common_hz(t), self.drift_hz_s,
+        nu = self.common_hz(t)
+        extra = self.output.evaluate() if self.output is not None else (None, None, None)
+        frame = Frame(t, self.frame_index, nu, self.drift_hz_s,
                       self.b_t + self.b_rate * (t - self.t_ref),
                       tuple(self.line_offset_hz(k, t) for k in range(6)),
-                      self.state == "locked", self.state == "holdover")
+                      self.state == "locked", self.state == "holdover", *extra)
         if self.store is not None:
             self.store.add("lock_frames", (t, frame.index, frame.nu_hz, frame.drift_hz_s,
                                            frame.b_t, *frame.offsets_hz, int(frame.locked),
-                                           int(frame.holdover)))
+                                           int(frame.holdover), *extra))
         if frame.locked:
             h = self._history
             h.append((t, frame.nu_hz, frame.b_t))
