@@ -169,6 +169,8 @@ class ClockWorld:
         self.nprng = np.random.default_rng(seed)
         p = self.p
         self.aom_hz = p.aom_center_hz
+        self._cavity_t = math.nan
+        self._cavity_hz = 0.0
         self.aom_phase_turns = 0.0
         self.aom_amplitude = 1.0
         self.coil_current_a = 0.0
@@ -240,8 +242,12 @@ class ClockWorld:
     def cavity_offset_hz(self, t: float | None = None) -> float:
         """Laser frequency minus nu0 with the AOM at its centre frequency (Hz)."""
         t = self.env.now if t is None else t
+        if t == self._cavity_t:   # the ion and the comb sample the same instant
+            return self._cavity_hz
         p = self.p
-        return p.laser_offset_hz + p.cavity_drift_hz_s * t + self._flicker.value(t)
+        self._cavity_t = t
+        self._cavity_hz = p.laser_offset_hz + p.cavity_drift_hz_s * t + self._flicker.value(t)
+        return self._cavity_hz
 
     def laser_offset_hz(self, t: float | None = None) -> float:
         """Laser frequency at the ion minus nu0 (Hz): cavity plus double-pass AOM."""
