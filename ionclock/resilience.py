@@ -33,7 +33,10 @@ intent). On reconnect the records are replayed in the order they were last made;
 replay (coil supplies fold their records into a target and ramp to it). A replayed record the
 unit rejects (``ValueError`` / `InstrumentError`) is dropped and reported in the online event.
 
-Garbled replies (`ReplyError`) and device error replies propagate unchanged: the link works.
+Device error replies (`InstrumentError`) propagate unchanged: the link works. A garbled reply
+(`ReplyError`) propagates too, after the input buffer is flushed; ``max_reply_errors`` of them
+in a row (default 3) mean the unit has lost the plot (e.g. power-cycled behind a live link)
+and it is treated as lost.
 """
 
 from __future__ import annotations
@@ -297,11 +300,17 @@ class _Node:
                 root._gate()
                 target = root._targets[self._path]
             try:
-                return getattr(target, name)
+                value = getattr(target, name)
             except InstrumentOffline:
+                raise
+            except ReplyError as err:
+                root._reply_error(err)
                 raise
             except LINK_ERRORS as err:
                 root._lost(err)
+            if root._garbled:
+                object.__setattr__(root, "_garbled", 0)
+            return value
         if kind == _METHOD:
             method = root._method(self._path, name)
             object.__setattr__(self, name, method)  # next time: no __getattr__ at all
@@ -321,9 +330,14 @@ class _Node:
             setattr(root._targets[path], name, value)
         except InstrumentOffline:
             raise
+        except ReplyError as err:
+            root._reply_error(err)
+            raise
         except LINK_ERRORS as err:
             root._record_set(path, name, value)
             root._lost(err)
+        if root._garbled:
+            object.__setattr__(root, "_garbled", 0)
         # Inline record (hot path): one dict store keyed by (path, slot).
         key = self._slots.get(name)
         if key is None:
@@ -359,13 +373,20 @@ class ResilientInstrument(_Node):
         What to record and how to restore it (default: `RESTORE_SPECS` of `model`).
     initial_backoff_s, backoff_factor, max_backoff_s:
         The k-th failed attempt in a row waits ``min(max, initial * factor**(k-1))`` s.
+    max_reply_errors:
+        After this many garbled replies (`ReplyError`) in a row the unit is treated as lost
+        (0: never). Each one flushes the input buffer first, so that a stale line cannot pass
+        for an answer: a unit power-cycled behind a live link (the 409B echoing again) is
+        then caught and restarted.
     """
 
     def __init__(self, driver: Any, connect: Callable[[], Any], *, source: str | None = None,
                  model: str | None = None, clock: Callable[[], float] = time.monotonic,
                  on_event: Callable[..., None] | None = None, spec: RestoreSpec | None = None,
                  initial_backoff_s: float = 1.0, backoff_factor: float = 2.0,
-                 max_backoff_s: float = 60.0):
+                 max_backoff_s: float = 60.0, max_reply_errors: int = 3):
+        if not (isinstance(max_reply_errors, int) and max_reply_errors >= 0):
+            raise ValueError(f"max_reply_errors must be an int >= 0, got {max_reply_errors!r}")
         for what, v in (("initial_backoff_s", initial_backoff_s),
                         ("max_backoff_s", max_backoff_s)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -397,6 +418,8 @@ class ResilientInstrument(_Node):
         s(self, "_last_error", "")
         s(self, "_restoring", None)
         s(self, "_rejected", [])
+        s(self, "_garbled", 0)
+        s(self, "_max_garbled", max_reply_errors)
         s(self, "offline_count", 0)
         self._attach(driver)
 
@@ -522,10 +545,15 @@ class ResilientInstrument(_Node):
                 result = getattr(root._targets[path], name)(*args, **kwargs)
             except InstrumentOffline:
                 raise
+            except ReplyError as err:
+                root._reply_error(err)
+                raise
             except LINK_ERRORS as err:
                 if recorded:
                     root._record_call(path, name, slot, args, kwargs)
                 root._lost(err)
+            if root._garbled:
+                object.__setattr__(root, "_garbled", 0)
             if recorded:
                 root._record_call(path, name, slot, args, kwargs)
             if isinstance(result, types.GeneratorType):
@@ -554,6 +582,9 @@ class ResilientInstrument(_Node):
                 return
             except InstrumentOffline:
                 raise
+            except ReplyError as err:
+                self._reply_error(err)
+                raise
             except LINK_ERRORS as err:
                 self._lost(err)
             yield delay
@@ -569,6 +600,19 @@ class ResilientInstrument(_Node):
         self._records[key] = (next(self._seq), path, "call", name, args,
                               types.MappingProxyType(dict(kwargs)))
 
+    def _reply_error(self, err: ReplyError) -> None:
+        """Count a garbled reply (stream resynchronised); go offline after too many in a row."""
+        flush = getattr(getattr(self.driver, "adapter", None), "flush_read_buffer", None)
+        if flush is not None:
+            try:
+                flush()
+            except LINK_ERRORS as link_err:
+                self._lost(link_err)
+        object.__setattr__(self, "_garbled", self._garbled + 1)
+        if self._max_garbled and self._garbled >= self._max_garbled:
+            object.__setattr__(self, "_garbled", 0)
+            self._lost(err)
+
     def _delay(self) -> float:
         initial, factor, cap = self._backoff
         return min(cap, initial * factor ** min(self._failures - 1, 64))
@@ -580,6 +624,7 @@ class ResilientInstrument(_Node):
         s = object.__setattr__
         s(self, "_ok", False)
         s(self, "_restoring", None)
+        s(self, "_garbled", 0)
         s(self, "_failures", 1)
         s(self, "_offline_since", now)
         s(self, "_last_error", f"{type(err).__name__}: {err}")

@@ -231,6 +231,38 @@ def test_timeout_power_cycle_restores_counter_configuration(world, store):
     assert store.events("instrument_online")[0][3]["attempts"] == 5
 
 
+def test_power_cycle_behind_a_live_link_is_caught_by_garbled_replies(world, store):
+    aom = open_resilient("novatech409b", world, store)
+    twin = aom.twin
+    aom.ch_0.frequency = 80e6
+    aom.ch_0.phase = 0.5
+    twin.power_cycle()  # no link loss: the unit just echoes again and forgot its outputs
+    for _ in range(2):
+        with pytest.raises(ReplyError):  # the echo arrives where OK was expected
+            aom.ch_0.frequency = 80.1e6
+        assert aom.online
+    with pytest.raises(InstrumentOffline) as err:
+        aom.ch_0.frequency = 80.1e6
+    assert isinstance(err.value.__cause__, ReplyError)
+    advance(world, aom.retry_after_s)
+    aom.ch_0.frequency = 80.2e6
+    assert twin.channel_state(0)[:2] == (80.2e6, 0.5) and not twin.echo
+    assert [e[1] for e in store.events()] == ["instrument_offline", "instrument_online"]
+
+
+def test_an_isolated_garbled_reply_does_not_take_it_offline(world):
+    aom = open_resilient("novatech409b", world)
+    twin = aom.twin
+    for _ in range(5):
+        twin._tx += b"O#\r\n"  # line noise ahead of the next reply
+        with pytest.raises(ReplyError):
+            aom.ch_0.phase = 0.1
+        aom.ch_0.phase = 0.2  # the stale OK was flushed: this reads its own OK
+        assert aom.adapter._buffer == b"" and twin.read_available() == b""
+    assert aom.online and aom.offline_count == 0
+    assert twin.channel_state(0)[1] == pytest.approx(0.2, abs=1e-4)
+
+
 def test_backoff_is_bounded(world):
     aom = open_resilient("novatech409b", world)
     aom.twin.faults.timeout = True
