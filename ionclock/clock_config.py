@@ -63,6 +63,11 @@ SCHEMA = {
         "acquire_frames": F(int, 10, min=1, max=10000),
     },
     "instruments": Table(INSTRUMENT, required=True),
+    "shutdown": {
+        "coils": F(str, "hold", choices=("hold", "ramp_down"),
+                   doc="on shutdown keep the field (hold) or ramp the coils to 0 A"),
+        "shutters": F(dict, {}, doc="shutter role -> 'closed', 'open' or 'leave'"),
+    },
     "budget": {
         "enabled": F(bool, True, doc="evaluate the live shift budget and correct the output"),
         "config": F(str, "configs/seed_clock.toml",

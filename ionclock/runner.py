@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,7 @@ from ionclock.errors import UserError
 from ionclock.servo.clock_lock import ClockServo, Frame, ServoParams
 from ionclock.servo.clock_output import ClockOutput
 from ionclock.servo.readout import ThresholdReadout
+from ionclock.shutdown import ShutdownRequested, shutdown_on_signals
 from ionclock.store import Store
 
 
@@ -64,12 +66,17 @@ class ClockRun:
                 path = ROOT / path
             self.live_budget = LiveBudget(load_budget_config(path), cfg["budget"]["window_s"])
         self.instruments = {}
+        self._pending_events: list[tuple] = []
+        self.store = None
         for role, entry in inst.items():
             twin_options = ({"locations": {int(k): v for k, v in entry["locations"].items()}}
                             if entry["locations"] else None)
+            # every driver comes wrapped: a lost link is reopened with backoff and its
+            # setpoints restored, with instrument_offline / instrument_online events
             self.instruments[role] = registry.open_instrument(
                 entry["model"], entry["resource"], world=self.world,
-                key=f"instruments.{role}", twin_options=twin_options,
+                key=f"instruments.{role}", twin_options=twin_options, resilient=True,
+                resilience={"on_event": self._instrument_event, "source": role},
                 **self._driver_options(role, entry))
         self._configure_instruments()
         try:
@@ -78,6 +85,8 @@ class ClockRun:
             raise UserError(f"--out: cannot create {str(self.out)!r}: {err.strerror}") from None
         self.store = Store(self.out / cfg["run"]["store"],
                            commit_interval=cfg["run"]["commit_interval_s"])
+        for t, kind, source, detail in self._pending_events:
+            self.store.event(t, kind, source, **detail)
         self.params = servo_params(cfg)
         if self.world is not None and cfg["twin"]["deterministic"]:
             readout = registry.expectation_readout(self.world)
@@ -93,6 +102,12 @@ class ClockRun:
         if not cfg["run"]["record_cycles"]:
             self.servo.store = _FrameOnlyStore(self.store)
         self.frames: list[tuple] = []   # (t, locked, holdover, nu, b, truth detuning, b_true)
+
+    def _instrument_event(self, t: float, kind: str, source: str, **detail) -> None:
+        if self.store is None:   # before the store exists (while opening): keep for later
+            self._pending_events.append((t, kind, source, detail))
+        else:
+            self.store.event(t, kind, source, **detail)
 
     def _configure_instruments(self) -> None:
         """Put each role's instrument in the mode the clock cycle needs."""
@@ -192,30 +207,45 @@ class ClockRun:
         wall0 = time.perf_counter()
         step = max(duration_s / 200.0, 1.0)
         t = 0.0
-        try:
-            while t < duration_s:
-                t = min(t + step, duration_s)
-                self.env.run(until=t)
+        interrupted = None
+        # SIGTERM / SIGINT unwind the loop here; the safe shutdown below runs either way
+        with shutdown_on_signals(lambda reason: None):
+            try:
+                while t < duration_s:
+                    t = min(t + step, duration_s)
+                    self.env.run(until=t)
+                    if bar is not None:
+                        bar.update(round(t) - bar.n)
+                    if not proc.is_alive:
+                        proc.value  # re-raise whatever ended the servo process  # noqa: B018
+                        break
+            except ShutdownRequested as req:
+                interrupted = signal.Signals(req.signum).name
+            finally:
+                wall = time.perf_counter() - wall0
                 if bar is not None:
-                    bar.update(round(t) - bar.n)
-                if not proc.is_alive:
-                    proc.value  # re-raise whatever ended the servo process  # noqa: B018
-                    break
-        finally:
-            wall = time.perf_counter() - wall0
-            if bar is not None:
-                bar.close()
-            self.store.event(self.env.now, "run_stopped", "runner")
-            self.shutdown()
-        return self.summary(wall)
+                    bar.close()
+                self.store.event(self.env.now, "run_stopped", "runner",
+                                 reason=interrupted or "end")
+                self.shutdown(interrupted or "end")
+        summary = self.summary(wall)
+        summary["interrupted"] = interrupted
+        return summary
 
-    def shutdown(self) -> None:
-        """Safe state: trap RF untouched, coil currents kept, store closed."""
-        self.store.close()
-        for inst in self.instruments.values():
-            adapter = getattr(inst, "adapter", None)
-            if adapter is not None:
-                adapter.close()
+    def shutdown(self, reason: str = "end") -> None:
+        """Safe state (ionclock.shutdown): trap RF untouched, coil currents held or ramped
+        down as configured, shutters as configured, connections released, store closed."""
+        from ionclock.shutdown import ShutdownPolicy, safe_shutdown
+
+        pol = self.cfg["shutdown"]
+        policy = ShutdownPolicy(shutters=dict(pol["shutters"]), coils=pol["coils"])
+        # a twin's coils ramp in simulated time: no need to wait on the wall clock
+        sleep = (lambda s: None) if self.simulated else time.sleep
+        try:
+            safe_shutdown(self.instruments, policy, sleep=sleep, reason=reason,
+                          on_event=self.store.event, clock=lambda: self.env.now)
+        finally:
+            self.store.close()
 
     def summary(self, wall_s: float) -> dict:
         """The lock summary (see README): cycles, locked fraction, offset, B, speed."""

@@ -150,8 +150,9 @@ class ClockServo:
         """Program line k and phase, wait one cycle, return the dark outcome."""
         env = self.env
         t = env.now
-        common = self.common_hz(t)
-        probe_hz = common + self.line_offset_hz(k, t)
+        dt = t - self.t_ref
+        common = self.nu_hz + self.drift_hz_s * dt                 # common_hz(t), inlined
+        probe_hz = common + _Z[k] * (self.b_t + self.b_rate * dt) + self.residual[k]
         aom = self.aom
         aom.frequency = self.p.aom_center_hz + 0.5 * probe_hz   # double pass
         # The DDS runs on its own frequency grid: record (and report) what it runs, so that
@@ -229,22 +230,32 @@ class ClockServo:
     def _guard_slips(self) -> None:
         """Cross-check the splittings' ratios; undo a fringe slip (DOMAIN §5)."""
         t = self.env.now
-        n = self.guard.check([self.line_offset_hz(k, t) for k in range(6)])
+        # The splittings cannot see a slip common to all six lines (n and n + 1 look alike).
+        # The laser is continuous across a field step, so the guard also asks the corrected
+        # lines to sit on the drift model fitted to the frames before the violation began.
+        since = self._violation_since if self._violation_since is not None else t
+        ref = quad = None
+        if self.guard.last_violation_hz >= self.guard.threshold_hz:
+            ref = self._extrapolate_common(since - self.p.flag_margin_s)
+            quads = [h[3] for h in self._history if h[0] < since - self.p.flag_margin_s]
+            quad = sum(quads) / len(quads) if len(quads) >= 20 else None
+        n = self.guard.check([self.line_offset_hz(k, t) for k in range(6)],
+                             self.common_hz(t), ref, quad)
         if self.guard.last_violation_hz < self.guard.threshold_hz:
             self._violation_since = None
         elif self._violation_since is None:
             self._violation_since = t
         if n is None:
             return
+        fringe = self.guard.fringe_hz
         violation = self.guard.last_violation_hz
-        self._step([-int(x) * self.guard.fringe_hz for x in n])
+        self._step([-int(x) * fringe for x in n])
         self.slips_corrected += 1
         since = (self._violation_since or t) - self.p.flag_margin_s
         self._violation_since = None
         self._event("slip_corrected", fringes=[int(x) for x in n], violation_hz=violation,
                     b_t=self.b_t, flagged_from=since)
-        self._flag(since, t)
-        self._history.clear()   # the fitted history held the slip
+        self._flag(since, t)    # also drops the flagged frames from the fitted history
 
     def _flag(self, t0: float, t1: float) -> None:
         """Flag already-recorded frames in [t0, t1] as holdover (biased by a fault)."""
@@ -257,29 +268,40 @@ class ClockServo:
         while self._history and self._history[-1][0] >= t0:
             self._history.pop()
 
+    def _linear_fit(self, idx: int, before: float = math.inf):
+        """Least-squares line through history column `idx` (frames before `before`).
+
+        Returns (value at now, slope per s), or None with fewer than 20 frames.
+        """
+        pts = [(h[0], h[idx]) for h in self._history if h[0] < before]
+        n = len(pts)
+        if n < 20:
+            return None
+        t = self.env.now
+        mt = sum(p[0] - t for p in pts) / n
+        my = sum(p[1] for p in pts) / n
+        var = sum((p[0] - t - mt) ** 2 for p in pts)
+        if var <= 0:
+            return None
+        slope = sum((p[0] - t - mt) * (p[1] - my) for p in pts) / var
+        return my - slope * mt, slope
+
+    def _extrapolate_common(self, before: float) -> float | None:
+        """The six-line mean now, from the locked frames before `before` (Hz), or None."""
+        fit = self._linear_fit(1, before)
+        return None if fit is None else fit[0]
+
     def _fit_drift_model(self) -> None:
         """Re-base the laser and field models on a linear fit of the recent locked frames.
 
         The integrators' instantaneous drift rates carry the projection noise of the last
         few frames; a holdover of tens of minutes needs the rate averaged over much longer.
         """
-        if len(self._history) < 20:
+        nu, b = self._linear_fit(1), self._linear_fit(2)
+        if nu is None or b is None:
             return
-        t = self.env.now
-        ts = [h[0] - t for h in self._history]
-        n = len(ts)
-        mt = sum(ts) / n
-        var = sum((x - mt) ** 2 for x in ts)
-        if var <= 0:
-            return
-        for idx, (value_attr, rate_attr) in ((1, ("nu_hz", "drift_hz_s")),
-                                             (2, ("b_t", "b_rate"))):
-            ys = [h[idx] for h in self._history]
-            my = sum(ys) / n
-            slope = sum((x - mt) * (y - my) for x, y in zip(ts, ys)) / var
-            setattr(self, value_attr, my - slope * mt)     # the fit's value at now
-            setattr(self, rate_attr, slope)
-        self.t_ref = t
+        (self.nu_hz, self.drift_hz_s), (self.b_t, self.b_rate) = nu, b
+        self.t_ref = self.env.now
 
     def _record_frame(self) -> Frame:
         t = self.env.now
@@ -295,7 +317,7 @@ class ClockServo:
                                            int(frame.holdover), *extra))
         if frame.locked:
             h = self._history
-            h.append((t, frame.nu_hz, frame.b_t))
+            h.append((t, frame.nu_hz, frame.b_t, self.guard.quadrupole_hz(frame.offsets_hz)))
             while h and h[0][0] < t - self.p.holdover_fit_s:
                 h.popleft()
         if self.on_frame is not None:

@@ -18,37 +18,59 @@ violation, and returns it if what is left is below half the threshold.
 
 from __future__ import annotations
 
-import itertools
+import functools
 
 import numpy as np
 
 from ionclock.physics import ZEEMAN_LINES
 
 
+def _projector(*vectors) -> np.ndarray:
+    q, _ = np.linalg.qr(np.array(vectors, dtype=float).T)
+    return np.eye(6) - q @ q.T
+
+
+_ZEEMAN = [line.zeeman_hz_per_t for line in ZEEMAN_LINES]
+_QUAD = [line.quadrupole_weight for line in ZEEMAN_LINES]
+
+
+@functools.lru_cache(maxsize=4)
+def _patterns(fringes: int) -> np.ndarray:
+    """Every slip pattern in {-fringes..fringes}^6 except all zeros (int8 rows; read-only)."""
+    span = np.arange(-fringes, fringes + 1, dtype=np.int8)
+    grid = np.stack(np.meshgrid(*[span] * 6, indexing="ij"), axis=-1).reshape(-1, 6)
+    grid = grid[np.any(grid != 0, axis=1)]
+    grid.setflags(write=False)
+    return grid
+
+
 def violation_projector() -> np.ndarray:
     """6x6 projector onto the complement of span{common, Zeeman, quadrupole}."""
-    basis = np.array([[1.0] * 6,
-                      [line.zeeman_hz_per_t for line in ZEEMAN_LINES],
-                      [line.quadrupole_weight for line in ZEEMAN_LINES]]).T
-    q, _ = np.linalg.qr(basis)
-    return np.eye(6) - q @ q.T
+    return _projector([1.0] * 6, _ZEEMAN, _QUAD)
 
 
 class SlipGuard:
     """Detects fringe slips from the per-line offsets; pure computation, no I/O."""
 
     def __init__(self, ramsey_time_s: float, threshold_hz: float = 2.0,
-                 persist_frames: int = 8, max_fringes: int = 2):
+                 persist_frames: int = 8, max_fringes: int = 2, anchored_fringes: int = 3):
         self.fringe_hz = 1.0 / ramsey_time_s
         self.threshold_hz = threshold_hz
         self.persist_frames = persist_frames
         self.max_fringes = max_fringes
         self.proj = violation_projector()
-        span = range(-max_fringes, max_fringes + 1)
-        patterns = np.array([n for n in itertools.product(span, repeat=6) if any(n)],
-                            dtype=float)
+        self.proj_z = _projector(_ZEEMAN)           # keeps common and quadrupole too
+        self.quad = np.array(_QUAD)
+        patterns = _patterns(max_fringes).astype(float)
         self.patterns = patterns
         self.signatures = patterns @ self.proj * self.fringe_hz     # rows: P_v n / T
+        # anchored search (common and quadrupole known from before the violation): only B
+        # is free, so wider slips can be told apart
+        self.patterns_wide = _patterns(anchored_fringes)
+        self.signatures_z = (self.patterns_wide @ self.proj_z * self.fringe_hz).astype(
+            np.float32)
+        self.penalty_wide = (1e-3 * self.threshold_hz
+                             * np.abs(self.patterns_wide).sum(axis=1)).astype(np.float32)
         # prefer the fewest slips among patterns that explain the violation equally well
         self.penalty = 1e-3 * self.threshold_hz * np.abs(patterns).sum(axis=1)
         self._over = 0
@@ -58,8 +80,19 @@ class SlipGuard:
         """The part of the six offsets (Hz) that no field or quadrupole can explain."""
         return self.proj @ np.asarray(offsets_hz, dtype=float)
 
-    def check(self, offsets_hz) -> np.ndarray | None:
-        """Slip pattern n (fringes per line) to remove, or None."""
+    def check(self, offsets_hz, common_hz: float | None = None,
+              common_ref_hz: float | None = None,
+              quad_ref_hz: float | None = None) -> np.ndarray | None:
+        """Slip pattern n (fringes per line) to remove, or None.
+
+        The splittings cannot see a slip common to all six lines. Given the six-line mean
+        expected now from the laser's drift model (`common_ref_hz`; the laser is continuous
+        across a field step), the servo's `common_hz`, and the quadrupole amplitude from
+        before the violation (`quad_ref_hz`; a field step does not change it), the search
+        requires the corrected lines to be that mean plus that quadrupole pattern plus a
+        Zeeman pattern: only B is free, which resolves the common part and lets slips of up
+        to `anchored_fringes` be told apart.
+        """
         v = self.violation(offsets_hz)
         size = float(np.sqrt(v @ v))
         self.last_violation_hz = size
@@ -69,9 +102,23 @@ class SlipGuard:
         self._over += 1
         if self._over < self.persist_frames:
             return None
-        left = np.sqrt(((v - self.signatures) ** 2).sum(axis=1)) + self.penalty
+        if None not in (common_ref_hz, common_hz, quad_ref_hz):
+            lines = (np.asarray(offsets_hz, dtype=float) + (common_hz - common_ref_hz)
+                     - quad_ref_hz * self.quad)
+            full = (self.proj_z @ lines).astype(np.float32)
+            left = np.sqrt(((full - self.signatures_z) ** 2).sum(axis=1)) + self.penalty_wide
+            patterns = self.patterns_wide
+            tolerance = 0.75 * self.threshold_hz   # the references carry the laser's noise
+        else:
+            left = np.sqrt(((v - self.signatures) ** 2).sum(axis=1)) + self.penalty
+            patterns = self.patterns
+            tolerance = 0.5 * self.threshold_hz
         best = int(np.argmin(left))
-        if left[best] < 0.5 * self.threshold_hz:
+        if left[best] < tolerance:
             self._over = 0
-            return self.patterns[best].astype(int)
+            return patterns[best].astype(int)
         return None
+
+    def quadrupole_hz(self, offsets_hz) -> float:
+        """The quadrupole amplitude Q0 held in the per-line offsets (Hz)."""
+        return float(self.quad @ np.asarray(offsets_hz, dtype=float) / (self.quad @ self.quad))

@@ -60,6 +60,9 @@ def _match(nodes, tokens) -> bool:
     return optional and _match(nodes[1:], tokens)
 
 
+_UNSEEN = object()
+
+
 class _ScpiSupply(SimInstrument):
     """Shared SCPI machinery and coil physics; subclasses list their commands."""
 
@@ -76,6 +79,7 @@ class _ScpiSupply(SimInstrument):
         self.coil_ohm = coil_ohm
         self.noise_a = noise_a
         self._table = [(_compile(pattern), name) for pattern, name in self.COMMANDS]
+        self._headers: dict[str, str | None] = {}
         super().__init__(world, seed)
 
     def reset_settings(self) -> None:
@@ -119,14 +123,19 @@ class _ScpiSupply(SimInstrument):
     def handle(self, line: str) -> str | None:
         """Run each ``;``-separated command; return the query replies joined by ``;``."""
         replies = []
+        changed = False
         for part in line.split(";"):
             part = part.strip()
             if not part:
                 continue
             header, _, args = part.partition(" ")
             query = header.endswith("?")
-            tokens = header.rstrip("?").strip(":").upper().split(":")
-            name = next((n for nodes, n in self._table if _match(nodes, tokens)), None)
+            name = self._headers.get(header, _UNSEEN)
+            if name is _UNSEEN:   # match the grammar once per distinct header spelling
+                tokens = header.rstrip("?").strip(":").upper().split(":")
+                name = next((n for nodes, n in self._table if _match(nodes, tokens)), None)
+                if len(self._headers) < 1024:
+                    self._headers[header] = name
             try:
                 if name is None:
                     raise CommandError("-113")
@@ -136,7 +145,10 @@ class _ScpiSupply(SimInstrument):
                 continue
             if reply is not None:
                 replies.append(reply)
-        self._changed()
+            else:
+                changed = True
+        if changed:   # only a setting can change the output
+            self._changed()
         return ";".join(replies) if replies else None
 
     def _push_error(self, code: int) -> None:

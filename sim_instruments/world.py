@@ -170,6 +170,7 @@ class ClockWorld:
         p = self.p
         self.aom_hz = p.aom_center_hz
         self._cavity_t = math.nan
+        self._normals: list[float] = []
         self._cavity_hz = 0.0
         self.aom_phase_turns = 0.0
         self.aom_amplitude = 1.0
@@ -380,7 +381,13 @@ class ClockWorld:
         t = self.env.now
         p = self.p
         b = self.b_true(t)
-        b_probe = b + (p.b_noise_t * self.rng.gauss(0.0, 1.0) if p.b_noise_t else 0.0)
+        if p.b_noise_t:
+            pool = self._normals
+            if not pool:
+                pool.extend(self.nprng.standard_normal(8192).tolist())
+            b_probe = b + p.b_noise_t * pool.pop()
+        else:
+            b_probe = b
         nu = self.laser_offset_hz(t)
         # The laser addresses the nearest line; lines sit at c + Q0 w_k + z_k B and are
         # hundreds of kHz apart, so the nearest one follows from (nu - c) / B by bisection.

@@ -106,3 +106,37 @@ def test_bad_command_line_is_one_line_and_exit_2(tmp_path, capsys, argv, expect)
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert expect in err and len(err.strip().splitlines()) == 1
+
+
+def test_sigterm_stops_cleanly_with_summary_and_safe_shutdown(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "ionclock.cli", "sim", "--duration", "30d",
+                             "--no-progress", "--json", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    db_path = out / "ionclock.sqlite"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:   # wait until the lock is running and committing
+        if db_path.exists():
+            try:
+                with sqlite3.connect(db_path) as db:
+                    if db.execute("SELECT COUNT(*) FROM lock_frames").fetchone()[0] > 100:
+                        break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["interrupted"] == "SIGTERM"
+    db = sqlite3.connect(db_path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    stopped = db.execute("SELECT detail FROM events WHERE kind='run_stopped'").fetchone()[0]
+    assert json.loads(stopped)["reason"] == "SIGTERM"
+    kinds = {r[0] for r in db.execute("SELECT kind FROM events")}
+    assert "shutdown" in kinds
+    frames = db.execute("SELECT COUNT(*) FROM lock_frames").fetchone()[0]
+    assert frames == summary["frames"]            # nothing the run recorded was lost

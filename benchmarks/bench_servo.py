@@ -1,0 +1,114 @@
+"""Issue 3: the 30-day nominal run's wall clock, and the servo's own computation per cycle.
+
+1. The nominal scenario for 30 simulated days through the full stack (driver bytes -> twin
+   -> servo -> store), on one core; target <= 15 min. IONCLOCK_BENCH_DAYS shortens it for a
+   quick look (the figure is then extrapolated to 30 days and says so).
+2. The servo on `simpy.rt.RealtimeEnvironment` (scaled 1000x faster than real time so the
+   benchmark is short; the servo's code path is the lab's): the time the servo process
+   spends computing per clock cycle, with the instrument I/O timed separately and taken
+   out; target < 200 us.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from ionclock.clock_config import load_clock_config
+from ionclock.runner import ClockRun
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Timed:
+    """Proxy that times every call into the wrapped instrument (property sets included)."""
+
+    def __init__(self, inner, clock):
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_clock", clock)
+
+    def __getattr__(self, name):
+        value = getattr(self._inner, name)
+        if not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return value(*args, **kwargs)
+            finally:
+                self._clock[0] += time.perf_counter() - t0
+        return call
+
+    def __setattr__(self, name, value):
+        t0 = time.perf_counter()
+        try:
+            setattr(self._inner, name, value)
+        finally:
+            self._clock[0] += time.perf_counter() - t0
+
+
+def thirty_days() -> None:
+    days = float(os.environ.get("IONCLOCK_BENCH_DAYS", "30"))
+    cfg = load_clock_config(ROOT / "configs" / "sim.toml", scenario="nominal")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = ClockRun(cfg, tmp, seed=1)
+        t0 = time.perf_counter()
+        s = run.run(days * 86400.0, progress=False)
+        wall = time.perf_counter() - t0
+    scaled = wall * 30.0 / days
+    note = "" if days == 30 else f" (ran {days:g} d, scaled to 30 d)"
+    print(f"   30-day nominal run: {scaled / 60:.1f} min wall clock{note} "
+          f"(target <= 15 min); {s['cycles']:,} cycles at {s['cycles_per_second']:,.0f}/s; "
+          f"locked {s['locked_fraction']:.4f}, offset {s['fractional_offset']:+.1e}")
+    return scaled <= 15 * 60
+
+
+def realtime_servo_compute(cycles: int = 3000) -> bool:
+    cfg = load_clock_config(ROOT / "configs" / "sim.toml", scenario="nominal")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = ClockRun(cfg, tmp, seed=1, realtime=True)
+        run.env._factor = 1e-3          # 1000x faster than real time; same code path
+        io = [0.0]
+        servo = run.servo
+        servo.aom = _Timed(servo.aom, io)
+        servo.readout = _Timed(servo.readout, io)
+        compute: list[float] = []
+        gen = run._startup()
+        proc_started = [False]
+
+        def timed():
+            send = None
+            while True:
+                io[0] = 0.0
+                t0 = time.perf_counter()
+                try:
+                    event = gen.send(send)
+                except StopIteration:
+                    return
+                dt = time.perf_counter() - t0 - io[0]
+                if proc_started[0]:
+                    compute.append(dt)
+                proc_started[0] = servo.cycles > 0
+                send = yield event
+
+        run.env.process(timed())
+        while servo.cycles < cycles:
+            run.env.step()
+        run.store.close()
+    compute.sort()
+    mean = statistics.mean(compute)
+    p99 = compute[int(0.99 * len(compute))]
+    print(f"   servo computation per cycle (real-time environment, I/O excluded): "
+          f"mean {mean * 1e6:.1f} us, 99th percentile {p99 * 1e6:.1f} us, "
+          f"max {compute[-1] * 1e6:.0f} us over {len(compute):,} cycles (target < 200 us)")
+    return mean < 200e-6 and p99 < 200e-6
+
+
+def main() -> int:
+    ok = realtime_servo_compute()
+    ok = thirty_days() and ok
+    return 0 if ok else 1
