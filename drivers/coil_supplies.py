@@ -84,6 +84,8 @@ class _SupplyErrors:
 
 
 class CoilChannelMixin:
+    """Coil-channel behaviour shared by both supplies: limits, slew, ramps, CC mode."""
+
     # pymeasure's CommonBase.__getattribute__ only forbids reading the reserved names of
     # dynamic properties directly (pymeasure itself reads them through their prefix);
     # skipping it halves the cost of a channel query (decision 0100).

@@ -26,7 +26,6 @@ from ionclock.servo.readout import ThresholdReadout
 from ionclock.shutdown import ShutdownRequested, shutdown_on_signals
 from ionclock.store import Store
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -233,8 +232,11 @@ class ClockRun:
         return summary
 
     def shutdown(self, reason: str = "end") -> None:
-        """Safe state (ionclock.shutdown): trap RF untouched, coil currents held or ramped
-        down as configured, shutters as configured, connections released, store closed."""
+        """Leave the apparatus safe (ionclock.shutdown) and close the store.
+
+        The trap RF is untouched, coil currents are held or ramped down as configured,
+        shutters are put as configured, and connections are released.
+        """
         from ionclock.shutdown import ShutdownPolicy, safe_shutdown
 
         pol = self.cfg["shutdown"]

@@ -63,6 +63,8 @@ class ServoParams:
     contrast_low: float = 0.25           # dark fraction below this: contrast lost
     contrast_restore: float = 0.35       # ... and above this again: restored
     holdover_fit_s: float = 1800.0       # locked history fitted for the holdover drift model
+    field_step_t: float = 0.2e-9         # B jump (beyond its drift) reported as a field step
+    field_step_window_s: float = 25.0    # ... compared over this long
     flag_margin_s: float = 30.0          # flagged before a fault's first sign
 
     def correction_hz_per_unit_error(self) -> float:
@@ -135,6 +137,9 @@ class ClockServo:
         self.slips_corrected = 0
         self._history: deque = deque()      # (t, nu_hz, b_t) of locked frames
         self._violation_since: float | None = None
+        self._b_track: deque = deque()       # (t, b) of recent locked frames
+        self._b_jump_frames = 0
+        self._last_field_step = -math.inf
 
     # --- the model of where each line is ------------------------------------------------
     def line_offset_hz(self, k: int, t: float) -> float:
@@ -256,6 +261,27 @@ class ClockServo:
         self._event("slip_corrected", fringes=[int(x) for x in n], violation_hz=violation,
                     b_t=self.b_t, flagged_from=since)
         self._flag(since, t)    # also drops the flagged frames from the fitted history
+
+    def _watch_field(self) -> None:
+        """Report a sudden field step: B now against B a window ago plus its drift."""
+        if self.state != "locked":
+            self._b_track.clear()
+            return
+        t = self.env.now
+        b = self.b_t + self.b_rate * (t - self.t_ref)
+        track = self._b_track
+        track.append((t, b))
+        while track and track[0][0] < t - self.p.field_step_window_s:
+            track.popleft()
+        t0, b0 = track[0]
+        jump = b - b0 - self.b_rate * (t - t0)
+        if abs(jump) > self.p.field_step_t and t - t0 > 0.5 * self.p.field_step_window_s:
+            self._b_jump_frames += 1
+        else:
+            self._b_jump_frames = 0
+        if self._b_jump_frames == 3 and t - self._last_field_step > 2 * self.p.field_step_window_s:
+            self._last_field_step = t
+            self._event("field_step", delta_t=jump, b_t=b)
 
     def _flag(self, t0: float, t1: float) -> None:
         """Flag already-recorded frames in [t0, t1] as holdover (biased by a fault)."""
@@ -389,6 +415,7 @@ class ClockServo:
         self.frame_index += 1
         # after recording: a slip found now flags this frame too (its probes were off)
         self._guard_slips()
+        self._watch_field()
 
     def _holdover(self, reason: str, detail: dict | None = None):
         """Hold the laser on its drift model and flag the data until `reason` clears."""

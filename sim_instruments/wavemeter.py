@@ -77,7 +77,15 @@ class SimWavemeterServer(SimInstrument):
         self.pressure_mbar = 1004.3
         self.exposure_ms = {1: 12, 2: 40}
         super().__init__(world, seed)
+        self.greet = greet
         if greet:
+            self._send("200")
+
+    def connection_opened(self) -> None:
+        """A new client connected (the registry's reconnect): the server greets it again."""
+        self._rx = b""
+        self._tx.clear()
+        if self.greet:
             self._send("200")
 
     def laser_hz(self, channel: int) -> float:

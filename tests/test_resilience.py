@@ -537,19 +537,10 @@ def test_every_driver_has_ping_and_close(model):
     assert callable(getattr(cls, "ping", None)) and callable(getattr(cls, "close", None))
 
 
-def _reconnectable(model):
-    # A twin of a server that greets each new client must re-greet on a reconnect
-    # (`connection_opened()`, called by the registry); without it the driver's start-up waits
-    # for a greeting that never comes, and the wrapper rightly stays offline.
-    twin = registry.MODELS[model].twin
-    if twin is None:
-        return False
-    if model == "wavemeter_tcp":
-        return hasattr(registry._load(twin), "connection_opened")
-    return True
-
-
-@pytest.mark.parametrize("model", [m for m in registry.model_names() if _reconnectable(m)])
+# Every model with a twin reconnects; a twin of a server that greets each new client
+# re-greets through `connection_opened()` (called by the registry on a reconnect).
+@pytest.mark.parametrize("model", [m for m in registry.model_names()
+                                   if registry.MODELS[m].twin is not None])
 def test_every_twin_model_opens_resilient_and_pings(model, world):
     inst = open_resilient(model, world)
     assert inst.ping() and inst.online
