@@ -26,8 +26,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ionclock drivers servo sim_instruments procedures
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check ionclock drivers servo sim_instruments procedures benchmarks
+	$(PY) -m pytest -q tests/test_layering.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
