@@ -82,21 +82,29 @@ class _SupplyErrors:
     def check_set_errors(self) -> list:
         return self.check_errors()
 
+    def query(self, command: str) -> str:
+        """One query line, one reply line, straight through the adapter (decision 0100).
+
+        The monitored readbacks (`current`, `voltage`) use it: the same bytes as `ask`,
+        without pymeasure's per-call logging and wrapper layers.
+        """
+        adapter = self.adapter
+        adapter._write(command)
+        return adapter._read()
+
 
 class CoilChannelMixin:
-    """Coil-channel behaviour shared by both supplies: limits, slew, ramps, CC mode."""
-
-    # pymeasure's CommonBase.__getattribute__ only forbids reading the reserved names of
-    # dynamic properties directly (pymeasure itself reads them through their prefix);
-    # skipping it halves the cost of a channel query (decision 0100).
-    __getattribute__ = object.__getattribute__
-
     """Safety and ramps of one coil channel; the concrete channel supplies the commands.
 
     Subclasses define `_current_set_cmd` / `_current_get_cmd` (format with ``ch`` and
     ``value``), `_output_set_cmd` (``ch``, ``state``), `_output_get_cmd` (``ch``) and
     `_parse_output(reply)`; `rating_a` gives the channel's own maximum current.
     """
+
+    # pymeasure's CommonBase.__getattribute__ only forbids reading the reserved names of
+    # dynamic properties directly (pymeasure itself reads them through their prefix);
+    # skipping it halves the cost of a channel query (decision 0100).
+    __getattribute__ = object.__getattribute__
 
     _current_set_cmd: str
     _current_get_cmd: str
@@ -215,13 +223,13 @@ class CoilChannelMixin:
     @property
     def current(self) -> float:
         """Measured output current in A (0 when the output is off)."""
-        return parse_number(self.ask(self._current_meas_cmd.format(ch=self.id)),
+        return parse_number(self.parent.query(self._current_meas_cmd.format(ch=self.id)),
                             self.parent.name, "current")
 
     @property
     def voltage(self) -> float:
         """Measured output voltage in V."""
-        return parse_number(self.ask(self._voltage_meas_cmd.format(ch=self.id)),
+        return parse_number(self.parent.query(self._voltage_meas_cmd.format(ch=self.id)),
                             self.parent.name, "voltage")
 
     # --- ramps ---------------------------------------------------------------------------------
