@@ -63,7 +63,7 @@ class ServoParams:
     contrast_low: float = 0.25           # dark fraction below this: contrast lost
     contrast_restore: float = 0.35       # ... and above this again: restored
     holdover_fit_s: float = 1800.0       # locked history fitted for the holdover drift model
-    field_step_t: float = 0.2e-9         # B jump reported as a field step
+    field_step_t: float = 0.15e-9        # B jump reported as a field step
     field_step_window_s: float = 25.0    # ... compared over this long
     flag_margin_s: float = 30.0          # flagged before a fault's first sign
 
@@ -240,12 +240,17 @@ class ClockServo:
         # lines to sit on the drift model fitted to the frames before the violation began.
         since = self._violation_since if self._violation_since is not None else t
         ref = quad = None
+        b_jump = 0.0
         if self.guard.last_violation_hz >= self.guard.threshold_hz:
-            ref = self._extrapolate_common(since - self.p.flag_margin_s)
-            quads = [h[3] for h in self._history if h[0] < since - self.p.flag_margin_s]
+            before = since - self.p.flag_margin_s
+            ref = self._extrapolate_common(before)
+            quads = [h[3] for h in self._history if h[0] < before]
             quad = sum(quads) / len(quads) if len(quads) >= 20 else None
+            b_fit = self._linear_fit(2, before)
+            if b_fit is not None:
+                b_jump = self.b_t + self.b_rate * (t - self.t_ref) - b_fit[0]
         n = self.guard.check([self.line_offset_hz(k, t) for k in range(6)],
-                             self.common_hz(t), ref, quad)
+                             self.common_hz(t), ref, quad, b_jump)
         if self.guard.last_violation_hz < self.guard.threshold_hz:
             self._violation_since = None
         elif self._violation_since is None:
@@ -273,11 +278,14 @@ class ClockServo:
         track.append((t, b))
         while track and track[0][0] < t - self.p.field_step_window_s:
             track.popleft()
-        t0, b0 = track[0]
-        # (not corrected by the integrator's rate: a step kicks it; a real drift of even
-        # 1 nT/h moves B by < 0.01 nT over the window)
-        jump = b - b0
-        if abs(jump) > self.p.field_step_t and t - t0 > 0.5 * self.p.field_step_window_s:
+        if len(track) < 10 or t - track[0][0] < 0.5 * self.p.field_step_window_s:
+            self._b_jump_frames = 0
+            return
+        # five-frame means at both ends of the window (a frame's B carries ~40 pT of
+        # projection noise); not corrected by the integrator's rate: a step kicks it, and a
+        # real drift of even 1 nT/h moves B by < 0.01 nT over the window
+        jump = (sum(x[1] for x in list(track)[-5:]) - sum(x[1] for x in list(track)[:5])) / 5
+        if abs(jump) > self.p.field_step_t:
             self._b_jump_frames += 1
         else:
             self._b_jump_frames = 0

@@ -71,6 +71,9 @@ class SlipGuard:
             np.float32)
         self.penalty_wide = (1e-3 * self.threshold_hz
                              * np.abs(self.patterns_wide).sum(axis=1)).astype(np.float32)
+        # the change of B each wide pattern implies (T per unit pattern, times fringes)
+        z = np.array(_ZEEMAN)
+        self.b_shift_t = (self.patterns_wide @ z) / (z @ z) * self.fringe_hz
         # prefer the fewest slips among patterns that explain the violation equally well
         self.penalty = 1e-3 * self.threshold_hz * np.abs(patterns).sum(axis=1)
         self._over = 0
@@ -82,7 +85,7 @@ class SlipGuard:
 
     def check(self, offsets_hz, common_hz: float | None = None,
               common_ref_hz: float | None = None,
-              quad_ref_hz: float | None = None) -> np.ndarray | None:
+              quad_ref_hz: float | None = None, b_jump_t: float = 0.0) -> np.ndarray | None:
         """Slip pattern n (fringes per line) to remove, or None.
 
         The splittings cannot see a slip common to all six lines. Given the six-line mean
@@ -92,6 +95,12 @@ class SlipGuard:
         requires the corrected lines to be that mean plus that quadrupole pattern plus a
         Zeeman pattern: only B is free, which resolves the common part and lets slips of up
         to `anchored_fringes` be told apart.
+
+        One ambiguity is left: lines off by (2, 4, 5) fringes per pair are, to 0.06 Hz, a
+        field error of 2.23 nT (the Zeeman coefficients stand 1 : 2.003 : 2.501). Among the
+        patterns that explain the violation, the one implying the smallest change of B from
+        before the violation wins (`b_jump_t`: the servo's B now minus B then): steps of up
+        to half that, 1.1 nT, are resolved.
         """
         v = self.violation(offsets_hz)
         size = float(np.sqrt(v @ v))
@@ -107,8 +116,15 @@ class SlipGuard:
                      - quad_ref_hz * self.quad)
             full = (self.proj_z @ lines).astype(np.float32)
             left = np.sqrt(((full - self.signatures_z) ** 2).sum(axis=1)) + self.penalty_wide
-            patterns = self.patterns_wide
             tolerance = 0.75 * self.threshold_hz   # the references carry the laser's noise
+            fits = np.flatnonzero(left < tolerance)
+            if fits.size == 0:
+                return None
+            jump = np.abs(b_jump_t - self.b_shift_t[fits])
+            # smallest implied field change first; among (near) equals, the best residual
+            best = int(fits[np.argmin(jump + 1e-12 * left[fits])])
+            self._over = 0
+            return self.patterns_wide[best].astype(int)
         else:
             left = np.sqrt(((v - self.signatures) ** 2).sum(axis=1)) + self.penalty
             patterns = self.patterns
