@@ -163,12 +163,13 @@ def _make_store(path: Path, *, skip: tuple[str, ...] = (), frames: bool = True,
             st.add("samples", (t, "rf.enabled", 0.0 if 1200 <= i < 1260 else 1.0))
             if frames:
                 st.add("lock_frames", (t, i, 0.0, 0.0, 37.197e-6 + 1e-10 * math.cos(i),
-                                       0, 0, 0, 0, 0, 0, 1, 0))
+                                       0, 0, 0, 0, 0, 0, 1, 0, None, None, None))
         # An out-of-window outlier and a holdover frame that must be ignored.
         if "temp.endcap" not in skip:
             st.add("samples", (t_end + 100.0, "temp.endcap", 300.0))
         if frames:
-            st.add("lock_frames", (30.0, 99999, 0.0, 0.0, 50e-6, 0, 0, 0, 0, 0, 0, 1, 1))
+            st.add("lock_frames", (30.0, 99999, 0.0, 0.0, 50e-6, 0, 0, 0, 0, 0, 0, 1, 1,
+                                   None, None, None))
         for ch, r in zip(("mm.r1", "mm.r2", "mm.r3"), (0.02, 0.03, 0.01)):
             if ch not in skip:
                 st.add("samples", (-3600.0, ch, r))        # measured before the window

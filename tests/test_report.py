@@ -81,7 +81,7 @@ def write_run(folder: Path, n: int = 16000, seed: int = 7, truth: bool = True) -
         st.event(float(t[hold[1] + 10]), "locked", "servo")
         st.add_many("lock_frames", [
             (float(t[i]), i, float(nu[i]), 0.05, float(b[i]), *map(float, offs[i]),
-             int(locked[i]), int(holdover[i])) for i in range(n)])
+             int(locked[i]), int(holdover[i]), None, None, None) for i in range(n)])
         if truth:
             st.add_many("twin_truth", [
                 (i, float(t[i]), float(det[i]), float(b_true[i]), *map(float, d[i]))
