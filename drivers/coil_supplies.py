@@ -30,23 +30,10 @@ from collections.abc import Callable, Iterator
 from pymeasure.instruments import Channel, Instrument, SCPIMixin
 from pymeasure.instruments.keysight.keysightE36312A import KeysightE36312A, VoltageChannel
 from pymeasure.instruments.validators import strict_range
-from pyvisa.errors import VisaIOError
 
-from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-
-MAX_ERRORS_READ = 20
-
-
-def parse_scpi_error(reply: str, instrument: str) -> tuple[int, str]:
-    """Parse a ``SYST:ERR?`` reply (``+0,"No error"``, ``-113,"Undefined header"``)."""
-    code_text, sep, message = reply.partition(",")
-    code_text = code_text.strip()
-    digits = code_text.lstrip("+-")
-    if not sep or not digits.isdigit() or not digits.isascii():
-        if not reply:
-            raise InstrumentTimeout(instrument, "no reply to SYST:ERR?")
-        raise ReplyError(instrument, f"bad SYST:ERR? reply {reply!r}")
-    return int(code_text), message.strip().strip('"')
+from ionclock.drivers.common import LinkMixin, ScpiErrorQueueMixin
+from ionclock.drivers.common import parse_scpi_error as parse_scpi_error  # re-exported
+from ionclock.errors import InstrumentTimeout, ReplyError
 
 
 def parse_number(reply: str, instrument: str, what: str) -> float:
@@ -62,25 +49,12 @@ def parse_number(reply: str, instrument: str, what: str) -> float:
     return value
 
 
-class _SupplyErrors:
-    """``SYST:ERR?`` after every set, raising on the first non-zero code."""
+class _SupplyErrors(ScpiErrorQueueMixin, LinkMixin):
+    """What both supplies share: the error queue, `ping()` / `close()`, the lean `query`.
 
-    error_query = "SYST:ERR?"
-
-    def check_errors(self) -> list:
-        errors = []
-        for _ in range(MAX_ERRORS_READ):
-            code, message = parse_scpi_error(self.ask(self.error_query), self.name)
-            if code == 0:
-                break
-            errors.append((code, message))
-        if errors:
-            code, message = errors[0]
-            raise InstrumentError(self.name, message, code=str(code))
-        return errors
-
-    def check_set_errors(self) -> list:
-        return self.check_errors()
+    ``SYST:ERR?`` after every set drains the queue (up to `MAX_ERRORS_READ` entries) and
+    raises on the first non-zero code.
+    """
 
     def query(self, command: str) -> str:
         """One query line, one reply line, straight through the adapter (decision 0100).
@@ -350,16 +324,9 @@ class CoilSupplyE36312A(_SupplyErrors, KeysightE36312A):
             channel.voltage_setpoint_values = [0, E36312A_RATINGS[ch][0]]
             channel.configure_safety(limits[ch], slew_a_per_s, step_interval_s, ratings[ch])
 
-    def ping(self) -> bool:
-        """Return True when ``*IDN?`` answers with a Keysight E36312A identity."""
-        try:
-            return "E36312A" in self.ask("*IDN?")
-        except (InstrumentError, InstrumentTimeout, OSError, VisaIOError):
-            return False
-
-    def close(self) -> None:
-        """Release the connection (outputs stay as they are)."""
-        self.adapter.close()
+    def _ping_query(self) -> bool:
+        """True when ``*IDN?`` answers with a Keysight E36312A identity."""
+        return "E36312A" in self.ask("*IDN?")
 
 
 # --- Rigol DP832 ------------------------------------------------------------------------------
@@ -437,13 +404,6 @@ class CoilSupplyDP832(_SupplyErrors, SCPIMixin, Instrument):
             channel.voltage_setpoint_values = [0, DP832_RATINGS[ch][0]]
             channel.configure_safety(limits[ch], slew_a_per_s, step_interval_s, ratings[ch])
 
-    def ping(self) -> bool:
-        """Return True when ``*IDN?`` answers with a Rigol DP832 identity."""
-        try:
-            return "DP832" in self.ask("*IDN?")
-        except (InstrumentError, InstrumentTimeout, OSError, VisaIOError):
-            return False
-
-    def close(self) -> None:
-        """Release the connection (outputs stay as they are)."""
-        self.adapter.close()
+    def _ping_query(self) -> bool:
+        """True when ``*IDN?`` answers with a Rigol DP832 identity."""
+        return "DP832" in self.ask("*IDN?")

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 
 from pymeasure.instruments.keithley.keithleyDAQ6510 import KeithleyDAQ6510
 
+from ionclock.drivers.common import ANY_FAILURE, LinkMixin
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 from ionclock.rtd import NOMINAL, Missing, SensorCalibration, TemperatureReading
 
@@ -86,7 +87,7 @@ def parse_scan(reply: str, channels: list[int], instrument: str = NAME) -> dict[
     return out
 
 
-class KeithleyDAQ6510RTD(KeithleyDAQ6510):
+class KeithleyDAQ6510RTD(LinkMixin, KeithleyDAQ6510):
     """Keithley DAQ6510 + 7700 scanning PT100s (RTD or resistance mode), LAN, LF.
 
     `calibrations` maps channels to their sensors' `SensorCalibration` (default nominal).
@@ -96,6 +97,7 @@ class KeithleyDAQ6510RTD(KeithleyDAQ6510):
 
     write_termination = "\n"
     read_termination = "\n"
+    link_errors = ANY_FAILURE  # a liveness probe: any failure (timeout, link down, VISA) is "no"
 
     def __init__(self, adapter, name: str = NAME, *,
                  calibrations: Mapping[int, SensorCalibration] | None = None, **kwargs):
@@ -230,13 +232,6 @@ class KeithleyDAQ6510RTD(KeithleyDAQ6510):
         """Get the identification string."""
         return self.ask("*IDN?").strip()
 
-    def ping(self) -> bool:
-        """Return True if the unit answers ``*IDN?`` as a DAQ6510."""
-        try:
-            return "DAQ6510" in self.idn
-        except Exception:  # a liveness probe: any failure (timeout, link down, VISA) is "no"
-            return False
-
-    def close(self) -> None:
-        """Release the connection."""
-        self.adapter.close()
+    def _ping_query(self) -> bool:
+        """True if the unit answers ``*IDN?`` as a DAQ6510."""
+        return "DAQ6510" in self.idn

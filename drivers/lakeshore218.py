@@ -29,10 +29,12 @@ from __future__ import annotations
 import math
 import re
 import time
+from typing import Any
 
 from pymeasure.instruments import Channel, Instrument
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
+from ionclock.drivers.common import ANY_FAILURE, LinkMixin
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 from ionclock.rtd import Missing
 
@@ -108,8 +110,54 @@ def _no_list(value) -> None:
     raise ReplyError(NAME, f"unexpected multi-field reply {value!r}")
 
 
-class LakeShore218Input(Channel):
-    """One sensor input (1–8) of the Lake Shore 218."""
+class LakeShoreCommonMixin(LinkMixin):
+    """What the Lake Shore 218 and 224 share: ``*ESR?`` check, `idn`, `ping()`, `read_reading`.
+
+    The units send nothing back for a rejected command, so `check_set_errors` reads ``*ESR?``
+    (command-error bit 32, execution-error bit 16). `model_prefix` is the ``*IDN?`` prefix
+    `ping()` expects (``LSCI,MODEL218`` / ``LSCI,MODEL224``).
+    """
+
+    name: str
+    model_prefix: str
+    digits: int | None
+    link_errors = ANY_FAILURE  # a liveness probe: any failure (timeout, link down, VISA) is "no"
+
+    def check_set_errors(self) -> list:
+        """Read ``*ESR?``; raise `InstrumentError` if the last command was rejected."""
+        reply = self.ask("*ESR?")  # type: ignore[attr-defined]
+        esr = parse_int_reply(reply, "*ESR?", 0, 255, self.name)
+        if esr & (16 | 32):
+            kind = "command error" if esr & 32 else "execution error (value out of range)"
+            raise InstrumentError(self.name, f"{kind} in the last command", code=str(esr))
+        return []
+
+    @property
+    def idn(self) -> str:
+        """Get the identification string (``LSCI,MODEL2xx,...``)."""
+        return self.ask("*IDN?").strip()  # type: ignore[attr-defined]
+
+    def _ping_query(self) -> bool:
+        """True if the unit answers ``*IDN?`` as the expected model (`model_prefix`)."""
+        return self.idn.startswith(self.model_prefix)
+
+    def read_reading(self, command: str, quantity: str) -> float:
+        """Send a single-reading query and parse its reply (float or `Missing`)."""
+        reply = self.ask(command)  # type: ignore[attr-defined]
+        if "," in reply:
+            raise ReplyError(self.name, f"unexpected multi-field reply {reply!r} to {command}")
+        return parse_reading(reply, instrument=self.name, quantity=quantity, digits=self.digits)
+
+
+class LakeShoreInputMixin:
+    """One input of a Lake Shore 218 or 224: readings and the reading filter (same commands).
+
+    `error_name` is the instrument name a malformed ``FILTER?`` reply's `ReplyError` carries.
+    """
+
+    id: int | str
+    parent: Any
+    error_name: str
 
     @property
     def temperature(self) -> float:
@@ -120,6 +168,34 @@ class LakeShore218Input(Channel):
     def resistance(self) -> float:
         """Measure the sensor reading in Ω (platinum types; `Missing` when there is none)."""
         return self.parent.read_reading(f"SRDG? {self.id}", "ohm")
+
+    @property
+    def filter(self) -> tuple[bool, int, int]:
+        """Get the reading filter: (enabled, points 2–64, window in % 1–10)."""
+        fields = self.ask("FILTER? {ch}").strip().split(",")  # type: ignore[attr-defined]
+        name = self.error_name
+        if len(fields) != 3:
+            raise ReplyError(name, f"malformed FILTER? reply {','.join(fields)!r}")
+        return (bool(parse_int_reply(fields[0], "filter on/off", 0, 1, name)),
+                parse_int_reply(fields[1], "filter points", 2, 64, name),
+                parse_int_reply(fields[2], "filter window", 1, 10, name))
+
+    def set_filter(self, enabled: bool, points: int = 8, window: int = 2) -> None:
+        """Configure the reading filter: on/off, `points` (2–64), `window` in % (1–10)."""
+        if not isinstance(enabled, bool):
+            raise ValueError(f"filter enabled must be True or False, got {enabled!r}")
+        if not (isinstance(points, int) and 2 <= points <= 64):
+            raise ValueError(f"filter points must be an integer 2–64, got {points!r}")
+        if not (isinstance(window, int) and 1 <= window <= 10):
+            raise ValueError(f"filter window must be an integer 1–10 %, got {window!r}")
+        self.write(f"FILTER {{ch}},{int(enabled)},{points},{window}")  # type: ignore[attr-defined]
+        self.parent.check_set_errors()
+
+
+class LakeShore218Input(LakeShoreInputMixin, Channel):
+    """One sensor input (1–8) of the Lake Shore 218."""
+
+    error_name = NAME
 
     status = Channel.measurement(
         "RDGST? {ch}",
@@ -139,29 +215,8 @@ class LakeShore218Input(Channel):
         cast=str, get_process=_reply_int("INCRV", 0, 28), get_process_list=_no_list,
         check_set_errors=True)
 
-    @property
-    def filter(self) -> tuple[bool, int, int]:
-        """Get the reading filter: (enabled, points 2–64, window in % 1–10)."""
-        fields = self.ask("FILTER? {ch}").strip().split(",")
-        if len(fields) != 3:
-            raise ReplyError(NAME, f"malformed FILTER? reply {','.join(fields)!r}")
-        return (bool(parse_int_reply(fields[0], "filter on/off", 0, 1)),
-                parse_int_reply(fields[1], "filter points", 2, 64),
-                parse_int_reply(fields[2], "filter window", 1, 10))
 
-    def set_filter(self, enabled: bool, points: int = 8, window: int = 2) -> None:
-        """Configure the reading filter: on/off, `points` (2–64), `window` in % (1–10)."""
-        if not isinstance(enabled, bool):
-            raise ValueError(f"filter enabled must be True or False, got {enabled!r}")
-        if not (isinstance(points, int) and 2 <= points <= 64):
-            raise ValueError(f"filter points must be an integer 2–64, got {points!r}")
-        if not (isinstance(window, int) and 1 <= window <= 10):
-            raise ValueError(f"filter window must be an integer 1–10 %, got {window!r}")
-        self.write(f"FILTER {{ch}},{int(enabled)},{points},{window}")
-        self.parent.check_set_errors()
-
-
-class LakeShore218(Instrument):
+class LakeShore218(LakeShoreCommonMixin, Instrument):
     """Lake Shore 218 eight-input temperature monitor (RS-232 9600 7O1, CR LF).
 
     Inputs are ``input_1`` .. ``input_8`` (`LakeShore218Input`) with `temperature` (K),
@@ -172,6 +227,7 @@ class LakeShore218(Instrument):
 
     write_termination = "\r\n"
     read_termination = "\r\n"
+    model_prefix = "LSCI,MODEL218"
     serial_settings = {"baudrate": 9600, "bytesize": 7, "parity": "O", "stopbits": 1,
                        "timeout": 1.0}
     #: Seconds between messages the unit needs (§6.2.5), enforced on real links.
@@ -235,13 +291,6 @@ class LakeShore218(Instrument):
             raise InstrumentTimeout(self.name)
         return reply
 
-    def read_reading(self, command: str, quantity: str) -> float:
-        """Send a single-reading query and parse its reply (float or `Missing`)."""
-        reply = self.ask(command)
-        if "," in reply:
-            raise ReplyError(self.name, f"unexpected multi-field reply {reply!r} to {command}")
-        return parse_reading(reply, instrument=self.name, quantity=quantity, digits=self.digits)
-
     def _read_all(self, command: str, quantity: str) -> list[float]:
         reply = self.ask(command)
         fields = reply.split(",")
@@ -296,28 +345,3 @@ class LakeShore218(Instrument):
         for n in numbers:
             self.input(n).curve = PT100_CURVE
             self.input(n).enabled = True
-
-    # --- errors, liveness ---------------------------------------------------------------
-    def check_set_errors(self) -> list:
-        """Read ``*ESR?``; raise `InstrumentError` if the last command was rejected."""
-        esr = parse_int_reply(self.ask("*ESR?"), "*ESR?", 0, 255, self.name)
-        if esr & (16 | 32):
-            kind = "command error" if esr & 32 else "execution error (value out of range)"
-            raise InstrumentError(self.name, f"{kind} in the last command", code=str(esr))
-        return []
-
-    @property
-    def idn(self) -> str:
-        """Get the identification string (``LSCI,MODEL218...``)."""
-        return self.ask("*IDN?").strip()
-
-    def ping(self) -> bool:
-        """Return True if the unit answers ``*IDN?`` as a Model 218."""
-        try:
-            return self.idn.startswith("LSCI,MODEL218")
-        except Exception:  # a liveness probe: any failure (timeout, link down, VISA) is "no"
-            return False
-
-    def close(self) -> None:
-        """Release the connection."""
-        self.adapter.close()

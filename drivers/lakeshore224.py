@@ -21,8 +21,13 @@ from pymeasure.instruments.generic_types import SCPIUnknownMixin
 from pymeasure.instruments.lakeshore.lakeshore224 import LakeShore224
 from pymeasure.instruments.lakeshore.lakeshore_base import LakeShoreTemperatureChannel
 
-from ionclock.drivers.lakeshore218 import parse_int_reply, parse_reading
-from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
+from ionclock.drivers.lakeshore218 import (
+    LakeShoreCommonMixin,
+    LakeShoreInputMixin,
+    parse_int_reply,
+    parse_reading,
+)
+from ionclock.errors import InstrumentTimeout, ReplyError
 
 NAME = "Lake Shore 224"
 INPUTS: tuple[str, ...] = ("A", "B", "C1", "C2", "C3", "C4", "C5", "D1", "D2", "D3", "D4", "D5")
@@ -32,18 +37,10 @@ PT100_CURVE = 6
 SENSOR_TYPES: dict[str, int] = {"disabled": 0, "diode": 1, "platinum": 2, "ntc": 3}
 
 
-class LakeShore224Input(LakeShoreTemperatureChannel):
+class LakeShore224Input(LakeShoreInputMixin, LakeShoreTemperatureChannel):
     """One input of the Lake Shore 224 with the clock's checked readings."""
 
-    @property
-    def temperature(self) -> float:
-        """Measure the temperature in K (`Missing` for an open/disabled/out-of-range input)."""
-        return self.parent.read_reading(f"KRDG? {self.id}", "K")
-
-    @property
-    def resistance(self) -> float:
-        """Measure the sensor reading in Ω (platinum; `Missing` when there is none)."""
-        return self.parent.read_reading(f"SRDG? {self.id}", "ohm")
+    error_name = NAME
 
     @property
     def status(self) -> int:
@@ -87,33 +84,13 @@ class LakeShore224Input(LakeShoreTemperatureChannel):
         self.write(f"INCRV {{ch}},{number}")
         self.parent.check_set_errors()
 
-    @property
-    def filter(self) -> tuple[bool, int, int]:
-        """Get the reading filter: (enabled, points 2–64, window in % 1–10)."""
-        fields = self.ask("FILTER? {ch}").split(",")
-        if len(fields) != 3:
-            raise ReplyError(NAME, f"malformed FILTER? reply {','.join(fields)!r}")
-        return (bool(parse_int_reply(fields[0], "filter on/off", 0, 1, NAME)),
-                parse_int_reply(fields[1], "filter points", 2, 64, NAME),
-                parse_int_reply(fields[2], "filter window", 1, 10, NAME))
 
-    def set_filter(self, enabled: bool, points: int = 8, window: int = 2) -> None:
-        """Configure the reading filter: on/off, `points` (2–64), `window` in % (1–10)."""
-        if not isinstance(enabled, bool):
-            raise ValueError(f"filter enabled must be True or False, got {enabled!r}")
-        if not (isinstance(points, int) and 2 <= points <= 64):
-            raise ValueError(f"filter points must be an integer 2–64, got {points!r}")
-        if not (isinstance(window, int) and 1 <= window <= 10):
-            raise ValueError(f"filter window must be an integer 1–10 %, got {window!r}")
-        self.write(f"FILTER {{ch}},{int(enabled)},{points},{window}")
-        self.parent.check_set_errors()
-
-
-class LakeShore224Clock(LakeShore224):
+class LakeShore224Clock(LakeShoreCommonMixin, LakeShore224):
     """Lake Shore 224 for the clock: checked readings, PT100 set-up, ping/close (CR LF)."""
 
     write_termination = "\r\n"
     read_termination = "\r\n"
+    model_prefix = "LSCI,MODEL224"
     serial_settings = {"baudrate": 57600, "bytesize": 7, "parity": "O", "stopbits": 1,
                        "timeout": 1.0}
 
@@ -151,13 +128,6 @@ class LakeShore224Clock(LakeShore224):
             raise ValueError(f"input must be one of {', '.join(INPUTS)}, got {name!r}")
         return getattr(self, f"input_{name}")
 
-    def read_reading(self, command: str, quantity: str) -> float:
-        """Send a single-reading query and parse its reply (float or `Missing`)."""
-        reply = self.ask(command)
-        if "," in reply:
-            raise ReplyError(self.name, f"unexpected multi-field reply {reply!r} to {command}")
-        return parse_reading(reply, instrument=self.name, quantity=quantity, digits=self.digits)
-
     def _read_all(self, command: str, quantity: str) -> dict[str, float]:
         reply = self.ask(command)
         fields = reply.split(",")
@@ -183,27 +153,3 @@ class LakeShore224Clock(LakeShore224):
             self.input(name)  # validate them all before writing anything
         for name in inputs:
             self.input(name).configure_pt100()
-
-    def check_set_errors(self) -> list:
-        """Read ``*ESR?``; raise `InstrumentError` if the last command was rejected."""
-        esr = parse_int_reply(self.ask("*ESR?"), "*ESR?", 0, 255, self.name)
-        if esr & (16 | 32):
-            kind = "command error" if esr & 32 else "execution error (value out of range)"
-            raise InstrumentError(self.name, f"{kind} in the last command", code=str(esr))
-        return []
-
-    @property
-    def idn(self) -> str:
-        """Get the identification string (``LSCI,MODEL224,...``)."""
-        return self.ask("*IDN?").strip()
-
-    def ping(self) -> bool:
-        """Return True if the unit answers ``*IDN?`` as a Model 224."""
-        try:
-            return self.idn.startswith("LSCI,MODEL224")
-        except Exception:  # a liveness probe: any failure (timeout, link down, VISA) is "no"
-            return False
-
-    def close(self) -> None:
-        """Release the connection."""
-        self.adapter.close()

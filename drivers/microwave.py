@@ -22,14 +22,15 @@ from pymeasure.instruments.agilent import Agilent8257D
 from pymeasure.instruments.generic_types import SCPIUnknownMixin
 from pymeasure.instruments.validators import strict_range
 
+from ionclock.drivers.common import LinkMixin, ScpiErrorQueueMixin
 from ionclock.drivers.trap_rf import StrictRepliesMixin, parse_int
-from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
+from ionclock.errors import ReplyError
 
 #: Ground-state HFS of the trapped ions, Hz (DOMAIN §4, seed 004).
 CD_HFS_HZ = {111: 14_530_507_349.9, 113: 15_199_862_854.96}
 
 
-class MicrowaveSynth8257D(StrictRepliesMixin, Agilent8257D):
+class MicrowaveSynth8257D(ScpiErrorQueueMixin, LinkMixin, StrictRepliesMixin, Agilent8257D):
     """Agilent/Keysight E8257D PSG as the Cd+ HFS source (SCPI; LAN port 5025, LF).
 
     `max_frequency_hz` is the installed frequency option (default 20 GHz, option 520);
@@ -39,6 +40,9 @@ class MicrowaveSynth8257D(StrictRepliesMixin, Agilent8257D):
 
     write_termination = "\n"
     read_termination = "\n"
+    # One queue entry read per set: a single rejected command queues a single error.
+    error_query = ":SYST:ERR?"
+    max_errors_read = 1
 
     HW_MIN_HZ = 250e3
     HW_MIN_DBM = -135.0
@@ -111,31 +115,6 @@ class MicrowaveSynth8257D(StrictRepliesMixin, Agilent8257D):
         self.frequency = f
         return f
 
-    def check_errors(self) -> list:
-        """Raise `InstrumentError` for the first entry of the ``:SYST:ERR?`` queue."""
-        reply = self.ask(":SYST:ERR?").strip()
-        code_text, _, message = reply.partition(",")
-        code = parse_int(self.name, code_text)
-        if code != 0:
-            raise InstrumentError(self.name, message.strip().strip('"') or "error", str(code))
-        if not message:
-            raise ReplyError(self.name, f"malformed error-queue reply {reply!r}")
-        return []
-
-    def check_set_errors(self) -> list:
-        return self.check_errors()
-
-    def ping(self) -> bool:
-        """Return True if the unit identifies as an 8257 PSG."""
-        try:
-            return "8257" in self.ask("*IDN?")
-        except (InstrumentError, InstrumentTimeout, OSError, ValueError):
-            return False
-        except Exception as err:
-            if type(err).__name__ == "VisaIOError":
-                return False
-            raise
-
-    def close(self) -> None:
-        """Release the connection (the output stays as it is)."""
-        self.adapter.close()
+    def _ping_query(self) -> bool:
+        """True if the unit identifies as an 8257 PSG (``*IDN?``)."""
+        return "8257" in self.ask("*IDN?")

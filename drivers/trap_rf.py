@@ -22,7 +22,8 @@ from pymeasure.instruments.instrument import Instrument
 from pymeasure.instruments.srs import SG380
 from pymeasure.instruments.validators import strict_range
 
-from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
+from ionclock.drivers.common import LinkMixin, ScpiErrorQueueMixin
+from ionclock.errors import InstrumentError, ReplyError
 
 #: Reference impedance of the source output (Ω) for dBm <-> volts.
 Z0_OHM = 50.0
@@ -92,7 +93,7 @@ class StrictRepliesMixin:
         return out
 
 
-class TrapRFSource(StrictRepliesMixin, SG380):
+class TrapRFSource(LinkMixin, StrictRepliesMixin, SG380):
     """SRS SG382/384/386 RF source for the trap drive (type-N output, GPIB/LAN/RS-232).
 
     Commands used (SG380 manual, "Remote programming"): ``FREQ`` (Hz), ``AMPR`` (type-N
@@ -177,23 +178,12 @@ class TrapRFSource(StrictRepliesMixin, SG380):
     def check_get_errors(self) -> list:
         return self.check_errors()
 
-    def ping(self) -> bool:
-        """Return True if the unit answers ``*IDN?`` with an SRS SG38x identity."""
-        try:
-            return "SG38" in self.ask("*IDN?")
-        except (InstrumentError, InstrumentTimeout, OSError, ValueError):
-            return False
-        except Exception as err:  # pyvisa's timeout type is only known with pyvisa loaded
-            if type(err).__name__ == "VisaIOError":
-                return False
-            raise
-
-    def close(self) -> None:
-        """Release the connection (the output stays as it is: never switched off here)."""
-        self.adapter.close()
+    def _ping_query(self) -> bool:
+        """True if the unit answers ``*IDN?`` with an SRS SG38x identity."""
+        return "SG38" in self.ask("*IDN?")
 
 
-class PickoffDMM(StrictRepliesMixin, Agilent34410A):
+class PickoffDMM(ScpiErrorQueueMixin, LinkMixin, StrictRepliesMixin, Agilent34410A):
     """Keysight 34465A / 34410A (and compatible) reading the rectified RF pickoff (V DC).
 
     ``configure_voltage_dc(range, nplc)`` sets ``CONF:VOLT:DC <range>`` and
@@ -205,6 +195,8 @@ class PickoffDMM(StrictRepliesMixin, Agilent34410A):
 
     write_termination = "\n"
     read_termination = "\n"
+    # One queue entry read per check: a single rejected command queues a single error.
+    max_errors_read = 1
 
     RANGES_V = (0.1, 1.0, 10.0, 100.0, 1000.0)
     NPLCS = (0.02, 0.2, 1.0, 10.0, 100.0)
@@ -240,31 +232,6 @@ class PickoffDMM(StrictRepliesMixin, Agilent34410A):
         self.write(f"VOLT:DC:NPLC {nplc:g}")
         self.check_errors()
 
-    def check_errors(self) -> list:
-        """Raise `InstrumentError` for the first entry of the ``SYST:ERR?`` queue."""
-        reply = self.ask("SYST:ERR?").strip()
-        code_text, _, message = reply.partition(",")
-        code = parse_int(self.name, code_text)
-        if code != 0:
-            raise InstrumentError(self.name, message.strip().strip('"') or "error", str(code))
-        if not message:
-            raise ReplyError(self.name, f"malformed error-queue reply {reply!r}")
-        return []
-
-    def check_set_errors(self) -> list:
-        return self.check_errors()
-
-    def ping(self) -> bool:
-        """Return True if the unit answers ``*IDN?`` (any non-empty identity)."""
-        try:
-            return bool(self.ask("*IDN?").strip())
-        except (InstrumentError, InstrumentTimeout, OSError, ValueError):
-            return False
-        except Exception as err:
-            if type(err).__name__ == "VisaIOError":
-                return False
-            raise
-
-    def close(self) -> None:
-        """Release the connection."""
-        self.adapter.close()
+    def _ping_query(self) -> bool:
+        """True if the unit answers ``*IDN?`` (any non-empty identity)."""
+        return bool(self.ask("*IDN?").strip())

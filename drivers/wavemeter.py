@@ -27,8 +27,9 @@ from typing import Any
 
 from pymeasure.instruments import Instrument
 
+from ionclock.drivers.common import LinkMixin
 from ionclock.drivers.trap_rf import parse_float
-from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
+from ionclock.errors import InstrumentError, ReplyError
 
 C_LIGHT = 299792458.0
 
@@ -192,7 +193,7 @@ class WavemeterWlmData:
         """Nothing to release: the library stays loaded for the process."""
 
 
-class WavemeterTCP(Instrument):
+class WavemeterTCP(LinkMixin, Instrument):
     """HighFinesse wavemeter through its TCP text server (port 1234, CRLF, greets ``200``).
 
     `expect_greeting` reads the ``200`` the server sends on connect (turn it off for a
@@ -262,21 +263,10 @@ class WavemeterTCP(Instrument):
             raise ReplyError(self.name, f"bad version reply {reply!r}")
         return parts
 
-    def ping(self) -> bool:
-        """Return True if the server answers ``getVersion``."""
-        try:
-            self.version  # noqa: B018
-            return True
-        except (InstrumentError, InstrumentTimeout, OSError):
-            return False
-        except Exception as err:
-            if type(err).__name__ == "VisaIOError":
-                return False
-            raise
-
-    def close(self) -> None:
-        """Close the TCP connection."""
-        self.adapter.close()
+    def _ping_query(self) -> bool:
+        """True if the server answers ``getVersion`` with a well-formed version."""
+        self.version  # noqa: B018
+        return True
 
 
 def frequency_to_wavelength(frequency_hz: float) -> float:
