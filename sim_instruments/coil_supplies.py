@@ -315,7 +315,7 @@ class SimKeysightE36312A(_ScpiSupply):
             raise CommandError("-113")
         _, chans = self._split(args, True)
         if len(chans) == 1:
-            return "%+.8E" % self.measured_current(chans[0])
+            return f"{self.measured_current(chans[0]):+.8E}"
         return ",".join(f"{self.measured_current(ch):+.8E}" for ch in chans)
 
     def _cmd_meas_volt(self, query: bool, args: str) -> str:

@@ -139,4 +139,6 @@ def test_sigterm_stops_cleanly_with_summary_and_safe_shutdown(tmp_path):
     kinds = {r[0] for r in db.execute("SELECT kind FROM events")}
     assert "shutdown" in kinds
     frames = db.execute("SELECT COUNT(*) FROM lock_frames").fetchone()[0]
-    assert frames == summary["frames"]            # nothing the run recorded was lost
+    # nothing the run recorded was lost; the signal may land between storing a frame and
+    # counting it in the summary, so the store can hold the one frame in flight
+    assert summary["frames"] <= frames <= summary["frames"] + 1
