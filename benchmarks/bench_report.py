@@ -38,7 +38,8 @@ def _write(path: Path, days: float, seed: int = 1) -> int:
         st.set_meta(simulated=True, servo=asdict(ServoParams()))
         st.event(0.0, "servo_started", "servo")
         st.add_many("lock_frames", (tuple(r[:1]) + (int(r[1]),) + tuple(r[2:11])
-                                    + (int(r[11]), int(r[12])) for r in frames))
+                                    + (int(r[11]), int(r[12]), None, None, None)
+                                    for r in frames))
         st.add_many("twin_truth", ((int(r[0]),) + tuple(r[1:]) for r in truth))
     return n
 
