@@ -73,7 +73,7 @@ SCHEMA = {
         "config": F(str, "configs/seed_clock.toml",
                     doc="budget models and their settings (relative to the repository)"),
         "sample_s": F(float, 60.0, min=1.0, max=3600.0, doc="thermometer polling period"),
-        "update_s": F(float, 600.0, min=10.0, max=86400.0, doc="budget re-evaluation period"),
+        "update_s": F(float, 1800.0, min=10.0, max=86400.0, doc="budget re-evaluation period"),
         "window_s": F(float, 3600.0, min=60.0, max=30 * 86400.0,
                       doc="window of readings a budget uses"),
     },

@@ -344,6 +344,20 @@ class _Node:
             key = self._slots[name] = (path, root._spec.aliases.get(name, name))
         root._records[key] = (next(root._seq), path, "set", name, (value,), _NO_KWARGS)
 
+    def direct(self) -> Any:
+        """The driver object behind this node, for a caller's per-cycle hot path.
+
+        Calls made on it bypass this wrapper: no setpoint is recorded, and a lost link is not
+        noticed here. Use it only for calls the caller repeats every cycle anyway and makes
+        through the wrapper again once such a call has failed (the clock servo does: its
+        holdover goes through the wrapper, which reconnects and restores). The object changes
+        on a reconnect: ask again afterwards.
+        """
+        root = self._root
+        if not root._ok:
+            root._gate()
+        return root._targets[self._path]
+
     def __dir__(self) -> list[str]:
         return sorted(set(dir(self._root._targets[self._path])))
 

@@ -86,6 +86,8 @@ class ClockRun:
                            commit_interval=cfg["run"]["commit_interval_s"])
         for t, kind, source, detail in self._pending_events:
             self.store.event(t, kind, source, **detail)
+        if self.world is not None:   # what the twin injected, for grading (source "twin")
+            self.world.on_note = lambda t, kind, **d: self.store.event(t, kind, "twin", **d)
         self.params = servo_params(cfg)
         if self.world is not None and cfg["twin"]["deterministic"]:
             readout = registry.expectation_readout(self.world)
@@ -131,9 +133,18 @@ class ClockRun:
         return getattr(coils, f"ch_{self.cfg['instruments']['coils']['channel']}")
 
     def _on_flag(self, t0: float, t1: float) -> None:
-        """The servo flagged frames after the fact: drop them from the summary's locked set."""
-        self.frames = [(t, locked and not (t0 <= t <= t1), hold or (t0 <= t <= t1), *rest)
-                       for t, locked, hold, *rest in self.frames]
+        """The servo flagged frames after the fact: drop them from the summary's locked set.
+
+        Flags reach back minutes at most, so only the end of the (time-ordered) list is
+        walked.
+        """
+        frames = self.frames
+        i = len(frames) - 1
+        while i >= 0 and frames[i][0] >= t0:
+            t, locked, hold, *rest = frames[i]
+            if t <= t1:
+                frames[i] = (t, False, True, *rest)
+            i -= 1
 
     def _on_frame(self, frame: Frame) -> None:
         if self.world is not None:

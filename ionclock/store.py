@@ -20,8 +20,9 @@ seconds since the start of a twin run; `meta.t0_unix` anchors a twin run):
 - ``twin_truth(frame, t, detuning_hz, b_true_t, d0..d5)``: twin runs only: the frame's true
   mean detuning of its probes from their true line centres (Hz), the true field at t (T), and
   each line's own mean true detuning (Hz).
-- ``events(t, kind, source, detail)``: every state change (`locked`, `holdover`, `ion_lost`,
-  `slip_corrected`, `instrument_offline`, ...); detail is JSON.
+- ``events(t, kind, source, detail)``: every state change (`locked`, `holdover`,
+  `ion_lost`, `slip_corrected`, `instrument_offline`, ...), and in a twin run what the twin
+  injected (source `twin`: `b_step`, `ion_loss`, `refill`, ...); detail is JSON.
 - ``samples(t, channel, value)``: environment channels (temperatures, RF, coils, ...);
   value is NULL for a reading the instrument reported as missing. The implicit rowid only
   grows: sinks keep a cursor on it.

@@ -133,6 +133,7 @@ class ClockServo:
         self._dark_run = 0
         self._dark_ema = 0.5
         self._phase = None
+        self._aom_io = aom
         self.guard = SlipGuard(p.ramsey_time_s, p.slip_threshold_hz, p.slip_persist_frames)
         self.slips_corrected = 0
         self._history: deque = deque()      # (t, nu_hz, b_t) of locked frames
@@ -158,7 +159,7 @@ class ClockServo:
         dt = t - self.t_ref
         common = self.nu_hz + self.drift_hz_s * dt                 # common_hz(t), inlined
         probe_hz = common + _Z[k] * (self.b_t + self.b_rate * dt) + self.residual[k]
-        aom = self.aom
+        aom = self._aom_io
         aom.frequency = self.p.aom_center_hz + 0.5 * probe_hz   # double pass
         # The DDS runs on its own frequency grid: record (and report) what it runs, so that
         # the output is the laser the ion saw, not the one asked for.
@@ -185,7 +186,7 @@ class ClockServo:
 
     def _ion_check(self):
         """A cycle with the clock light off: the ion must fluoresce. Returns True if bright."""
-        self.aom.amplitude = 0.0
+        self.aom.amplitude = 0.0   # through the wrapper: a setting it must restore
         yield self.env.timeout(self.p.cycle_time_s)
         dark, counts = self.readout.read()
         self.aom.amplitude = 1.0
@@ -194,6 +195,20 @@ class ClockServo:
             self.store.add("servo_cycles", (self.env.now, self.frame_index, -1, 0, 0.0,
                                             counts, dark, self.state))
         return dark < 0.5
+
+    def _use_direct(self, direct: bool) -> None:
+        """Per-cycle calls through the instruments' direct handles, or through themselves.
+
+        A resilient instrument (``ionclock.resilience``) hands out the driver behind it with
+        ``direct()``; the servo's per-cycle settings are re-made every cycle, so they need no
+        recording, and after a failure the servo retries through the wrapper itself.
+        """
+        get = getattr(self.aom, "direct", None) if direct else None
+        self._aom_io = get() if get is not None else self.aom
+        self._phase = None   # a reconnected (perhaps power-cycled) DDS gets its phase again
+        use = getattr(self.readout, "use_direct", None)
+        if use is not None:
+            use(direct)
 
     def _event(self, kind: str, **detail) -> None:
         if self.store is not None:
@@ -373,6 +388,7 @@ class ClockServo:
         self._event("servo_started", gain=p.gain, drift_gain=p.drift_gain,
                     b_gain=p.b_gain, b_drift_gain=p.b_drift_gain,
                     residual_gain=p.residual_gain)
+        self._use_direct(True)
         while True:
             try:
                 yield from self._frame(order)
@@ -380,8 +396,10 @@ class ClockServo:
             except _Hold as hold:
                 yield from self._holdover(hold.reason, hold.detail)
             except (IonclockError, OSError) as err:   # an instrument failed mid-frame
+                self._use_direct(False)   # retry through the wrappers: they reconnect
                 yield from self._holdover("instrument_offline",
                                           {"error": f"{type(err).__name__}: {err}"})
+                self._use_direct(True)    # the driver objects may be new ones now
 
     def _frame(self, order):
         """Probe the six lines once (12 cycles), then update the loops."""

@@ -20,8 +20,18 @@ class ThresholdReadout:
             raise ValueError(f"threshold must be >= 1 count, got {threshold}")
         self.counter = counter
         self.threshold = threshold
+        self._count = counter.count
+
+    def use_direct(self, direct: bool) -> None:
+        """Count through the counter's direct handle (hot path) or through the counter itself.
+
+        See `ionclock.resilience`'s ``direct()``: a wrapped counter hands out the driver
+        behind it; an unwrapped one is used as it is.
+        """
+        get = getattr(self.counter, "direct", None) if direct else None
+        self._count = (get() if get is not None else self.counter).count
 
     def read(self) -> tuple[float, int]:
         """(1.0 if dark else 0.0, counts) for the detection gate just finished."""
-        counts = self.counter.count()
+        counts = self._count()
         return (1.0 if counts < self.threshold else 0.0), counts

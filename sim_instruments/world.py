@@ -194,6 +194,7 @@ class ClockWorld:
         self.last_detuning_hz = 0.0
         self.quenched = False                # 854 nm shutter stuck open
         self.log: list[tuple[float, str, dict]] = []   # what the world did, for grading
+        self.on_note = None        # called as on_note(t, kind, **detail) for each of those
         self.cryostat = None
         if p.cryostat:
             from ionclock.sim_instruments.cryostat import Cryostat
@@ -306,6 +307,8 @@ class ClockWorld:
 
     def _note(self, kind: str, **detail) -> None:
         self.log.append((self.env.now, kind, detail))
+        if self.on_note is not None:
+            self.on_note(self.env.now, kind, **detail)
 
     def _apply(self, kind: str, value: float, duration_s: float):
         """Carry out one fault or change (a SimPy sub-process for timed ones)."""
