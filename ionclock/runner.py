@@ -97,11 +97,10 @@ class ClockRun:
         self.output = ClockOutput(registry.twin_reference(self.world)
                                   if self.world is not None else None)
         self.servo = ClockServo(self.env, self._aom_channel(), readout, output=self.output,
-                                store=self.store if cfg["run"]["record_cycles"] else None,
+                                store=(self.store if cfg["run"]["record_cycles"]
+                                       else _FrameOnlyStore(self.store)),
                                 params=self.params, on_frame=self._on_frame,
                                 on_flag=self._on_flag)
-        if not cfg["run"]["record_cycles"]:
-            self.servo.store = _FrameOnlyStore(self.store)
         self.frames: list[tuple] = []   # (t, locked, holdover, nu, b, truth detuning, b_true)
 
     def _instrument_event(self, t: float, kind: str, source: str, **detail) -> None:

@@ -136,7 +136,7 @@ class ClockServo:
         self._aom_io = aom
         self.guard = SlipGuard(p.ramsey_time_s, p.slip_threshold_hz, p.slip_persist_frames)
         self.slips_corrected = 0
-        self._history: deque = deque()      # (t, nu_hz, b_t) of locked frames
+        self._history: deque = deque()      # (t, nu_hz, b_t, q0_hz) of locked frames
         self._violation_since: float | None = None
         self._b_track: deque = deque()       # (t, b) of recent locked frames
         self._b_jump_frames = 0
@@ -228,24 +228,20 @@ class ClockServo:
         self.nu_hz = self.common_hz(t)
         self.b_t = self.b_t + self.b_rate * (t - self.t_ref)
         self.t_ref = t
-        common = sum(corrections) / 6.0
-        db = sum(z * c for z, c in zip(_Z, corrections)) / _ZZ          # T
+        common, db, res = _decompose(corrections)
         self.nu_hz += common
         self.drift_hz_s += p.drift_gain / p.gain * common / t_frame
         self.b_t += p.b_gain / p.gain * db
         self.b_rate += p.b_drift_gain / p.gain * db / t_frame
         g_r = p.residual_gain / p.gain
-        res = [c - common - z * db for c, z in zip(corrections, _Z)]
         self.residual = [r + g_r * x for r, x in zip(self.residual, res)]
 
     def _step(self, corrections: list[float]) -> None:
         """Move the line estimates by `corrections` (Hz) at once, leaving the drift rates."""
-        common = sum(corrections) / 6.0
-        db = sum(z * c for z, c in zip(_Z, corrections)) / _ZZ
+        common, db, res = _decompose(corrections)
         self.nu_hz += common
         self.b_t += db
-        self.residual = [r + c - common - z * db
-                         for r, c, z in zip(self.residual, corrections, _Z)]
+        self.residual = [r + x for r, x in zip(self.residual, res)]
 
     def _guard_slips(self) -> None:
         """Cross-check the splittings' ratios; undo a fringe slip (DOMAIN §5)."""
@@ -492,6 +488,17 @@ class ClockServo:
         self._dark_run = 0
         self._dark_ema = 0.5
         self._set_state("acquiring", reason="reacquire")
+
+
+def _decompose(corrections: list[float]) -> tuple[float, float, list[float]]:
+    """Split six per-line corrections (Hz) into orthogonal parts (decision 0001).
+
+    Returns the common mean (Hz), the field change along the first-order Zeeman pattern (T),
+    and the zero-mean residual orthogonal to both (Hz per line).
+    """
+    common = sum(corrections) / 6.0
+    db = sum(z * c for z, c in zip(_Z, corrections)) / _ZZ
+    return common, db, [c - common - z * db for c, z in zip(corrections, _Z)]
 
 
 _CLEARED = {"ion_lost": "ion_reloaded", "contrast_lost": "contrast_restored",

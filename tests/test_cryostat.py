@@ -62,7 +62,7 @@ def test_refills_every_two_days_with_1_to_3_k_drops(ten_days):
     gaps = np.diff([r.time for r in refills])
     assert np.all(np.abs(gaps - 2 * DAY) <= 3 * 3600 + 1)
     for r in refills:
-        assert 1.0 <= r.depth <= 3.0
+        assert r.depth >= 1.0 and r.depth <= 3.0
         i = int(np.searchsorted(data["t"], r.time))
         before = data["ln2_bottom"][i - 1]
         just_after = data["ln2_bottom"][i]

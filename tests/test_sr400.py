@@ -257,7 +257,7 @@ def test_presets_have_one_significant_digit(n):
     digit, exponent = text.split("E")
     assert len(digit) == 1 and digit != "0"
     assert float(text) == pytest.approx(n, rel=1e-9)
-    assert 1 <= float(text) <= 9e11
+    assert float(text) >= 1 and float(text) <= 9e11
 
 
 @settings(max_examples=500, deadline=None)
