@@ -82,8 +82,8 @@ class ClockRun:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UserError(f"--out: cannot create {str(self.out)!r}: {err.strerror}") from None
-        self.store = Store(self.out / cfg["run"]["store"],
-                           commit_interval=cfg["run"]["commit_interval_s"])
+        store_path = fresh_store_path(self.out / cfg["run"]["store"], self.simulated)
+        self.store = Store(store_path, commit_interval=cfg["run"]["commit_interval_s"])
         for t, kind, source, detail in self._pending_events:
             self.store.event(t, kind, source, **detail)
         if self.world is not None:   # what the twin injected, for grading (source "twin")
@@ -184,10 +184,14 @@ class ClockRun:
         last_budget = -math.inf
         while True:
             t = self.env.now
-            for channel, number in sensors.items():
-                kelvin = getattr(thermo, f"input_{int(number)}").temperature
-                self.store.add("samples", (t, channel, kelvin))
-                self.live_budget.add_temperature(t, channel, kelvin)
+            if sensors:
+                # one query for every input where the unit has it (Lake Shore KRDG? 0)
+                every = getattr(thermo, "temperatures", None)
+                for channel, number in sensors.items():
+                    kelvin = (every[int(number) - 1] if isinstance(every, list)
+                              else getattr(thermo, f"input_{int(number)}").temperature)
+                    self.store.add("samples", (t, channel, kelvin))
+                    self.live_budget.add_temperature(t, channel, kelvin)
             if t - last_budget >= b["update_s"]:
                 last_budget = t
                 self._update_budget(t)
@@ -299,6 +303,22 @@ class _FrameOnlyStore:
 
     def flag_frames(self, t0: float, t1: float) -> int:
         return self._store.flag_frames(t0, t1)
+
+
+def fresh_store_path(path: Path, simulated: bool) -> Path:
+    """The store path for a new run, cleared of an earlier twin run's store.
+
+    A run's times count from its own start, so two runs in one store would mix (and frame
+    numbers collide). A twin run replaces the previous twin output; a lab run never touches
+    recorded data (a `UserError` instead).
+    """
+    if path.exists():
+        if not simulated:
+            raise UserError(f"--out: {str(path)!r} holds an earlier run; "
+                            "choose a new --out folder")
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    return path
 
 
 def _mean_and_batch_sigma(values: list[float], batches: int = 20) -> tuple[float, float]:

@@ -65,7 +65,7 @@ class TwinParams:
     cryostat: bool = True                # LN2 cryostat with refills (sim_instruments.cryostat)
     refill_interval_s: float = 2 * 86400.0
     apply_shifts: bool = True            # the true systematic shifts move the ion (issue 6)
-    shift_update_s: float = 10.0         # how often the slowly varying shifts are re-evaluated
+    shift_update_s: float = 60.0         # how often the slowly varying shifts are re-evaluated
     nbar: tuple = (0.034, 0.043, 0.113)  # mean occupations during the probe (seed, Table I)
     pressure_pa: float = 3e-9
     micromotion_ratios: tuple = (0.0, 0.0, 0.0)

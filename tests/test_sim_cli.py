@@ -142,3 +142,22 @@ def test_sigterm_stops_cleanly_with_summary_and_safe_shutdown(tmp_path):
     # nothing the run recorded was lost; the signal may land between storing a frame and
     # counting it in the summary, so the store can hold the one frame in flight
     assert summary["frames"] <= frames <= summary["frames"] + 1
+
+
+def test_a_second_twin_run_replaces_the_first_and_a_lab_run_never_mixes(tmp_path):
+    out = tmp_path / "run"
+    for _ in range(2):
+        assert main(["sim", "--duration", "10min", "--out", str(out), "--no-progress"]) == 0
+    db = sqlite3.connect(out / "ionclock.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM events WHERE kind='servo_started'").fetchone()[0] == 1
+    db.close()
+    # a lab run (real instruments) into a folder that holds a run is refused, data untouched
+    from ionclock.errors import UserError
+    from ionclock.runner import fresh_store_path
+
+    store = out / "ionclock.sqlite"
+    size = store.stat().st_size
+    with pytest.raises(UserError, match="holds an earlier run"):
+        fresh_store_path(store, simulated=False)
+    assert store.stat().st_size == size
+    assert fresh_store_path(store, simulated=True) == store and not store.exists()
