@@ -9,16 +9,17 @@ import pytest
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pymeasure.test import expected_protocol
+
 from ionclock.drivers.lakeshore218 import LakeShore218, parse_reading, status_text
+from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
+from ionclock.registry import open_instrument
+from ionclock.rtd import Missing, SensorCalibration
 from ionclock.sim_instruments.base import LinkDown
 from ionclock.sim_instruments.cryostat import Cryostat
 from ionclock.sim_instruments.lakeshore import SimLakeShore218
 from ionclock.sim_instruments.serve import PtyServer
-from pymeasure.test import expected_protocol
-
-from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.registry import open_instrument
-from ionclock.rtd import Missing, SensorCalibration
+from tests.transcripts import check_result, run_action
 
 OVL = "+OVL"
 IDN = "LSCI,MODEL218S,SIM0218,061407"
@@ -84,29 +85,14 @@ DEVICE_ONLY = [
 ]
 
 
-def _check(result_or_exc, expected):
-    if isinstance(expected, type) and issubclass(expected, Exception):
-        assert isinstance(result_or_exc, expected), result_or_exc
-    elif callable(expected):
-        assert expected(result_or_exc), result_or_exc
-    elif isinstance(expected, list):
-        assert result_or_exc == pytest.approx(expected)
-    else:
-        assert result_or_exc == expected
 
-
-def _run(driver, action):
-    try:
-        return action(driver)
-    except Exception as err:  # compared against the expected exception type
-        return err
 
 
 @pytest.mark.parametrize("name, action, expected, pairs", TRANSCRIPTS + DEVICE_ONLY,
                          ids=[t[0] for t in TRANSCRIPTS + DEVICE_ONLY])
 def test_protocol(name, action, expected, pairs):
     with expected_protocol(LakeShore218, pairs) as inst:
-        _check(_run(inst, action), expected)
+        check_result(run_action(inst, action), expected)
 
 
 @pytest.mark.parametrize("name, action, expected, pairs", TRANSCRIPTS,

@@ -8,15 +8,16 @@ import pytest
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ionclock.drivers.lakeshore224 import INPUTS, LakeShore224Clock
-from ionclock.sim_instruments.cryostat import Cryostat
-from ionclock.sim_instruments.lakeshore import SimLakeShore224
-from ionclock.sim_instruments.serve import TcpServer
 from pymeasure.test import expected_protocol
 
+from ionclock.drivers.lakeshore224 import INPUTS, LakeShore224Clock
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 from ionclock.registry import open_instrument
 from ionclock.rtd import Missing
+from ionclock.sim_instruments.cryostat import Cryostat
+from ionclock.sim_instruments.lakeshore import SimLakeShore224
+from ionclock.sim_instruments.serve import TcpServer
+from tests.transcripts import check_result, run_action
 
 OVL = "+OVL"
 ALL_K = ",".join(["+79.5120", "+80.0040", "+78.9000", "+79.2500", "+79.7500", "+80.6000"]
@@ -60,27 +61,14 @@ DEVICE_ONLY = [
 ]
 
 
-def _run(driver, action):
-    try:
-        return action(driver)
-    except Exception as err:  # compared against the expected exception type
-        return err
 
-
-def _check(got, expected):
-    if isinstance(expected, type) and issubclass(expected, Exception):
-        assert isinstance(got, expected), got
-    elif callable(expected):
-        assert expected(got), got
-    else:
-        assert got == expected
 
 
 @pytest.mark.parametrize("name, action, expected, pairs", TRANSCRIPTS + DEVICE_ONLY,
                          ids=[t[0] for t in TRANSCRIPTS + DEVICE_ONLY])
 def test_protocol(name, action, expected, pairs):
     with expected_protocol(LakeShore224Clock, pairs) as inst:
-        _check(_run(inst, action), expected)
+        check_result(run_action(inst, action), expected)
 
 
 @pytest.mark.parametrize("name, action, expected, pairs", TRANSCRIPTS,
