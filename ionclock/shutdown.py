@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ionclock.resilience import ResilientInstrument, release_connection, unwrap
+from ionclock.signal_guard import atomic
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,11 @@ def shutdown_on_signals(shutdown: Callable[[str], Any],
     previous: dict[int, Any] = {}
 
     def handler(signum: int, frame: Any) -> None:
-        raise ShutdownRequested.for_signal(signum)
+        def raise_now() -> None:
+            raise ShutdownRequested.for_signal(signum)
+
+        # Inside a store commit (ionclock.signal_guard) the request waits for its end.
+        atomic.hold_or_run(raise_now)
 
     if main:
         for sig in signals:

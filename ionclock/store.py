@@ -49,6 +49,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ionclock.errors import UserError
+from ionclock.signal_guard import atomic
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -185,23 +186,32 @@ class Store:
                                 [(k, json.dumps(v, default=str)) for k, v in items.items()])
 
     def flush(self) -> None:
-        """Commit every buffered row in one transaction."""
+        """Commit every buffered row in one transaction.
+
+        A signal cannot land between the commit and the clearing of the committed rows
+        (`atomic`), so rows are never written twice; a failed commit keeps them for the next
+        try, so they are never lost.
+        """
         if self._pending:
-            self.db.execute("BEGIN")
-            try:
-                for table, rows in self._buffers.items():
-                    if rows:
-                        self.db.executemany(_INSERT[table], rows)
-                for hook in self._commit_hooks:
-                    hook(self.db, self._buffers)
-                self.db.execute("COMMIT")
-                # Cleared only once committed: a failed commit keeps the rows for the next try.
-                for rows in self._buffers.values():
-                    rows.clear()
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self._pending = 0
+            with atomic:
+                db = self.db
+                committed = False
+                db.execute("BEGIN")
+                try:
+                    for table, rows in self._buffers.items():
+                        if rows:
+                            db.executemany(_INSERT[table], rows)
+                    for hook in self._commit_hooks:
+                        hook(db, self._buffers)
+                    db.execute("COMMIT")
+                    committed = True
+                finally:
+                    if committed:
+                        for rows in self._buffers.values():
+                            rows.clear()
+                        self._pending = 0
+                    elif db.in_transaction:  # (SQLite undoes some failures by itself)
+                        db.execute("ROLLBACK")
         self._last_commit = self._clock()
 
     def close(self) -> None:

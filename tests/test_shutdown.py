@@ -174,6 +174,50 @@ def test_signals_unwind_the_block_and_run_the_shutdown_once():
     assert ran[-1] == "end"
 
 
+def _rows(path, table="events"):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def test_a_signal_inside_a_commit_waits_for_it_rows_written_exactly_once(tmp_path):
+    """SIGTERM arriving mid-commit is raised after it: the rows are in, and only once."""
+    store = Store(tmp_path / "s.sqlite", commit_interval=3600)
+
+    def signal_mid_commit(db, buffers):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10**5):  # give the handler every chance to run inside the commit
+            pass
+
+    store._commit_hooks.append(signal_mid_commit)
+    for i in range(5):
+        store.add("servo_cycles", (float(i), 0, 0, 1, 0.0, 0, 0, "locked"))
+    with pytest.raises(ShutdownRequested):
+        with shutdown_on_signals(lambda reason: None):
+            store.flush()
+    assert _rows(store.path, "servo_cycles") == 5   # committed before the request was raised
+    store._commit_hooks.remove(signal_mid_commit)
+    store.close()                                     # nothing left to write twice
+    assert _rows(store.path, "servo_cycles") == 5
+
+
+def test_a_failed_commit_keeps_its_rows_for_the_next_one(tmp_path):
+    store = Store(tmp_path / "s.sqlite", commit_interval=3600)
+
+    def fail_once(db, buffers):
+        store._commit_hooks.remove(fail_once)
+        raise OSError("disk went away")
+
+    store._commit_hooks.append(fail_once)
+    store.add("events", (1.0, "x", "", "{}"))
+    with pytest.raises(OSError):
+        store.flush()
+    assert _rows(store.path) == 0 and not store.db.in_transaction
+    store.close()
+    assert _rows(store.path) == 1
+
+
 CHILD = textwrap.dedent("""
     import json, sys, types
     import simpy
