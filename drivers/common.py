@@ -9,6 +9,7 @@ puts the mixins before its pymeasure base class so that they override pymeasure'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pyvisa.errors import VisaIOError
@@ -43,6 +44,26 @@ def parse_scpi_error(reply: str, instrument: str,
             raise InstrumentTimeout(instrument, f"no reply to {query}")
         raise ReplyError(instrument, f"bad {query} reply {reply!r}")
     return int(code_text), message.strip().strip('"')
+
+
+def line_exchange(adapter: Any) -> Callable[[str], str]:
+    """``exchange(command) -> reply``: one line out, one line back, for a driver's hot path.
+
+    Made of the adapter's transport methods (``_write``/``_read``), past pymeasure's public
+    ``write()``/``read()`` and their two DEBUG log calls per exchange (docs/decisions/
+    0100-lean-hot-paths.md). An adapter with its own ``exchange`` (the in-process
+    `ionclock.transport.LoopbackAdapter`) is used as it is.
+    """
+    own = getattr(adapter, "exchange", None)
+    if own is not None:
+        return own
+    write, read = adapter._write, adapter._read
+
+    def exchange(command: str) -> str:
+        write(command)
+        return read()
+
+    return exchange
 
 
 class ScpiErrorQueueMixin:

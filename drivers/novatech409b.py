@@ -31,6 +31,7 @@ from pymeasure.instruments import Channel, Instrument
 from pymeasure.instruments.validators import strict_range
 from pyvisa.errors import VisaIOError
 
+from ionclock.drivers.common import line_exchange
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 
 #: Device error codes (PROTOCOLS.md; ARTIQ's controller uses the same table).
@@ -161,11 +162,16 @@ class DdsChannel(Channel):
 
     @frequency.setter
     def frequency(self, hz: float) -> None:
+        self.set_frequency(hz)
+
+    def set_frequency(self, hz: float) -> float:
+        """Set the output frequency (Hz); returns what the unit runs (its 0.1 Hz grid)."""
         if not 0.0 <= hz <= F_MAX_HZ:  # also rejects NaN; before any byte is written
             raise ValueError(f"frequency must be within [0, {F_MAX_HZ:.0f}] Hz, got {hz!r}")
         text = "%.7f" % (hz * 1e-6)
         self.parent.command(self._f_prefix + text)
-        self._last[0] = float(text) * 1e6   # what the unit runs: 0.1 Hz steps
+        applied = self._last[0] = float(text) * 1e6
+        return applied
 
     @property
     def phase(self) -> float:
@@ -251,7 +257,7 @@ class Novatech409B(Instrument):
         # write()/read() add two DEBUG log calls (~0.9 us) per exchange, a third of the
         # per-cycle budget (docs/decisions/0100-lean-hot-paths.md). Traffic is still visible
         # in the twin's transcript and with a serial spy:// URL.
-        self._io = (self.adapter._write, self.adapter._read)
+        self._exchange = line_exchange(self.adapter)
         self._simultaneous = False
         if echo_off:
             self.echo_off()
@@ -263,9 +269,7 @@ class Novatech409B(Instrument):
     # --- the OK/?N reply --------------------------------------------------------------------
     def command(self, cmd: str) -> None:
         """Write one command line and consume its ``OK``; ``?N`` -> `InstrumentError`."""
-        write, read = self._io
-        write(cmd)
-        reply = read()
+        reply = self._exchange(cmd)
         if reply != "OK":
             self._bad_reply(reply, cmd)
 

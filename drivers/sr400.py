@@ -26,6 +26,7 @@ from pymeasure.instruments import Instrument
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 from pyvisa.errors import VisaIOError
 
+from ionclock.drivers.common import line_exchange
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 
 GATE_MIN_S = 5e-9
@@ -148,7 +149,7 @@ class SR400(Instrument):
         kwargs.setdefault("read_termination", self.read_termination)
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         # Hot path: the adapter's transport methods directly (see Novatech409B for why).
-        self._io = (self.adapter._write, self.adapter._read)
+        self._exchange = line_exchange(self.adapter)
         self.count_timeout_s = count_timeout_s
         self.poll_s = poll_s
         self._sleep = sleep
@@ -257,9 +258,7 @@ class SR400(Instrument):
         """Return the counts of the next gate: ONE ``QA m`` query per call (hot path)."""
         scan = self._scan
         m = scan[0]
-        write, read = self._io
-        write(self._queries[m])
-        reply = read()
+        reply = self._exchange(self._queries[m])
         if reply.isdigit() and reply.isascii():
             value = int(reply)
         else:

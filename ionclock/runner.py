@@ -174,7 +174,9 @@ class ClockRun:
         self.world_t0 = self.env.now
         if self.live_budget is not None:
             self.env.process(self._environment())
-        yield from self.servo.run()
+        # its own process, not `yield from`: each cycle then resumes one generator less;
+        # whatever ends the servo still ends this process, and with it the run
+        yield self.env.process(self.servo.run())
 
     def _environment(self):
         """Poll the thermometer into the store and re-evaluate the live budget (a process)."""
@@ -297,6 +299,9 @@ class _FrameOnlyStore:
     def add(self, table: str, row: tuple) -> None:
         if table != "servo_cycles":
             self._store.add(table, row)
+
+    def buffer(self, table: str) -> list[tuple] | None:
+        return None if table == "servo_cycles" else self._store.buffer(table)
 
     def event(self, *args, **kwargs) -> None:
         self._store.event(*args, **kwargs)

@@ -35,7 +35,10 @@ seconds since the start of a twin run; `meta.t0_unix` anchors a twin run):
 - ``cursors(name, last_rowid, t_updated)``: how far a sink (``sink:<name>``) or the alarm
   dispatcher (``alarm:<name>``) got through ``samples`` / ``events`` (rowid acknowledged).
 
-Every table is indexed on time. Writes are buffered and committed in batches no longer
+Every table is indexed on time but ``servo_cycles``: its rows are appended in time order, so
+its rowid orders it by t and `Store.cycles` finds a time window by bisection on rowid (an
+index maintained on every insert cost a third of the row's price on the clock loop's hot
+path). Writes are buffered and committed in batches no longer
 than `commit_interval` seconds of wall clock apart, so a crash loses at most that much;
 committed rows survive ``kill -9`` (WAL, synchronous=NORMAL).
 """
@@ -43,6 +46,7 @@ committed rows survive ``kill -9`` (WAL, synchronous=NORMAL).
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -57,7 +61,6 @@ CREATE TABLE IF NOT EXISTS servo_cycles (
     t REAL NOT NULL, frame INTEGER NOT NULL, line INTEGER NOT NULL, phase INTEGER NOT NULL,
     probe_hz REAL NOT NULL, counts INTEGER NOT NULL, dark REAL NOT NULL,
     state TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS servo_cycles_t ON servo_cycles(t);
 CREATE TABLE IF NOT EXISTS lock_frames (
     t REAL NOT NULL, frame INTEGER PRIMARY KEY, nu_hz REAL NOT NULL, drift_hz_s REAL NOT NULL,
     b_t REAL NOT NULL, o0 REAL, o1 REAL, o2 REAL, o3 REAL, o4 REAL, o5 REAL,
@@ -146,7 +149,7 @@ class Store:
         self._pending += 1
         if self._pending >= self.max_buffer or (
                 self._clock() - self._last_commit >= self.commit_interval):
-            self.flush()
+            self.maybe_flush()
 
     def add_many(self, table: str, rows: Iterable[tuple]) -> None:
         """Buffer several rows of one table."""
@@ -156,8 +159,19 @@ class Store:
         self._pending += len(buf) - n
         self.maybe_flush()
 
+    def buffer(self, table: str) -> list[tuple]:
+        """The list `table`'s rows wait in; a row appended to it is written at the next flush.
+
+        For a caller's per-cycle hot path (the clock servo's cycle rows): one ``append``
+        instead of an `add`. Such rows count towards the size bound at the next `add` or
+        `maybe_flush`, which the caller must still make regularly (the servo adds a frame
+        row every 12 cycles).
+        """
+        return self._buffers[table]
+
     def maybe_flush(self) -> None:
         """Commit if the batch is due (size or age)."""
+        self._pending = sum(map(len, self._buffers.values()))
         if self._pending >= self.max_buffer or (
                 self._clock() - self._last_commit >= self.commit_interval):
             self.flush()
@@ -192,7 +206,7 @@ class Store:
         (`atomic`), so rows are never written twice; a failed commit keeps them for the next
         try, so they are never lost.
         """
-        if self._pending:
+        if any(self._buffers.values()):
             with atomic:
                 db = self.db
                 committed = False
@@ -235,6 +249,35 @@ class Store:
     def query(self, sql: str, params: Sequence = ()) -> list[tuple]:
         """Run a read query."""
         return self.db.execute(sql, params).fetchall()
+
+    def cycles(self, t0: float = -math.inf, t1: float = math.inf) -> list[tuple]:
+        """The `servo_cycles` rows with t0 <= t <= t1, in time order.
+
+        The table is in time order by rowid (one servo appends it); the window's first and
+        last rowid are found by bisection, a few row lookups, with no index on t.
+        """
+        lo = self._first_rowid_at_or_after(t0)
+        hi = self._first_rowid_at_or_after(t1, inclusive=False)
+        return self.db.execute("SELECT t, frame, line, phase, probe_hz, counts, dark, state "
+                               "FROM servo_cycles WHERE rowid >= ? AND rowid < ? ORDER BY rowid",
+                               (lo, hi)).fetchall()
+
+    def _first_rowid_at_or_after(self, t: float, inclusive: bool = True) -> int:
+        """Smallest rowid whose t is >= t (> t with inclusive=False); max rowid + 1 if none."""
+        db = self.db
+        lo, hi = db.execute("SELECT IFNULL(MIN(rowid), 1), IFNULL(MAX(rowid), 0) + 1 "
+                            "FROM servo_cycles").fetchone()
+        while lo < hi:   # invariant: every rowid >= hi is past t (rowids can have gaps)
+            mid = (lo + hi) // 2
+            row = db.execute("SELECT rowid, t FROM servo_cycles WHERE rowid >= ? "
+                             "ORDER BY rowid LIMIT 1", (mid,)).fetchone()
+            if row is None or row[0] >= hi:
+                hi = mid
+            elif row[1] > t or (inclusive and row[1] == t):
+                hi = row[0]
+            else:
+                lo = row[0] + 1
+        return hi
 
     def events(self, kind: str | None = None) -> list[tuple]:
         """Events (t, kind, source, detail dict), optionally of one kind."""

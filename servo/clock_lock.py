@@ -134,6 +134,12 @@ class ClockServo:
         self._dark_ema = 0.5
         self._phase = None
         self._aom_io = aom
+        self._set_aom_hz = self._set_frequency_property
+        self._read = readout.read
+        self._sample = output.sample if output is not None else None
+        # per-cycle rows go straight into the store's buffer (None: not recorded)
+        buffer = getattr(store, "buffer", None)
+        self._cycle_rows = buffer("servo_cycles") if buffer is not None else None
         self.guard = SlipGuard(p.ramsey_time_s, p.slip_threshold_hz, p.slip_persist_frames)
         self.slips_corrected = 0
         self._history: deque = deque()      # (t, nu_hz, b_t, q0_hz) of locked frames
@@ -143,9 +149,10 @@ class ClockServo:
         self._last_field_step = -math.inf
 
     # --- the model of where each line is ------------------------------------------------
-    def line_offset_hz(self, k: int, t: float) -> float:
-        """Servo estimate of line k relative to the common frequency at time t (Hz)."""
-        return _Z[k] * (self.b_t + self.b_rate * (t - self.t_ref)) + self.residual[k]
+    def line_offsets_hz(self, t: float) -> tuple[float, ...]:
+        """Servo estimate of the six lines relative to the common frequency at time t (Hz)."""
+        b = self.b_t + self.b_rate * (t - self.t_ref)
+        return tuple(z * b + r for z, r in zip(_Z, self.residual))
 
     def common_hz(self, t: float) -> float:
         """Servo estimate of the six-line mean at time t (Hz at the ion)."""
@@ -159,29 +166,28 @@ class ClockServo:
         dt = t - self.t_ref
         common = self.nu_hz + self.drift_hz_s * dt                 # common_hz(t), inlined
         probe_hz = common + _Z[k] * (self.b_t + self.b_rate * dt) + self.residual[k]
-        aom = self._aom_io
-        aom.frequency = self.p.aom_center_hz + 0.5 * probe_hz   # double pass
+        centre = self.p.aom_center_hz
         # The DDS runs on its own frequency grid: record (and report) what it runs, so that
         # the output is the laser the ion saw, not the one asked for.
-        applied = getattr(aom, "last_frequency", None)
+        applied = self._set_aom_hz(centre + 0.5 * probe_hz)   # double pass
         if applied is not None:
-            step = 2.0 * (applied - self.p.aom_center_hz) - probe_hz
+            step = 2.0 * (applied - centre) - probe_hz
             probe_hz += step
             common += step
         phase = 0.25 if phase_sign > 0 else 0.75
         if phase != self._phase:
-            aom.phase = phase
+            self._aom_io.phase = phase
             self._phase = phase
         yield env.timeout(self.p.cycle_time_s)
-        dark, counts = self.readout.read()
-        if self.output is not None:
-            self.output.sample(common)
+        dark, counts = self._read()
+        if self._sample is not None:
+            self._sample(common)
         self.cycles += 1
         if self.state == "locked":
             self.locked_cycles += 1
-        if self.store is not None:
-            self.store.add("servo_cycles", (env.now, self.frame_index, k, phase_sign,
-                                            probe_hz, counts, dark, self.state))
+        if self._cycle_rows is not None:
+            self._cycle_rows.append((env.now, self.frame_index, k, phase_sign, probe_hz,
+                                     counts, dark, self.state))
         return dark
 
     def _ion_check(self):
@@ -191,9 +197,9 @@ class ClockServo:
         dark, counts = self.readout.read()
         self.aom.amplitude = 1.0
         self.cycles += 1
-        if self.store is not None:  # line -1: a check cycle without clock light
-            self.store.add("servo_cycles", (self.env.now, self.frame_index, -1, 0, 0.0,
-                                            counts, dark, self.state))
+        if self._cycle_rows is not None:  # line -1: a check cycle without clock light
+            self._cycle_rows.append((self.env.now, self.frame_index, -1, 0, 0.0, counts, dark,
+                                     self.state))
         return dark < 0.5
 
     def _use_direct(self, direct: bool) -> None:
@@ -204,11 +210,22 @@ class ClockServo:
         recording, and after a failure the servo retries through the wrapper itself.
         """
         get = getattr(self.aom, "direct", None) if direct else None
-        self._aom_io = get() if get is not None else self.aom
+        io = self._aom_io = get() if get is not None else self.aom
+        # A DDS driver whose setter reports the frequency it runs (the 409B's
+        # `set_frequency`) is called as such on the direct handle; anything else (and the
+        # wrapper, which records property sets for its replay) through `frequency`.
+        set_hz = getattr(io, "set_frequency", None) if get is not None else None
+        self._set_aom_hz = set_hz if set_hz is not None else self._set_frequency_property
         self._phase = None   # a reconnected (perhaps power-cycled) DDS gets its phase again
         use = getattr(self.readout, "use_direct", None)
         if use is not None:
             use(direct)
+
+    def _set_frequency_property(self, hz: float) -> float | None:
+        """Set the AOM through its `frequency` property; the applied value if it tells it."""
+        aom = self._aom_io
+        aom.frequency = hz
+        return getattr(aom, "last_frequency", None)
 
     def _event(self, kind: str, **detail) -> None:
         if self.store is not None:
@@ -260,7 +277,7 @@ class ClockServo:
             b_fit = self._linear_fit(2, before)
             if b_fit is not None:
                 b_jump = self.b_t + self.b_rate * (t - self.t_ref) - b_fit[0]
-        n = self.guard.check([self.line_offset_hz(k, t) for k in range(6)],
+        n = self.guard.check(self.line_offsets_hz(t),
                              self.common_hz(t), ref, quad, b_jump)
         if self.guard.last_violation_hz < self.guard.threshold_hz:
             self._violation_since = None
@@ -295,7 +312,7 @@ class ClockServo:
         # five-frame means at both ends of the window (a frame's B carries ~40 pT of
         # projection noise); not corrected by the integrator's rate: a step kicks it, and a
         # real drift of even 1 nT/h moves B by < 0.01 nT over the window
-        jump = (sum(x[1] for x in list(track)[-5:]) - sum(x[1] for x in list(track)[:5])) / 5
+        jump = sum(track[-i][1] - track[i - 1][1] for i in range(1, 6)) / 5
         if abs(jump) > self.p.field_step_t:
             self._b_jump_frames += 1
         else:
@@ -356,7 +373,7 @@ class ClockServo:
         extra = self.output.evaluate() if self.output is not None else (None, None, None)
         frame = Frame(t, self.frame_index, nu, self.drift_hz_s,
                       self.b_t + self.b_rate * (t - self.t_ref),
-                      tuple(self.line_offset_hz(k, t) for k in range(6)),
+                      self.line_offsets_hz(t),
                       self.state == "locked", self.state == "holdover", *extra)
         if self.store is not None:
             self.store.add("lock_frames", (t, frame.index, frame.nu_hz, frame.drift_hz_s,

@@ -41,11 +41,12 @@ class ClockOutput:
         self.budget_t: float | None = None
         self._sum = 0.0
         self._n = 0
+        self._laser = reference.laser_offset_hz if reference is not None else None
 
     def sample(self, steering_hz: float) -> None:
         """A probe was just detected with the common steering `steering_hz` (Hz)."""
-        if self.reference is not None:
-            self._sum += self.reference.laser_offset_hz() + steering_hz
+        if self._laser is not None:
+            self._sum += self._laser() + steering_hz
             self._n += 1
 
     def set_budget(self, t: float, shift_hz: float, sigma_hz: float, valid: bool) -> None:

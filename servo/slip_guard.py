@@ -32,6 +32,7 @@ def _projector(*vectors) -> np.ndarray:
 
 _ZEEMAN = [line.zeeman_hz_per_t for line in ZEEMAN_LINES]
 _QUAD = [line.quadrupole_weight for line in ZEEMAN_LINES]
+_QQ = sum(w * w for w in _QUAD)
 
 
 @functools.lru_cache(maxsize=4)
@@ -137,4 +138,5 @@ class SlipGuard:
 
     def quadrupole_hz(self, offsets_hz) -> float:
         """The quadrupole amplitude Q0 held in the per-line offsets (Hz)."""
-        return float(self.quad @ np.asarray(offsets_hz, dtype=float) / (self.quad @ self.quad))
+        # once per frame on six numbers: plain floats beat numpy's per-call overhead
+        return sum(w * o for w, o in zip(_QUAD, offsets_hz)) / _QQ

@@ -13,7 +13,6 @@ class SimComb:
 
     def __init__(self, world):
         self.world = world
-
-    def laser_offset_hz(self) -> float:
-        """Laser frequency with the AOM at its centre, minus nu0 (Hz)."""
-        return self.world.cavity_offset_hz()
+        # laser_offset_hz() -> laser frequency with the AOM at its centre, minus nu0 (Hz).
+        # Read once per clock cycle, so it is the world's own bound method: no extra call.
+        self.laser_offset_hz = world.cavity_offset_hz

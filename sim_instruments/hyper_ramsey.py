@@ -82,7 +82,7 @@ class FastHyperRamsey:
         # d p / d delta at 0 = -s pi T_eff  ->  s = -sign(slope), T_eff = |slope| / pi
         self.sign = -1.0 if slope > 0 else 1.0
         self.t_eff = abs(slope) / math.pi
-        self._k = TWO_PI * self.t_eff
+        self.k = TWO_PI * self.t_eff   # rad per Hz of detuning
         # Range where the fast path matches the exact one to 1e-3 in probability.
         self.max_detuning_hz = 0.02 / pi_time_s
 
@@ -92,4 +92,4 @@ class FastHyperRamsey:
 
     def excitation(self, delta_hz: float, phase_sign: int) -> float:
         """Excitation probability for the final pulse phase sign (+1/-1)."""
-        return 0.5 * (1.0 - phase_sign * self.sign * math.sin(self._k * delta_hz))
+        return 0.5 * (1.0 - phase_sign * self.sign * math.sin(self.k * delta_hz))

@@ -380,10 +380,18 @@ class ClockWorld:
         return 0.5 + self.contrast * (coh - 0.5)
 
     def _interrogate(self) -> float:
-        """Evaluate the interrogation just finished: excitation probability, truth recorded."""
+        """Evaluate the interrogation just finished: excitation probability, truth recorded.
+
+        Runs once per clock cycle, so `b_true`, `laser_offset_hz` and `excitation` are
+        inlined here (same formulas, same random draws); tests hold them equal.
+        """
         t = self.env.now
         p = self.p
-        b = self.b_true(t)
+        if p.b_walk_t_sqrt_s:
+            b = self.b_true(t)
+        else:   # b_true(t) without the random walk
+            b = (p.coil_t_per_a * self.coil_current_a + p.b_residual_t + p.b_drift_t_s * t
+                 + self._b_walk + self.b_steps_t)
         if p.b_noise_t:
             pool = self._normals
             if not pool:
@@ -391,7 +399,9 @@ class ClockWorld:
             b_probe = b + p.b_noise_t * pool.pop()
         else:
             b_probe = b
-        nu = self.laser_offset_hz(t)
+        # laser_offset_hz(t): the cavity (cached per instant) plus the double-pass AOM
+        cavity = self._cavity_hz if t == self._cavity_t else self.cavity_offset_hz(t)
+        nu = cavity + 2.0 * (self.aom_hz - p.aom_center_hz)
         # The laser addresses the nearest line; lines sit at c + Q0 w_k + z_k B and are
         # hundreds of kHz apart, so the nearest one follows from (nu - c) / B by bisection.
         if abs(b_probe) > 1e-12:
@@ -411,7 +421,12 @@ class ClockWorld:
         tr.per_line[k] += delta
         tr.per_line_n[k] += 1
         self.last_detuning_hz = delta
-        prob = self.excitation(delta, phase_sign)
+        fast = self._fast
+        if p.exact or p.light_shift_hz or not -fast.max_detuning_hz < delta < fast.max_detuning_hz:
+            prob = self.excitation(delta, phase_sign)
+        else:   # excitation(): the calibrated fast path (hyper_ramsey.FastHyperRamsey)
+            prob = 0.5 + self.contrast * (
+                0.5 * (1.0 - phase_sign * fast.sign * math.sin(fast.k * delta)) - 0.5)
         if self.quenched:  # stray 854 nm light empties D5/2 during the free evolution
             prob *= math.exp(-p.ramsey_time_s / p.quench_tau_s)
         return prob
