@@ -19,6 +19,7 @@ violation, and returns it if what is left is below half the threshold.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -60,6 +61,10 @@ class SlipGuard:
         self.persist_frames = persist_frames
         self.max_fringes = max_fringes
         self.proj = violation_projector()
+        # the same projector as I - Q Q^T, Q's three orthonormal columns as plain tuples: the
+        # per-frame norm in Python floats (numpy's per-call overhead is most of a 6x6 product)
+        q, _ = np.linalg.qr(np.array([[1.0] * 6, _ZEEMAN, _QUAD], dtype=float).T)
+        self._q_cols = tuple(tuple(float(x) for x in col) for col in q.T)
         self.proj_z = _projector(_ZEEMAN)           # keeps common and quadrupole too
         self.quad = np.array(_QUAD)
         patterns = _patterns(max_fringes).astype(float)
@@ -84,6 +89,14 @@ class SlipGuard:
         """The part of the six offsets (Hz) that no field or quadrupole can explain."""
         return self.proj @ np.asarray(offsets_hz, dtype=float)
 
+    def violation_hz(self, offsets_hz) -> float:
+        """|violation(offsets_hz)| (Hz), in plain floats: o - Q (Q^T o)."""
+        o = offsets_hz
+        cs = [sum(q * x for q, x in zip(col, o)) for col in self._q_cols]
+        (q0, q1, q2), (c0, c1, c2) = self._q_cols, cs
+        return math.sqrt(sum((x - a * c0 - b * c1 - d * c2) ** 2
+                             for x, a, b, d in zip(o, q0, q1, q2)))
+
     def check(self, offsets_hz, common_hz: float | None = None,
               common_ref_hz: float | None = None,
               quad_ref_hz: float | None = None, b_jump_t: float = 0.0) -> np.ndarray | None:
@@ -103,12 +116,12 @@ class SlipGuard:
         before the violation wins (`b_jump_t`: the servo's B now minus B then): steps of up
         to half that, 1.1 nT, are resolved.
         """
-        v = self.violation(offsets_hz)
-        size = float(np.sqrt(v @ v))
+        size = self.violation_hz(offsets_hz)
         self.last_violation_hz = size
         if size < self.threshold_hz:
             self._over = 0
             return None
+        v = self.violation(offsets_hz)
         self._over += 1
         if self._over < self.persist_frames:
             return None

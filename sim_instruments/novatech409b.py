@@ -155,7 +155,9 @@ class SimNovatech409B(SimInstrument):
             applied = self.applied[ch]
             if applied[idx] != value:
                 applied[idx] = value
-                self._notify(ch)
+                hook = self._hook   # _notify(ch), inlined: twice per clock cycle
+                if hook is not None:
+                    hook(ch, applied[0] / 10.0, applied[1] / 16384.0, applied[2] / 1023.0)
         return "OK"
 
     def _apply_all(self) -> None:
