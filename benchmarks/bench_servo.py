@@ -74,14 +74,36 @@ def realtime_servo_compute(cycles: int = 3000) -> bool:
         run.env._factor = 1e-3          # 1000x faster than real time; same code path
         io = [0.0]
         servo = run.servo
+
+        def timed_call(fn):
+            def call(*args, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    io[0] += time.perf_counter() - t0
+            return call
+
+        # Every instrument call the servo makes is timed and taken out: the wrappers, and
+        # the per-cycle handles it takes from them (`_use_direct`, at start and on recovery).
         servo.aom = _Timed(servo.aom, io)
         servo.readout = _Timed(servo.readout, io)
+        servo._read = timed_call(servo._read)
+        use_direct = servo._use_direct
+
+        def timed_use_direct(direct):
+            use_direct(direct)
+            servo._set_aom_hz = timed_call(servo._set_aom_hz)
+            servo._aom_io = _Timed(servo._aom_io, io)
+
+        servo._use_direct = timed_use_direct
         compute: list[float] = []
-        gen = run._startup()
-        proc_started = [False]
+        servo_run = servo.run
 
         def timed():
+            gen = servo_run()
             send = None
+            counted = False
             while True:
                 io[0] = 0.0
                 t0 = time.perf_counter()
@@ -90,12 +112,13 @@ def realtime_servo_compute(cycles: int = 3000) -> bool:
                 except StopIteration:
                     return
                 dt = time.perf_counter() - t0 - io[0]
-                if proc_started[0]:
+                if counted:
                     compute.append(dt)
-                proc_started[0] = servo.cycles > 0
+                counted = servo.cycles > 0
                 send = yield event
 
-        run.env.process(timed())
+        servo.run = timed       # the runner starts `servo.run()` as its own process
+        run.env.process(run._startup())
         while servo.cycles < cycles:
             run.env.step()
         run.store.close()

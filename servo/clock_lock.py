@@ -100,7 +100,9 @@ class ClockServo:
         properties: the clock AOM (double pass: the laser moves twice the AOM step).
     readout: the state readout (`read()` -> (dark, counts)), e.g. `ThresholdReadout` over a
         `PhotonCounter`.
-    store: an `ionclock.store.Store` or None.
+    store: an `ionclock.store.Store` or None. Cycle rows are appended to its
+        ``buffer("servo_cycles")`` (none are kept when it has no such buffer); frames and
+        events go through ``add``/``event``, which also commit the buffered rows when due.
     on_frame: called with each `Frame` after it is recorded (e.g. the twin's truth logger).
     """
 
