@@ -125,3 +125,29 @@ def test_stuck_shutter_quenches_the_dark_state():
     quenched = np.mean([w.expected_dark() for _ in range(10)])
     assert normal == pytest.approx(0.5, abs=1e-6)
     assert quenched < 0.05
+
+
+@pytest.mark.parametrize("kw", [
+    {"b_drift_t_s": 2e-13, "cavity_drift_hz_s": 0.1, "flicker_floor": 1e-15, "q0_hz": 3.0},
+    {"b_walk_t_sqrt_s": 1e-12, "q0_hz": -2.0},
+    {"exact": True},
+    {"light_shift_hz": 0.4},
+])
+def test_the_inlined_interrogation_equals_its_helpers(kw):
+    """`_interrogate` inlines b_true, laser_offset_hz and excitation; the numbers must agree."""
+    w = make_world(**kw)
+    centre = w.p.aom_center_hz
+    for i, (k, detune) in enumerate([(0, 0.3), (3, -2.0), (5, 40.0), (2, 0.0), (4, -0.05)]):
+        w.env.run(until=w.env.now + 0.105)
+        if i == 2:
+            w.step_field(0.1e-9)
+        t = w.env.now
+        b = w.b_true(t)   # for the walk: evaluated once here, `_interrogate` sees the same
+        target = w.line_centres_hz(b)[k] + detune
+        w.dds_changed(w.p.aom_channel, centre + 0.5 * (target - w.cavity_offset_hz(t)),
+                      0.25 if i % 2 else 0.75, 1.0)
+        nu = w.laser_offset_hz(t)
+        delta = nu - w.line_centres_hz(b)[k]
+        expected = w.excitation(delta, 1 if i % 2 else -1)
+        assert w._interrogate() == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        assert w.last_detuning_hz == pytest.approx(delta, abs=1e-6)
