@@ -61,21 +61,12 @@ class LoopbackAdapter(Adapter):
         self.peer.write((command + self.write_termination).encode(self.encoding))
 
     def exchange(self, command: str) -> str:
-        """Write one command line and read one reply line: `_write` then `_read`, fused.
+        """Write one command line and read one reply line (`_write` inlined, then `_read`).
 
         The drivers' per-cycle path (``ionclock.drivers.common.line_exchange``): an
         in-process peer has answered by the time `write` returns.
         """
-        peer = self.peer
-        peer.write((command + self.write_termination).encode(self.encoding))
-        term = self._term
-        if term and not self._buffer:
-            out = peer.read_available()
-            idx = out.find(term)
-            if idx >= 0:
-                self._buffer = out[idx + len(term):]
-                return out[:idx].decode(self.encoding)
-            self._buffer = out
+        self.peer.write((command + self.write_termination).encode(self.encoding))
         return self._read()
 
     def _write_bytes(self, content: bytes, **kwargs) -> None:

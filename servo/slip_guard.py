@@ -26,8 +26,15 @@ import numpy as np
 from ionclock.physics import ZEEMAN_LINES
 
 
-def _projector(*vectors) -> np.ndarray:
+def _orthonormal(*vectors) -> np.ndarray:
+    """6 x len(vectors): an orthonormal basis Q of their span (columns)."""
     q, _ = np.linalg.qr(np.array(vectors, dtype=float).T)
+    return q
+
+
+def _projector(*vectors) -> np.ndarray:
+    """I - Q Q^T: the projector onto the complement of the vectors' span."""
+    q = _orthonormal(*vectors)
     return np.eye(6) - q @ q.T
 
 
@@ -61,10 +68,10 @@ class SlipGuard:
         self.persist_frames = persist_frames
         self.max_fringes = max_fringes
         self.proj = violation_projector()
-        # the same projector as I - Q Q^T, Q's three orthonormal columns as plain tuples: the
-        # per-frame norm in Python floats (numpy's per-call overhead is most of a 6x6 product)
-        q, _ = np.linalg.qr(np.array([[1.0] * 6, _ZEEMAN, _QUAD], dtype=float).T)
-        self._q_cols = tuple(tuple(float(x) for x in col) for col in q.T)
+        # the same projector's Q (I - Q Q^T) as plain tuples, columnwise: the per-frame norm
+        # in Python floats (numpy's per-call overhead is most of a 6x6 product)
+        self._q_cols = tuple(tuple(float(x) for x in col)
+                             for col in _orthonormal([1.0] * 6, _ZEEMAN, _QUAD).T)
         self.proj_z = _projector(_ZEEMAN)           # keeps common and quadrupole too
         self.quad = np.array(_QUAD)
         patterns = _patterns(max_fringes).astype(float)
