@@ -1,4 +1,4 @@
-"""Keithley DAQ6510 with a 7700 multiplexer card scanning the clock's PT100s (LAN SCPI).
+"""Keithley DAQ6510 with multiplexer cards scanning the clock's PT100s (LAN SCPI).
 
 pymeasure's `KeithleyDAQ6510` is the base; it has no RTD helpers, so this subclass adds them
 (DAQ6510 reference manual, SENSe:TEMPerature and ROUTe:SCAN subsystems):
@@ -7,6 +7,8 @@ pymeasure's `KeithleyDAQ6510` is the base; it has no RTD helpers, so this subcla
   ``FRTD`` 4-wire), ``:SENS:TEMP:RTD:THR PT100,(@list)`` (4-wire: ``:SENS:TEMP:RTD:FOUR``),
   ``:SENS:TEMP:UNIT KELV,(@list)``: the instrument linearises with the IEC 60751 PT100 curve
   and the driver applies each sensor's calibration (`ionclock.rtd.SensorCalibration.apply`).
+  The command words are those of DESY's cmstkmodlab driver, which runs real DAQ6510 + 7700
+  units (github DESY-FH-ELab/cmstkmodlab, devices/Keithley/KeithleyDAQ6510.cpp).
 - Resistance mode: ``:SENS:FUNC 'FRES',(@list)`` (4-wire; ``'RES'`` 2-wire with a lead
   correction): the driver converts with CVD and the sensor's calibration
   (`SensorCalibration.from_resistance`), so the whole chain is the suite's own.
@@ -20,8 +22,17 @@ corrupted line is a `ReplyError`, never a wrong number. The overflow value 9.9E3
 sensor) becomes `Missing`. Device errors are read from ``:SYST:ERR?`` after each configuration
 and raised as `InstrumentError` with the SCPI error code.
 
-Channels on a 7700 are slot*100 + 1..20 (slots 1, 2); 4-wire channels are 1..10 (each paired
-with n+10 for sense).
+Channels per card and wiring (`CARDS`, `allowed_channels`): a channel is slot*100 + n.
+2-wire measurements (``RES``, a voltage) may use every measurement channel of the card; 3-wire
+RTD (``TRTD``) and 4-wire (``FRTD``, ``FRES``) need a sense path through the card's paired
+channel, n + `pair_offset`, so only the primaries 1..`pair_offset` may be configured. On the
+7700: "Primary channels 1 through 10 become paired to channels 11 through 20" and the 4-wire
+functions include "TEMP (4-wire RTD)" (Model 7700 Multiplexer Module Instructions, 077182400,
+"Switching module capabilities"); channels 21-22 are current-only. cmstkmodlab's driver (above;
+``SetChannelMode``/``ActivateChannel``) likewise puts every RTD mode, 3-wire included, on 7700
+channels 1-10 only. A 3-wire RTD on a sense channel (111-120) was accepted by this driver up
+to now and reached the unit, which refuses it (the twin answers -221 "Settings conflict"; see
+its docstring for why that code); it is now a `ValueError` before any byte is written.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from pymeasure.instruments.keithley.keithleyDAQ6510 import KeithleyDAQ6510
 
@@ -41,24 +53,104 @@ OVERFLOW = 9.9e37
 _NR3 = re.compile(r"[+-]?\d\.\d+E[+-]\d{2}")
 _CHANNEL = re.compile(r"\d{3}")
 _ERROR = re.compile(r'([+-]?\d+),"([^"]*)"')
-#: Most channels one scan may hold (two 7700 cards).
-MAX_SCAN = 40
+#: Slots of a DAQ6510 (two rear card slots).
+SLOTS = (1, 2)
 
 
-def channel_list(channels: Iterable[int], four_wire: bool = False) -> str:
-    """Format 7700 channels as a SCPI channel list ``(@101,102)``; bad channels: ValueError."""
+@dataclass(frozen=True)
+class CardLayout:
+    """Measurement channels of one DAQ6510 switching card.
+
+    `channels`: 2-wire measurement channels 1..channels. `pair_offset`: a 3- or 4-wire
+    measurement on primary n senses through channel n + pair_offset, so only primaries
+    1..pair_offset take 3-/4-wire functions. `current`: current-only channels (no RTD, no
+    resistance). `source`: where the layout comes from.
+    """
+
+    model: str
+    channels: int
+    pair_offset: int
+    current: tuple[int, ...]
+    source: str
+
+
+#: Cards whose channel layout this driver knows. 7700: Model 7700 Multiplexer Module
+#: Instructions (077182400), "Switching module capabilities": channels 1-20 2-pole (or 10
+#: 4-pole, 1-10 paired with 11-20), 21-22 current only. 7702/7706/7708: from Keithley's card
+#: datasheets as read for this driver (not checked against a stored copy): 7706 20 channels
+#: paired like the 7700, no current channels; 7702 40 channels paired n/n+20, current on
+#: 41-42; 7708 40 channels paired n/n+20.
+CARDS: dict[str, CardLayout] = {
+    "7700": CardLayout("7700", 20, 10, (21, 22), "7700 instructions 077182400"),
+    "7706": CardLayout("7706", 20, 10, (), "7706 datasheet"),
+    "7702": CardLayout("7702", 40, 20, (41, 42), "7702 datasheet"),
+    "7708": CardLayout("7708", 40, 20, (), "7708 datasheet"),
+}
+
+
+#: A card model for both slots, or {slot: model, layout or None}.
+CardSpec = str | int | Mapping[int, "str | int | CardLayout | None"]
+
+
+def card_layouts(card: CardSpec = "7700") -> dict[int, CardLayout | None]:
+    """{slot: CardLayout or None}: one model for both slots, or a {slot: model} mapping."""
+    spec = card if isinstance(card, Mapping) else {slot: card for slot in SLOTS}
+    out: dict[int, CardLayout | None] = {slot: None for slot in SLOTS}
+    for slot, model in spec.items():
+        # a TOML config gives the slots as strings
+        slot = int(slot) if isinstance(slot, str) and slot.isdigit() else slot
+        if slot not in SLOTS:
+            raise ValueError(f"DAQ6510 slots are {SLOTS}, got slot {slot!r}")
+        if model is None or isinstance(model, CardLayout):
+            out[slot] = model
+            continue
+        if str(model) not in CARDS:
+            raise ValueError(f"unknown card {model!r} in slot {slot} "
+                             f"(known: {', '.join(CARDS)})")
+        out[slot] = CARDS[str(model)]
+    if not any(out.values()):
+        raise ValueError(f"no card in any slot: {card!r}")
+    return out
+
+
+def allowed_channels(layout: CardLayout, wires: int) -> range:
+    """Card channel numbers (1..) that take a `wires`-wire measurement (2, 3 or 4)."""
+    if wires == 2:
+        return range(1, layout.channels + 1)
+    if wires in (3, 4):
+        return range(1, layout.pair_offset + 1)
+    raise ValueError(f"wires must be 2, 3 or 4, got {wires!r}")
+
+
+def channel_list(channels: Iterable[int], four_wire: bool = False, *, wires: int | None = None,
+                 card: CardSpec = "7700") -> str:
+    """Format channels as a SCPI channel list ``(@101,102)``; bad channels: ValueError.
+
+    `wires` (2, 3 or 4; default 4 if `four_wire` else 2) picks the channels the card allows
+    (`allowed_channels`); `card` is the model in both slots or a {slot: model} mapping.
+    """
+    if wires is None:
+        wires = 4 if four_wire else 2
+    layouts = card_layouts(card)
     chans = list(channels)
     if not chans:
         raise ValueError("channel list is empty")
-    if len(chans) > MAX_SCAN:
-        raise ValueError(f"at most {MAX_SCAN} channels, got {len(chans)}")
-    top = 10 if four_wire else 20
     for ch in chans:
-        if isinstance(ch, bool) or not isinstance(ch, int) or ch // 100 not in (1, 2) \
-                or not 1 <= ch % 100 <= top:
-            kind = "4-wire channel (slot 1–2, 1–10)" if four_wire else \
-                "channel (slot 1–2, 1–20)"
-            raise ValueError(f"bad 7700 {kind}: {ch!r} (e.g. 101, 212)")
+        if isinstance(ch, bool) or not isinstance(ch, int):
+            raise ValueError(f"bad channel {ch!r} (e.g. 101, 212)")
+        slot, n = divmod(ch, 100)
+        layout = layouts.get(slot)
+        if layout is None:
+            fitted = {s: c.model for s, c in layouts.items() if c is not None}
+            raise ValueError(f"bad channel {ch!r}: no card in slot {slot} (cards: {fitted})")
+        allowed = allowed_channels(layout, wires)
+        if n not in allowed:
+            kind = {2: "2-wire", 3: "3-wire RTD", 4: "4-wire"}[wires]
+            why = (f"; {slot}{n - layout.pair_offset:02d} is the primary whose sense channel "
+                   f"it is" if wires > 2 and layout.pair_offset < n <= layout.channels else
+                   "; current-only channel" if n in layout.current else "")
+            raise ValueError(f"bad {layout.model} {kind} channel {ch!r}: {kind} takes "
+                             f"{slot}{allowed.start:02d}-{slot}{allowed.stop - 1:02d}{why}")
     if len(set(chans)) != len(chans):
         raise ValueError(f"channel list has duplicates: {chans}")
     return "(@" + ",".join(str(c) for c in chans) + ")"
@@ -91,6 +183,8 @@ class KeithleyDAQ6510RTD(LinkMixin, KeithleyDAQ6510):
     """Keithley DAQ6510 + 7700 scanning PT100s (RTD or resistance mode), LAN, LF.
 
     `calibrations` maps channels to their sensors' `SensorCalibration` (default nominal).
+    `card` is the switching card in both slots ("7700", default; "7702", "7706", "7708") or a
+    {slot: model or None} mapping; it decides which channels take which wiring (`CARDS`).
     Use `configure_rtd` or `configure_resistance`, then `create_scan`, then `scan()` for raw
     {channel: K or Ω} and `scan_temperatures()` for calibrated readings.
     """
@@ -100,7 +194,10 @@ class KeithleyDAQ6510RTD(LinkMixin, KeithleyDAQ6510):
     link_errors = ANY_FAILURE  # a liveness probe: any failure (timeout, link down, VISA) is "no"
 
     def __init__(self, adapter, name: str = NAME, *,
-                 calibrations: Mapping[int, SensorCalibration] | None = None, **kwargs):
+                 calibrations: Mapping[int, SensorCalibration] | None = None,
+                 card: CardSpec = "7700", **kwargs):
+        # A bad card is a ValueError before the link is touched.
+        self.cards: dict[int, CardLayout | None] = card_layouts(card)
         kwargs.setdefault("write_termination", self.write_termination)
         kwargs.setdefault("read_termination", self.read_termination)
         super().__init__(adapter, name, **kwargs)
@@ -137,14 +234,20 @@ class KeithleyDAQ6510RTD(LinkMixin, KeithleyDAQ6510):
     # --- configuration ----------------------------------------------------------------
     def configure_rtd(self, channels: Iterable[int], wires: int = 3,
                       rtd_type: str = "PT100") -> None:
-        """Measure `channels` as RTD temperatures in K (3- or 4-wire PT100/PT385/PT3916...)."""
+        """Measure `channels` as RTD temperatures in K (3- or 4-wire PT100/PT385/PT3916...).
+
+        Both wirings sense through the card's paired channel, so only primaries take them
+        (7700: 101-110, 201-210; see `CARDS`); a sense channel is a `ValueError` here rather
+        than the unit's settings conflict after the bytes went out. 2-wire RTD is not
+        offered: use `configure_resistance(four_wire=False, lead_resistance=...)`.
+        """
         if wires not in (3, 4):
             raise ValueError(f"wires must be 3 or 4, got {wires!r}")
         if rtd_type not in ("PT100", "PT385", "PT3916", "D100", "F100", "USER"):
             raise ValueError(f"rtd_type must be PT100, PT385, PT3916, D100, F100 or USER, "
                              f"got {rtd_type!r}")
         chans = list(channels)
-        clist = channel_list(chans, four_wire=wires == 4)
+        clist = channel_list(chans, wires=wires, card=self.cards)
         self.write(f":SENS:FUNC 'TEMP',{clist}")
         if wires == 3:
             self.write(f":SENS:TEMP:TRAN TRTD,{clist}")
@@ -166,7 +269,7 @@ class KeithleyDAQ6510RTD(LinkMixin, KeithleyDAQ6510):
         if not (math.isfinite(lead_resistance) and 0.0 <= lead_resistance <= 10.0):
             raise ValueError(f"lead_resistance must be 0–10 Ω, got {lead_resistance!r}")
         chans = list(channels)
-        clist = channel_list(chans, four_wire=four_wire)
+        clist = channel_list(chans, wires=4 if four_wire else 2, card=self.cards)
         self.write(f":SENS:FUNC '{'FRES' if four_wire else 'RES'}',{clist}")
         self.check_errors()
         for ch in chans:
@@ -176,7 +279,7 @@ class KeithleyDAQ6510RTD(LinkMixin, KeithleyDAQ6510):
     def create_scan(self, channels: Iterable[int]) -> None:
         """Define the scan list (configured channels only) with one scan per trigger."""
         chans = list(channels)
-        clist = channel_list(chans)
+        clist = channel_list(chans, wires=2, card=self.cards)
         unconfigured = [c for c in chans if c not in self.modes]
         if unconfigured:
             raise ValueError(f"configure channels {unconfigured} (configure_rtd or "

@@ -8,6 +8,18 @@ reads byte by byte up to the prompt rather than by lines, and checks the echo: a
 echo or prompt, a stray line, or a non-ASCII byte is a `ReplyError`; no prompt in time is an
 `InstrumentTimeout`.
 
+The store commands ``savp``, ``save``, ``resp`` and ``default`` (`STORE_COMMANDS`) may answer
+a value line between echo and prompt: the SC10 manual's command table gives them no return
+value (as quoted by the public ``ThorlabsSC10`` pyvisa class), but InstrumentKit reads one
+with ``query()`` and its tests pin echo, ``1``, prompt (github instrumentkit/InstrumentKit,
+src/instruments/thorlabs/sc10.py, tests/test_thorlabs/test_thorlabs_sc10.py). This driver
+takes both: after those four commands at most one value line is accepted (and ignored, as
+InstrumentKit's ``check_cmd`` counts any reply but an error word as success); after any other
+setting a value line is still a `ReplyError`. An error word anywhere after the echo, bare
+(``CMD_ARG_INVALID``, as ``check_cmd`` compares it) or in the unit's sentence (``Command
+error CMD_NOT_DEFINED``, as public SC10/LCC25 scripts quote it), raises `InstrumentError`
+with the word as code. See docs/decisions/0301-sc10-framing-and-close.md.
+
 ``ens`` TOGGLES the shutter enable, so `open()` and `close()` read ``ens?`` first and send
 ``ens`` only when the state differs (idempotent), then read it back. For this driver
 `close()` means the shutter (the beam is blocked); `disconnect()` releases the port and
@@ -26,6 +38,8 @@ from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 
 PROMPT = b"> "
 ERROR_REPLIES = ("CMD_NOT_DEFINED", "CMD_ARG_INVALID")
+#: Commands after which the unit may send one value line (module docstring).
+STORE_COMMANDS = frozenset({"savp", "save", "resp", "default"})
 MAX_REPLY = 256
 
 MODES = {"manual": 1, "auto": 2, "single": 3, "repeat": 4, "external": 5}
@@ -117,12 +131,17 @@ class SC10(StrictRepliesMixin, Instrument):
             if len(rest) != 1 or not rest[0]:
                 raise ReplyError(self.name, f"expected one value after {command!r}, got {rest!r}")
             return rest[0]
+        if command in STORE_COMMANDS and len(rest) == 1 and rest[0]:
+            return None  # the value line some units send (InstrumentKit: "1"); no error word
         if rest:
             raise ReplyError(self.name, f"unexpected reply {rest!r} to {command!r}")
         return None
 
     def write(self, command: str, **kwargs: Any) -> None:
-        """Send a setting command; consume its echo and the prompt (errors raise)."""
+        """Send a setting command; consume its echo, a store command's value line, the prompt.
+
+        An error word raises `InstrumentError`; any other unexpected line `ReplyError`.
+        """
         self._exchange(command, query=False)
 
     def ask(self, command: str, query_delay: float | None = None) -> str:
@@ -192,19 +211,25 @@ class SC10(StrictRepliesMixin, Instrument):
             super().shutdown()
 
     def save(self) -> None:
-        """Store mode, times and repeat count in non-volatile memory (``savp``)."""
+        """Store mode, times and repeat count in non-volatile memory (``savp``).
+
+        A value line in the reply (InstrumentKit: ``1``) is accepted; an error word raises.
+        """
         self.write("savp")
 
     def save_mode(self) -> None:
-        """Store trigger-out mode and baud rate in non-volatile memory (``save``)."""
+        """Store trigger-out mode and baud rate in non-volatile memory (``save``).
+
+        A value line in the reply (InstrumentKit: ``1``) is accepted; an error word raises.
+        """
         self.write("save")
 
     def restore(self) -> None:
-        """Load the stored parameters (``resp``)."""
+        """Load the stored parameters (``resp``); a value line in reply is accepted."""
         self.write("resp")
 
     def factory_default(self) -> None:
-        """Restore the factory settings (``default``)."""
+        """Restore the factory settings (``default``); a value line in reply is accepted."""
         self.write("default")
 
     def ping(self) -> bool:

@@ -1,6 +1,6 @@
-"""Twin of a Keithley DAQ6510 with a 7700 card scanning PT100s (SCPI over LAN, LF).
+"""Twin of a Keithley DAQ6510 with multiplexer cards scanning PT100s (SCPI over LAN, LF).
 
-Each 7700 channel may hold a simulated PT100 whose true temperature comes from
+Each card channel may hold a simulated PT100 whose true temperature comes from
 ``world.cryostat`` (the `locations` option maps channels to cryostat locations) or, standalone,
 from `values` (K). As on the Lake Shore twins, each sensor departs from the IEC curve by its
 own error (`sensor_errors`, K): its resistance is ``cvd_resistance(T_true + error)``.
@@ -11,6 +11,22 @@ no sensor, or in `open_channels`, reads the overflow value 9.9E+37.
 The parser takes SCPI short or long keywords, several commands per line (``;``), and queues
 errors for ``:SYST:ERR?`` (-113 undefined header, -222 data out of range, -221 settings
 conflict); a rejected query sends no reply.
+
+Cards (`cards` option: one model for both slots, default "7700", or {slot: model}): 7700 and
+7706 have measurement channels 1-20, 7702 and 7708 1-40. Every 3- and 4-wire measurement
+(``:SENS:TEMP:TRAN TRTD`` and ``FRTD``, ``:SENS:FUNC 'FRES'``) senses through the paired
+channel n+10 (7700, 7706) or n+20 (7702, 7708), so only the primaries take it; on a sense
+channel the command is refused and changes nothing. Sources: Model 7700 Multiplexer Module
+Instructions (077182400), "Switching module capabilities" ("Primary channels 1 through 10
+become paired to channels 11 through 20"; 4-wire functions include "TEMP (4-wire RTD)");
+DESY's cmstkmodlab DAQ6510 driver (github DESY-FH-ELab/cmstkmodlab,
+devices/Keithley/KeithleyDAQ6510.cpp, ``SetChannelMode``), which puts its 3-wire RTDs, like
+every RTD mode, on 7700 channels 1-10 only; the 7702/7706/7708 pairing from
+Keithley's card datasheets. Up to now this twin refused 4-wire on a sense channel but took a
+3-wire RTD there. The error code is the option `pair_conflict_code` (default -221, "Settings
+conflict", SCPI-99's code for a valid command the present configuration cannot execute, and
+the code this twin already gave 4-wire on a sense channel): the sources at hand do not quote
+the DAQ6510's own code for this case, so a capture from a real unit should set it.
 """
 
 from __future__ import annotations
@@ -28,6 +44,9 @@ _LONG = {"SENSE": "SENS", "FUNCTION": "FUNC", "TEMPERATURE": "TEMP", "TRANSDUCER
 _CLIST = re.compile(r"\(@([0-9,:\s]+)\)")
 _ERRORS = {-113: "Undefined header", -222: "Data out of range", -221: "Settings conflict",
            -109: "Missing parameter"}
+#: {card model: (measurement channels, pair offset)}; see the module docstring.
+_CARDS = {"7700": (20, 10), "7706": (20, 10), "7702": (40, 20), "7708": (40, 20)}
+_SLOTS = (1, 2)
 
 
 def _norm_header(header: str) -> str:
@@ -42,7 +61,8 @@ class SimKeithleyDAQ6510(SimInstrument):
     Options: `locations` ({channel: cryostat location}; default 101–106 on the five
     operational sensors and the replica trap sensor), `values` (fixed K, standalone),
     `sensor_errors` (K; seeded by default), `lead_resistance` (Ω, 2-wire), `open_channels`,
-    `seed`.
+    `cards` ("7700", "7702", "7706", "7708" in both slots, or {slot: model or None}),
+    `pair_conflict_code` (the error queued for a 3-/4-wire setting on a sense channel), `seed`.
     """
 
     name = "sim-daq6510"
@@ -54,7 +74,17 @@ class SimKeithleyDAQ6510(SimInstrument):
 
     def __init__(self, world=None, *, locations: dict | None = None, values: dict | None = None,
                  sensor_errors: dict | None = None, lead_resistance: float = 0.6,
-                 open_channels=(), seed: int | None = 0):
+                 open_channels=(), cards: str | int | dict = "7700",
+                 pair_conflict_code: int = -221, seed: int | None = 0):
+        spec = cards if isinstance(cards, dict) else {slot: cards for slot in _SLOTS}
+        # a TOML config gives the slots as strings
+        spec = {int(k) if isinstance(k, str) and k.isdigit() else k: m for k, m in spec.items()}
+        if set(spec) - set(_SLOTS) or any(m is not None and str(m) not in _CARDS
+                                          for m in spec.values()):
+            raise ValueError(f"cards must be models of {sorted(_CARDS)} in slots {_SLOTS}, "
+                             f"got {cards!r}")
+        self.cards = {int(slot): str(m) for slot, m in spec.items() if m is not None}
+        self.pair_conflict_code = int(pair_conflict_code)
         self.locations = {int(k): v for k, v in
                           (self.default_locations if locations is None else locations).items()}
         self.values = {int(k): float(v) for k, v in (values or {}).items()}
@@ -65,10 +95,17 @@ class SimKeithleyDAQ6510(SimInstrument):
         self.open_channels = {int(c) for c in open_channels}
         super().__init__(world, seed)
 
-    @staticmethod
-    def all_channels() -> list[int]:
-        """Every 7700 channel in slots 1 and 2."""
-        return [s * 100 + n for s in (1, 2) for n in range(1, 21)]
+    def all_channels(self) -> list[int]:
+        """Every measurement channel of the fitted cards (2-wire; current channels aside)."""
+        return [s * 100 + n for s in sorted(self.cards)
+                for n in range(1, _CARDS[self.cards[s]][0] + 1)]
+
+    def _check_primaries(self, chans: list[int], what: str) -> None:
+        """Refuse a 3-/4-wire setting on a card's sense channel (n > pair offset)."""
+        sense = [c for c in chans if c % 100 > _CARDS[self.cards[c // 100]][1]]
+        if sense:
+            raise CommandError(str(self.pair_conflict_code),
+                               f"{what} on sense channel(s) {sense}")
 
     # --- state ------------------------------------------------------------------------
     def reset_settings(self) -> None:
@@ -109,9 +146,11 @@ class SimKeithleyDAQ6510(SimInstrument):
             return r
         if func == "RES":
             return r + self.lead_resistance
-        if func == "TEMP" and self.transducer.get(ch) in ("TRTD", "FRTD") \
+        if func == "TEMP" and self.transducer.get(ch) in ("RTD", "TRTD", "FRTD") \
                 and self.rtd_type.get(ch, "PT100") in ("PT100", "PT385"):
-            k = cvd_temperature(r)
+            # a 2-wire RTD reads its leads too; 3- and 4-wire cancel them
+            lead = self.lead_resistance if self.transducer[ch] == "RTD" else 0.0
+            k = cvd_temperature(r + lead)
             return {"KELV": k, "CELS": k - 273.15, "FAHR": (k - 273.15) * 1.8 + 32}[
                 self.unit.get(ch, "CELS")]
         return 0.0  # a DC-volts reading across a passive sensor
@@ -121,8 +160,7 @@ class SimKeithleyDAQ6510(SimInstrument):
         self.errors.append(int(err.code))
         return None
 
-    @staticmethod
-    def _channels(text: str) -> list[int]:
+    def _channels(self, text: str) -> list[int]:
         m = _CLIST.fullmatch(text.strip())
         if not m:
             raise CommandError("-222", f"bad channel list {text!r}")
@@ -135,7 +173,7 @@ class SimKeithleyDAQ6510(SimInstrument):
             if b < a or a // 100 != b // 100:
                 raise CommandError("-222", f"bad channel range {part!r}")
             out.extend(range(a, b + 1))
-        valid = set(SimKeithleyDAQ6510.all_channels())
+        valid = set(self.all_channels())
         if not out or any(c not in valid for c in out):
             raise CommandError("-222", f"channel out of range in {text!r}")
         return out
@@ -181,8 +219,8 @@ class SimKeithleyDAQ6510(SimInstrument):
             if func not in ("TEMP", "FRES", "RES", "VOLT"):
                 raise CommandError("-222", f"bad function {func!r}")
             chans = self._channels(clist)
-            if func == "FRES" and any(c % 100 > 10 for c in chans):
-                raise CommandError("-221", "4-wire on a sense channel")
+            if func == "FRES":
+                self._check_primaries(chans, "4-wire resistance")
             for c in chans:
                 self.function[c] = func
             return None
@@ -192,10 +230,11 @@ class SimKeithleyDAQ6510(SimInstrument):
             if value not in ("TRTD", "FRTD", "TC", "THER", "RTD"):
                 raise CommandError("-222", f"bad transducer {value!r}")
             chans = self._channels(clist)
-            if value == "FRTD" and any(c % 100 > 10 for c in chans):
-                raise CommandError("-221", "4-wire RTD on a sense channel")
+            if value in ("FRTD", "TRTD"):
+                self._check_primaries(chans, f"{value} (paired-channel RTD)")
             for c in chans:
-                self.transducer[c] = {"RTD": "TRTD"}.get(value, value)
+                # RTD is the 2-wire RTD (with :RTD:TWO), as in cmstkmodlab's driver: any channel
+                self.transducer[c] = value
             return None
         if head in ("SENS:TEMP:RTD:THR", "SENS:TEMP:RTD:FOUR", "SENS:TEMP:RTD:TWO"):
             value, clist = self._split_arg(rest)

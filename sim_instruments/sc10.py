@@ -10,6 +10,20 @@ auto (2) cycles open/shut while enabled; single (3) opens once for the open time
 cycles `rep` times; external gate (5) follows `set_gate()`. Whenever the physical shutter
 moves, ``world.shutter_changed(shutter, is_open)`` is called if the world has it.
 
+The store commands ``savp``, ``save``, ``resp`` and ``default`` are answered in one of two
+readings of the sources (option `store_reply`). None (default): the echo and the prompt only,
+as the SC10 manual's command table gives no return value for them (the table is quoted by the
+public ``ThorlabsSC10`` pyvisa class: "savp | Store configuration", "save | Save mode
+information", "resp | Load configuration"; it has no ``default`` row; PROTOCOLS.md). A string
+(``"1"``): that value line between echo and prompt, as InstrumentKit pins it (github
+instrumentkit/InstrumentKit, tests/test_thorlabs/test_thorlabs_sc10.py: ``["savp", "1", "> "]``
+and likewise for ``save``, ``resp``, ``default``; src/instruments/thorlabs/sc10.py reads that
+line with ``query()`` and documents it as "1 if successful, zero otherwise"). Errors are the
+word ``CMD_NOT_DEFINED`` / ``CMD_ARG_INVALID`` after option `error_prefix`: "" (the bare word,
+as InstrumentKit's ``thorlabs_utils.check_cmd`` compares it) or ``"Command error "`` (the text
+Thorlabs serial units send, e.g. to an empty line, as public SC10 and LCC25/TC200 scripts
+quote it).
+
 Faults: the base ones plus ``faults.stuck_open`` (once open, the blade stays open whatever
 the controller does, and the controller does not know: ``closed?`` still follows the drive,
 as on the real unit, which has no position sensor) and ``faults.interlock`` (the interlock
@@ -36,7 +50,12 @@ _SET = re.compile(r"(mode|trig|xto|open|shut|rep|baud)=(\d{1,7})")
 
 
 class SimSC10(SimInstrument):
-    """SC10 twin; options: ``shutter`` (name passed to the world hook), ``latency_s``."""
+    """SC10 twin; see the module docstring for the sources of the reply options.
+
+    Options: ``shutter`` (name passed to the world hook), ``latency_s``, ``store_reply``
+    (value line after ``savp``/``save``/``resp``/``default``, or None for none),
+    ``error_prefix`` (text before ``CMD_NOT_DEFINED``/``CMD_ARG_INVALID``).
+    """
 
     input_terminator = b"\r"
     output_terminator = b"\r"
@@ -44,8 +63,14 @@ class SimSC10(SimInstrument):
     IDN = "THORLABS SC10 VERSION 1.07"
 
     def __init__(self, world=None, shutter: str = "sc10", latency_s: float = 0.012,
+                 store_reply: str | None = None, error_prefix: str = "",
                  seed: int | None = 0):
+        if store_reply is not None and (not store_reply or "\r" in store_reply):
+            raise ValueError(f"store_reply must be None or one non-empty line, "
+                             f"got {store_reply!r}")
         self.shutter = shutter
+        self.store_reply = store_reply
+        self.error_prefix = str(error_prefix)
         self.latency_s = float(latency_s)
         self.is_physically_open = False
         self._token = 0
@@ -157,7 +182,7 @@ class SimSC10(SimInstrument):
         self._tx += data
 
     def error_reply(self, err: CommandError) -> str | None:
-        return err.code
+        return self.error_prefix + err.code
 
     def handle(self, line: str) -> str | None:
         cmd = line.strip()
@@ -176,17 +201,17 @@ class SimSC10(SimInstrument):
             return str(self.params[cmd[:-1]])
         if cmd == "savp":
             self.saved = {k: self.params[k] for k in ("mode", "trig", "open", "shut", "rep")}
-            return None
+            return self.store_reply
         if cmd == "save":
             self.saved.update({k: self.params[k] for k in ("xto", "baud")})
-            return None
+            return self.store_reply
         if cmd == "resp":
             self.params.update(self.saved)
-            return None
+            return self.store_reply
         if cmd == "default":
             self.saved = {}
             self.reset_settings()
-            return None
+            return self.store_reply
         m = _SET.fullmatch(cmd)
         if m is None:
             if "=" in cmd and cmd.split("=")[0] in self.params:

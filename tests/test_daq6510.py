@@ -13,7 +13,7 @@ from pymeasure.test import expected_protocol
 from ionclock.drivers.keithley_daq6510 import KeithleyDAQ6510RTD, channel_list, parse_scan
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 from ionclock.registry import open_instrument
-from ionclock.rtd import Missing, SensorCalibration, cvd_resistance
+from ionclock.rtd import Missing, SensorCalibration, cvd_resistance, cvd_temperature
 from ionclock.sim_instruments.cryostat import Cryostat
 from ionclock.sim_instruments.keithley_daq6510 import SimKeithleyDAQ6510
 from ionclock.sim_instruments.serve import TcpServer
@@ -71,6 +71,16 @@ TRANSCRIPTS = [
                     f"101,{R101:+.6E},102,{R102:+.6E}")]),
     ("device_error", lambda d: (d.write(":BOGUS"), d.check_errors()), InstrumentError,
      [(":BOGUS", None), (":SYST:ERR?", '-113,"Undefined header"'), NO_ERROR]),
+    # 3-wire RTD senses through the paired channel n+10: the driver refuses a sense channel
+    # before any byte, and the unit refuses it too (the twin's pair_conflict_code, -221)
+    ("configure_rtd_3wire_sense_channel", lambda d: d.configure_rtd([111]), ValueError, []),
+    ("unit_refuses_3wire_on_sense_channel",
+     lambda d: (d.write(":SENS:TEMP:TRAN TRTD,(@111)"), d.check_errors()), InstrumentError,
+     [(":SENS:TEMP:TRAN TRTD,(@111)", None), (":SYST:ERR?", '-221,"Settings conflict"'),
+      NO_ERROR]),
+    ("unit_takes_2wire_on_sense_channel", lambda d: d.configure_resistance(
+        [111, 120], four_wire=False, lead_resistance=0.6), None,
+     [(":SENS:FUNC 'RES',(@111,120)", None), NO_ERROR]),
     ("ping", lambda d: d.ping(), True, [("*IDN?", IDN)]),
 ]
 
@@ -130,20 +140,128 @@ def test_bad_input_raises_before_any_byte(call):
             call(inst)
 
 
+#: Per card: (2-wire measurement channels, highest primary for 3-/4-wire); see CARDS' sources.
+LAYOUTS = {"7700": (20, 10), "7706": (20, 10), "7702": (40, 20), "7708": (40, 20)}
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.integers(min_value=-50, max_value=400), min_size=0, max_size=5),
-       st.booleans())
-def test_no_out_of_range_channel_reaches_the_wire(chans, four_wire):
-    top = 10 if four_wire else 20
+       st.sampled_from([2, 3, 4]), st.sampled_from(sorted(LAYOUTS)))
+def test_no_out_of_range_channel_reaches_the_wire(chans, wires, card):
+    top = LAYOUTS[card][0] if wires == 2 else LAYOUTS[card][1]
     valid = bool(chans) and len(set(chans)) == len(chans) and all(
         c // 100 in (1, 2) and 1 <= c % 100 <= top for c in chans)
-    if not valid:
-        with expected_protocol(KeithleyDAQ6510RTD, []) as inst:
-            with pytest.raises(ValueError):
-                inst.configure_rtd(chans, wires=4 if four_wire else 3)
+    if wires == 2:
+        def call(d):
+            d.configure_resistance(chans, four_wire=False)
     else:
-        text = channel_list(chans, four_wire)
+        def call(d):
+            d.configure_rtd(chans, wires=wires)
+    if not valid:
+        with expected_protocol(KeithleyDAQ6510RTD, [], card=card) as inst:
+            with pytest.raises(ValueError):
+                call(inst)
+    else:
+        text = channel_list(chans, wires=wires, card=card)
         assert text == "(@" + ",".join(map(str, chans)) + ")"
+
+
+@pytest.mark.parametrize("card, chans, wires, ok", [
+    ("7700", [110, 210], 3, True), ("7700", [111], 3, False), ("7700", [120], 3, False),
+    ("7700", [111], 4, False), ("7700", [121], 3, False),
+    ("7706", [110], 3, True), ("7706", [115], 3, False),
+    ("7702", [120, 220], 3, True), ("7702", [121], 3, False), ("7702", [140], 4, False),
+    ("7708", [120], 4, True), ("7708", [121], 3, False),
+    ({1: "7700", 2: None}, [201], 3, False), ({1: "7700", 2: "7708"}, [110, 220], 3, True),
+    ({"1": "7702"}, [120], 3, True), ({"1": "7702"}, [201], 3, False),  # TOML: string slots
+])
+def test_rtd_channels_per_card_and_wiring(card, chans, wires, ok):
+    if ok:
+        clist = "(@" + ",".join(map(str, chans)) + ")"
+        transducer, setting = ("TRTD", "THR") if wires == 3 else ("FRTD", "FOUR")
+        pairs = [(f":SENS:FUNC 'TEMP',{clist}", None),
+                 (f":SENS:TEMP:TRAN {transducer},{clist}", None),
+                 (f":SENS:TEMP:RTD:{setting} PT100,{clist}", None),
+                 (f":SENS:TEMP:UNIT KELV,{clist}", None), NO_ERROR]
+        with expected_protocol(KeithleyDAQ6510RTD, pairs, card=card) as inst:
+            inst.configure_rtd(chans, wires=wires)
+    else:
+        with expected_protocol(KeithleyDAQ6510RTD, [], card=card) as inst:
+            with pytest.raises(ValueError):
+                inst.configure_rtd(chans, wires=wires)
+
+
+@pytest.mark.parametrize("card", ["7701", 7799, {3: "7700"}, "", None])
+def test_unknown_card_is_a_value_error(card):
+    with pytest.raises(ValueError):
+        with expected_protocol(KeithleyDAQ6510RTD, [], card=card):
+            pass
+
+
+def test_three_wire_rtd_on_a_sense_channel_against_the_twin():
+    # The driver before this change sent the four RTD commands for 111 and then raised the
+    # twin's -221 from :SYST:ERR?; now nothing reaches the twin.
+    inst = open_instrument("keithley_daq6510", "sim://keithley_daq6510", world=object(),
+                           twin_options=TWIN_OPTIONS)
+    inst.twin.record_transcript = True
+    with pytest.raises(ValueError, match="111"):
+        inst.configure_rtd([101, 111])
+    assert inst.twin.transcript == [] and inst.twin.errors == []
+    inst.configure_rtd([101])
+    inst.create_scan([101])
+    assert inst.scan()[101] == pytest.approx(79.512, abs=1e-4)
+
+
+@pytest.mark.parametrize("command", [":SENS:TEMP:TRAN TRTD,(@111)", ":SENS:TEMP:TRAN FRTD,(@120)",
+                                     ":SENS:FUNC 'FRES',(@115)",
+                                     ":SENS:TEMP:TRAN TRTD,(@105,111)"])
+def test_twin_refuses_paired_functions_on_sense_channels(command):
+    twin = SimKeithleyDAQ6510(None, **TWIN_OPTIONS)
+    twin.write(command.encode() + b"\n")
+    assert twin.transducer == {} and twin.function == {}  # the command changed nothing
+    twin.write(b":SYST:ERR?\n")
+    assert twin.read_available() == b'-221,"Settings conflict"\n'
+
+
+def test_twin_cards_and_conflict_code_options():
+    twin = SimKeithleyDAQ6510(None, cards={1: "7708", 2: None}, pair_conflict_code=-222,
+                              locations={}, values={121: 80.0, 140: 81.0},
+                              sensor_errors={121: 0.0, 140: 0.0})
+    twin.write(b":SENS:TEMP:TRAN TRTD,(@121)\n:SYST:ERR?\n")
+    assert twin.read_available() == b'-222,"Data out of range"\n'
+    twin.write(b":SENS:FUNC 'RES',(@201)\n:SYST:ERR?\n")  # no card in slot 2
+    assert twin.read_available() == b'-222,"Data out of range"\n'
+    with pytest.raises(ValueError):
+        SimKeithleyDAQ6510(None, cards="7701")
+    assert SimKeithleyDAQ6510(None, cards={"2": 7702}).all_channels() == list(range(201, 241))
+
+
+def test_7708_scan_of_primaries_and_two_wire_sense_channels():
+    inst = open_instrument("keithley_daq6510", "sim://keithley_daq6510", world=object(),
+                           card={1: "7708", 2: None},
+                           twin_options={"cards": {1: "7708", 2: None}, "locations": {},
+                                         "values": {120: 80.0, 140: 81.0},
+                                         "sensor_errors": {120: 0.0, 140: 0.0},
+                                         "lead_resistance": 0.6})
+    inst.configure_rtd([120])
+    inst.configure_resistance([140], four_wire=False, lead_resistance=0.6)
+    inst.create_scan([120, 140])
+    out = inst.scan_temperatures()
+    assert out[120].value == pytest.approx(80.0, abs=1e-4)
+    assert out[140].value == pytest.approx(81.0, abs=1e-4)
+    with pytest.raises(ValueError):
+        inst.configure_rtd([121])
+    with pytest.raises(ValueError):
+        inst.create_scan([201])
+
+
+def test_twin_two_wire_rtd_reads_its_leads():
+    twin = SimKeithleyDAQ6510(None, locations={}, values={111: 80.0}, sensor_errors={111: 0.0},
+                              lead_resistance=0.6)
+    twin.write(b":SENS:FUNC 'TEMP',(@111);:SENS:TEMP:TRAN RTD,(@111);"
+               b":SENS:TEMP:UNIT KELV,(@111)\n:SYST:ERR?\n")
+    assert twin.read_available() == b'0,"No error"\n'
+    assert twin.reading(111) == pytest.approx(cvd_temperature(cvd_resistance(80.0) + 0.6))
 
 
 @settings(max_examples=300, deadline=None)

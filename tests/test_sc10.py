@@ -6,13 +6,13 @@ import pytest
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ionclock.drivers.sc10 import SC10
-from ionclock.sim_instruments.sc10 import SimSC10
-from ionclock.sim_instruments.serve import PtyServer
 from pymeasure.test import expected_protocol
 
+from ionclock.drivers.sc10 import SC10
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 from ionclock.registry import open_instrument
+from ionclock.sim_instruments.sc10 import SimSC10
+from ionclock.sim_instruments.serve import PtyServer
 from ionclock.transport import LoopbackAdapter
 
 
@@ -240,3 +240,91 @@ def test_over_a_pty_with_pyserial():
         finally:
             inst.disconnect()
     assert [c[2] for c in world.changes] == [True, False]
+
+
+# --- store commands: echo, maybe a value line, prompt (drivers/sc10.py docstring) -------------
+def v(cmd: str, value: str = "1") -> tuple[str, str]:
+    """A store command answered with a value line (InstrumentKit's reading): echo, value, prompt."""
+    return (cmd, f"{cmd}\r{value}\r> ")
+
+
+STORE_ACTIONS = [("save", lambda d: d.save(), "savp"),
+                 ("save_mode", lambda d: d.save_mode(), "save"),
+                 ("restore", lambda d: d.restore(), "resp"),
+                 ("factory_default", lambda d: d.factory_default(), "default")]
+
+
+@pytest.mark.parametrize("name, action, cmd", STORE_ACTIONS, ids=[a[0] for a in STORE_ACTIONS])
+@pytest.mark.parametrize("reply", ["bare", "value_line"])
+def test_store_commands_take_both_readings(name, action, cmd, reply):
+    pair = s(cmd) if reply == "bare" else v(cmd)
+    with expected_protocol(SC10, [pair]) as inst:
+        assert action(inst) is None
+
+
+@pytest.mark.parametrize("name, action, cmd", STORE_ACTIONS, ids=[a[0] for a in STORE_ACTIONS])
+@pytest.mark.parametrize("error", ["CMD_NOT_DEFINED", "CMD_ARG_INVALID",
+                                   "Command error CMD_NOT_DEFINED"])
+def test_store_commands_still_raise_on_an_error_word(name, action, cmd, error):
+    with expected_protocol(SC10, [v(cmd, error)]) as inst:
+        with pytest.raises(InstrumentError) as info:
+            action(inst)
+    assert info.value.code == error.split()[-1]
+
+
+@pytest.mark.parametrize("pair", [v("savp", "1\r1"),          # two lines
+                                  v("savp", ""),              # an empty line
+                                  v("mode=1"),                # a value line after a setting
+                                  v("ens")])
+def test_stray_lines_are_still_reply_errors(pair):
+    with expected_protocol(SC10, [pair]) as inst:
+        with pytest.raises(ReplyError):
+            inst.write(pair[0])
+
+
+def test_twin_store_reply_matches_the_value_line_transcripts():
+    twin = SimSC10(store_reply="1")
+    for cmd in ("savp", "save", "resp", "default"):
+        twin.write(cmd.encode() + b"\r")
+        assert twin.read_available() == v(cmd)[1].encode(), cmd
+    twin.write(b"mode=2\r")  # other settings keep echo + prompt only
+    assert twin.read_available() == b"mode=2\r> "
+
+
+def test_twin_error_prefix():
+    twin = SimSC10(error_prefix="Command error ")
+    twin.write(b"foo\r")
+    assert twin.read_available() == b"foo\rCommand error CMD_NOT_DEFINED\r> "
+    inst = SC10(LoopbackAdapter(twin, "\r", "\r"))
+    with pytest.raises(InstrumentError) as info:
+        inst.write("rep=100")
+    assert info.value.code == "CMD_ARG_INVALID"
+
+
+@pytest.mark.parametrize("store_reply", [None, "1"])
+def test_store_and_restore_against_the_twin_in_both_readings(store_reply):
+    # The driver before this change raised ReplyError at save() when the twin sends "1".
+    twin = SimSC10(store_reply=store_reply)
+    inst = SC10(LoopbackAdapter(twin, "\r", "\r"))
+    inst.open_time = 1.5
+    inst.trigger_out = "controller"
+    inst.save()
+    inst.save_mode()
+    inst.open_time = 2.0
+    inst.restore()
+    assert inst.open_time == 1.5
+    inst.factory_default()
+    assert inst.open_time == 0.01 and inst.trigger_out == "shutter"
+    twin.power_cycle()
+    assert inst.open_time == 0.01
+    assert inst.ping()
+
+
+@pytest.mark.parametrize("store_reply", [None, "1"])
+def test_store_errors_reach_the_caller_in_both_readings(store_reply):
+    twin = SimSC10(store_reply=store_reply, error_prefix="Command error ")
+    inst = SC10(LoopbackAdapter(twin, "\r", "\r"))
+    with pytest.raises(InstrumentError) as info:
+        inst.write("savp=1")  # not a command: the unit's error, not the store value line
+    assert info.value.code == "CMD_NOT_DEFINED"
+    inst.save()  # the link is still in step
