@@ -8,6 +8,38 @@ which is why the driver must.
 Each applied output change calls ``world.dds_changed(channel, frequency_hz, phase_turns,
 amplitude_fraction)`` when the world has that hook. In automatic update mode (``I a``, the
 power-on mode) a change applies at once; in manual mode (``I m``) it waits for ``I p``.
+
+Table mode (sources: see ``ionclock.drivers.novatech409b``; labscript-devices' NovaTechDDS9M
+worker and docs, naqslab's NovaTech409B_AC, labscript's 2011 ``novatech.py``):
+
+- ``t<ch> <aaaa> <ffffffff>,<pppp>,<vvvv>,<dd>`` (hex) writes entry ``aaaa`` of channel 0
+  or 1 and answers ``OK``; the table holds `table_size` entries per channel. Unwritten
+  entries (and every entry after ``R`` or a power cycle: static RAM) are all-zero words with
+  dwell ``00``. As with ``V``, an amplitude word above 1023 is not rejected (it wraps).
+  Error replies are this twin's choice (no source lists them): a malformed line, channel
+  2 or 3, or an address out of range ``?0``; frequency above 171.1276031 MHz ``?1``; phase
+  above 3fff ``?4``; a dwell field that is not 1-2 hex digits ``?5``.
+- ``m t`` enters table mode with the pointer on entry 0 of each table channel; in automatic
+  or manual update entry 0 is output at once (labscript: "the first entry of the table is
+  not only loaded into the buffer, but output too"); with ``I e`` it waits for an edge.
+  ``m 0`` leaves table mode; the outputs keep their values.
+- `trigger` is one edge on the external trigger input (the world wires it with
+  ``world.wire_ttl("dds_step", twin.trigger)``). Outside table mode it does nothing. In
+  table mode, without ``I e``, an edge steps each channel's pointer, then outputs that entry
+  (edge k outputs entry k: labscript's asynchronous mode); with ``I e`` an edge outputs the
+  entry at the pointer, then steps (edge k outputs entry k - 1: labscript's synchronous
+  mode, a rising edge outputs and the falling edge loads). Stepping off an entry with dwell
+  ``00`` (end of table) depends on `table_end`: ``"hold"`` stays on it (the table has
+  ended; ``m 0``/``m t`` re-arms), ``"wrap"`` goes back to entry 0. No source says which the
+  unit does: the option keeps both testable. Other dwell codes step like ``ff`` (timed
+  dwells are not run by the twin); each channel steps by its own entries' dwell codes
+  (labscript writes the same address and dwell to both).
+- ``I e`` selects external update; outside table mode the twin still applies ``F``/``P``/
+  ``V`` at once in ``I e`` (it does not model externally timed single-tone updates).
+
+The ``QUE`` status line ends with the firmware version (`firmware`, ``21`` by default as in
+ARTIQ's capture ``80 BC0000 0000 0102 21``); the fields before it are copied from that
+capture (no source documents them).
 """
 
 from __future__ import annotations
@@ -15,24 +47,48 @@ from __future__ import annotations
 from ionclock.sim_instruments.base import CommandError, SimInstrument
 
 F_MAX_MHZ = 171.1276031
+F_MAX_WORD = 1711276031
+"""171.1276031 MHz in 0.1 Hz units: the highest frequency word the twin accepts."""
 MAX_LINE = 64
+TABLE_SIZE = 16384
+TABLE_CHANNELS = (0, 1)
 _CRLF = b"\r\n"
 _FAST_HEADS = {b"F": "F", b"P": "P", b"V": "V"}
+_TABLE_HEADS = (b"t", b"T")
 _CHANNELS = (b"0", b"1", b"2", b"3")
+_HEX = "0123456789abcdefABCDEF"
+_from_bytes = int.from_bytes
+_ZERO_ENTRY = (0, 0, 0, 0)  # (frequency 0.1 Hz, phase, amplitude, dwell) of unwritten entries
 
 
 class SimNovatech409B(SimInstrument):
-    """Byte-level Novatech 409B twin (``Twin(world, **options)``)."""
+    """Byte-level Novatech 409B twin (``Twin(world, **options)``).
+
+    Options: `echo` (power-on echo, on like the unit), `firmware` (the last field of the
+    ``QUE`` status line, ``"21"``), `table_end` (``"hold"`` or ``"wrap"``: what an edge does
+    on a table entry with dwell ``00``), `table_size` (entries per table channel, 16384).
+    """
 
     input_terminator = _CRLF
     output_terminator = _CRLF
     name = "sim Novatech 409B"
 
-    def __init__(self, world=None, seed: int | None = 0, *, echo: bool = True):
+    def __init__(self, world=None, seed: int | None = 0, *, echo: bool = True,
+                 firmware: str = "21", table_end: str = "hold", table_size: int = TABLE_SIZE):
+        if table_end not in ("hold", "wrap"):
+            raise ValueError(f"table_end must be 'hold' or 'wrap', got {table_end!r}")
+        if not (firmware.isascii() and firmware.isalnum()):
+            raise ValueError(f"firmware must be one alphanumeric field, got {firmware!r}")
         self._power_on_echo = echo
+        self._firmware = firmware
+        self._wrap = table_end == "wrap"
+        self.table_size = int(table_size)
         self._saved = [(0, 0, 1023)] * 4  # EEPROM: (frequency 0.1 Hz, phase, amplitude) words
         self._hook = getattr(world, "dds_changed", None)
         super().__init__(world, seed)
+        wire = getattr(world, "wire_ttl", None)
+        if wire is not None:
+            wire("dds_step", self.trigger)
 
     # --- state ----------------------------------------------------------------------------
     def reset_settings(self) -> None:
@@ -42,18 +98,72 @@ class SimNovatech409B(SimInstrument):
         self.phase_continuous = False
         self.applied: list[list[int]] = [list(s) for s in self._saved]
         self.pending: list[list[int]] = [list(s) for s in self._saved]
+        self.external_update = False
+        self.table_mode = False
+        # Per table channel: entries (frequency 0.1 Hz, phase, amplitude, dwell) words, and
+        # the pointer. Static RAM: gone at power-on and after R.
+        self.tables: dict[int, list[tuple[int, int, int, int]]] = {
+            ch: [_ZERO_ENTRY] * self.table_size for ch in TABLE_CHANNELS}
+        self._pointer = {ch: 0 for ch in TABLE_CHANNELS}
+        # Channels with at least one entry written: an edge steps only these (an unwritten
+        # table is all dwell-00 zero entries, which neither hold nor wrap can leave).
+        self._stepping: tuple[int, ...] = ()
 
     def channel_state(self, ch: int) -> tuple[float, float, float]:
         """Return the applied output of `ch`: (frequency Hz, phase turns, amplitude fraction)."""
         f, p, a = self.applied[ch]
         return f / 10.0, p / 16384.0, a / 1023.0
 
+    def table_entry(self, ch: int, address: int) -> tuple[float, float, float, int]:
+        """Entry `address` of channel `ch`'s table: (Hz, turns, fraction, dwell code 0..255)."""
+        f, p, a, d = self.tables[ch][address]
+        return f / 10.0, p / 16384.0, a / 1023.0, d
+
+    def table_pointer(self, ch: int) -> int:
+        """The table address channel `ch` is on (output, or buffered with ``I e``)."""
+        return self._pointer[ch]
+
+    # --- the external trigger input (wired by the world) -----------------------------------
+    def trigger(self, t: float | None = None) -> None:
+        """One edge on the external trigger input at time `t` (s); only table mode uses it."""
+        if not self.table_mode:
+            return
+        external = self.external_update
+        wrap = self._wrap
+        pointer = self._pointer
+        for ch in self._stepping:
+            table = self.tables[ch]
+            at = pointer[ch]
+            if external:
+                self._output_entry(ch, table[at])
+            if table[at][3] == 0:  # dwell 00: the end of the table
+                nxt = 0 if wrap else at
+            else:
+                nxt = at + 1
+                if nxt == len(table):
+                    nxt = 0 if wrap else at
+            pointer[ch] = nxt
+            if not external:
+                self._output_entry(ch, table[nxt])
+
+    def _output_entry(self, ch: int, entry: tuple[int, int, int, int]) -> None:
+        applied = self.applied[ch]
+        f, p, a = entry[0], entry[1], entry[2]
+        if applied[0] != f or applied[1] != p or applied[2] != a:
+            applied[0] = f
+            applied[1] = p
+            applied[2] = a
+            self.pending[ch] = [f, p, a]
+            hook = self._hook
+            if hook is not None:
+                hook(ch, f / 10.0, p / 16384.0, a / 1023.0)
+
     # --- the byte stream, specialised for speed ------------------------------------------------
     def write(self, data: bytes) -> None:
-        """Receive bytes; one whole F/P/V line with no fault or echo skips the generic path.
+        """Receive bytes; one whole F/P/V/t line with no fault or echo skips the generic path.
 
-        The shortcut parses the same grammar as `handle` (it calls the same `_set_output`
-        on the bytes) and exists only because the clock loop sends two lines per cycle.
+        The shortcut parses the same grammar as `handle` (it calls the same `_set_output` /
+        `_set_table`) and exists only because the clock loop sends these lines every cycle.
         """
         if (data[-2:] == _CRLF and not self._rx and not self.echo
                 and not self.record_transcript and data.count(b"\n") == 1):
@@ -63,6 +173,14 @@ class SimNovatech409B(SimInstrument):
                 if head in _FAST_HEADS and data[1:2] in _CHANNELS and len(data) <= MAX_LINE + 2:
                     try:
                         self._set_output(_FAST_HEADS[head], data[1] - 48, data[2:-2].strip())
+                    except CommandError as err:
+                        self._tx += err.code.encode("ascii") + _CRLF
+                    else:
+                        self._tx += b"OK\r\n"
+                    return
+                if head in _TABLE_HEADS and len(data) <= MAX_LINE + 2 and data.isascii():
+                    try:
+                        self._set_table(data[1] - 48, data[2:-2].decode("ascii"))
                     except CommandError as err:
                         self._tx += err.code.encode("ascii") + _CRLF
                     else:
@@ -94,6 +212,8 @@ class SimNovatech409B(SimInstrument):
         head = text[0].upper()
         if head in "FPV" and len(text) > 1 and text[1] in "0123":
             return self._set_output(head, int(text[1]), text[2:].strip())
+        if head == "T" and len(text) > 1:
+            return self._set_table(ord(text[1]) - 48, text[2:])
         word = text.upper()
         if word == "QUE":
             return self._que()
@@ -108,14 +228,26 @@ class SimNovatech409B(SimInstrument):
             if arg in ("n", "a"):
                 self.phase_continuous = arg == "n"
                 return "OK"
+            if arg == "t":
+                self._start_table()
+                return "OK"
+            if arg == "0":
+                self.table_mode = False  # single-tone mode; the outputs keep their values
+                return "OK"
             raise CommandError("?6", "bad mode")
         if head == "I":
             arg = text[1:].strip().lower()
             if arg == "m":
                 self.manual_update = True
+                self.external_update = False
                 return "OK"
             if arg == "a":
                 self.manual_update = False
+                self.external_update = False
+                return "OK"
+            if arg == "e":
+                self.manual_update = False
+                self.external_update = True
                 return "OK"
             if arg == "p":
                 self._apply_all()
@@ -160,6 +292,70 @@ class SimNovatech409B(SimInstrument):
                     hook(ch, applied[0] / 10.0, applied[1] / 16384.0, applied[2] / 1023.0)
         return "OK"
 
+    def _set_table(self, ch: int, arg: str) -> str:
+        """``t<ch> <aaaa> <ffffffff>,<pppp>,<vvvv>,<dd>``: store one entry (hex fields)."""
+        if ch not in TABLE_CHANNELS:
+            raise CommandError("?0", "no table on this channel")
+        # The fixed-width layout every driver sends (" aaaa ffffffff,pppp,vvvv,dd"): one
+        # C-level hex parse (the clock loop writes up to three entries per cycle). With the
+        # spaces at 0 and 5 and the commas in place, 11 bytes means 22 hex digits in the
+        # even-width fields. Anything else, and every error, takes the field-by-field parse.
+        if (len(arg) == 27 and arg[0] == arg[5] == " "
+                and arg[14] == arg[19] == arg[24] == ","):
+            try:
+                b = bytes.fromhex(arg.replace(",", ""))
+            except ValueError:
+                b = b""
+            if len(b) == 11:
+                address = b[0] << 8 | b[1]
+                f = _from_bytes(b[2:6])
+                p = b[6] << 8 | b[7]
+                if address < self.table_size and f <= F_MAX_WORD and p <= 16383:
+                    self.tables[ch][address] = (f, p, (b[8] << 8 | b[9]) & 1023, b[10])
+                    if ch not in self._stepping:
+                        self._stepping = tuple(sorted(self._stepping + (ch,)))
+                    return "OK"
+        parts = arg.split()
+        if len(parts) != 2:
+            raise CommandError("?0", "bad table line")
+        address_text, rest = parts
+        fields = rest.split(",")
+        if len(fields) != 4:
+            raise CommandError("?0", "bad table line")
+        f_text, p_text, a_text, d_text = fields
+        if not 0 < len(address_text) <= 4 or address_text.strip(_HEX):
+            raise CommandError("?0", "bad table address")
+        address = int(address_text, 16)
+        if address >= self.table_size:
+            raise CommandError("?0", "table address out of range")
+        if not 0 < len(f_text) <= 8 or f_text.strip(_HEX):
+            raise CommandError("?1", "bad frequency")
+        f = int(f_text, 16)
+        if f > F_MAX_WORD:
+            raise CommandError("?1", "bad frequency")
+        if not 0 < len(p_text) <= 4 or p_text.strip(_HEX):
+            raise CommandError("?4", "bad phase")
+        p = int(p_text, 16)
+        if p > 16383:
+            raise CommandError("?4", "bad phase")
+        if not 0 < len(a_text) <= 4 or a_text.strip(_HEX):
+            raise CommandError("?7", "bad amplitude")
+        a = int(a_text, 16) & 1023  # not rejected, as with V: the 10-bit DAC wraps
+        if not 0 < len(d_text) <= 2 or d_text.strip(_HEX):
+            raise CommandError("?5", "bad dwell")
+        self.tables[ch][address] = (f, p, a, int(d_text, 16))
+        if ch not in self._stepping:
+            self._stepping = tuple(sorted(self._stepping + (ch,)))
+        return "OK"
+
+    def _start_table(self) -> None:
+        """``m t``: table mode, pointers on entry 0; entry 0 out unless ``I e``."""
+        self.table_mode = True
+        for ch in TABLE_CHANNELS:
+            self._pointer[ch] = 0
+            if not self.external_update:
+                self._output_entry(ch, self.tables[ch][0])
+
     def _apply_all(self) -> None:
         for ch in range(4):
             if self.applied[ch] != self.pending[ch]:
@@ -174,5 +370,5 @@ class SimNovatech409B(SimInstrument):
     def _que(self) -> str:
         lines = [f"{f:08X} {p:04X} {a:04X} 0000 00000000 00000000 000301"
                  for f, p, a in self.applied]
-        lines.append("80 BC0000 0000 0102 21")
+        lines.append("80 BC0000 0000 0102 " + self._firmware)
         return "\r\n".join(lines)
