@@ -620,14 +620,19 @@ class CycleTable:
 
         Every value is checked before any byte is written; only entries whose words changed
         since this driver last wrote them go on the wire; then the table is (re-)armed as
-        `restart` says. Call it once per cycle, after the previous cycle's edges.
+        `restart` says. Call it once per cycle, after the previous cycle's edges. (The clock
+        loop calls it every cycle: the words are compared inline, as `set_table_entry` with
+        ``skip_unchanged`` would, without its per-call checks.)
         """
         n = self.n_segments
         if len(segments) != n:
             raise ValueError(f"expected {n} segments, got {len(segments)}")
+        words = []
         for f, p, a in segments:  # every check before any byte: no half-written table
             if not (0.0 <= f <= F_MAX_HZ and 0.0 <= a <= 1.0 and _isfinite(p)):
                 table_entry_words(f, p, a)  # raises the ValueError that says what is wrong
+            words.append((round(f * 10.0), round(p % 1.0 * PHASE_WORDS) % PHASE_WORDS,
+                          round(a * AMPLITUDE_MAX_WORD)))
         ch = self.channel
         dds = ch.parent
         running = dds.table_mode
@@ -642,12 +647,20 @@ class CycleTable:
             ch.set_table_entry(0, idle, 0.0, 0.0, skip_unchanged=True)
             if not wrap:
                 ch.set_table_entry(n + 1, idle, 0.0, 0.0, skip_unchanged=True)
-        put = ch.set_table_entry
-        applied = [put(i, f, p, a, skip_unchanged=True)
-                   for i, (f, p, a) in enumerate(segments[:-1], 1)]
-        f, p, a = segments[-1]
-        applied.append(put(n, f, p, a, "end" if wrap else "trigger", skip_unchanged=True))
+        written = ch._table_words
+        command = dds.command
+        prefix = ch._t_prefix
+        last = n - 1
+        step, end = DWELL_CODES["trigger"], DWELL_CODES["end"]
+        for i, (fw, pw, aw) in enumerate(words):
+            code = end if wrap and i == last else step
+            entry = (fw, pw, aw, code)
+            address = i + 1
+            if written.get(address) != entry:
+                written.pop(address, None)  # unknown until the unit says OK
+                command("%s%04x %08x,%04x,%04x,%s" % (prefix, address, *entry))  # noqa: UP031
+                written[address] = entry
         if not (running and wrap):
             dds.start_table()
-        return applied
+        return [w[0] / 10.0 for w in words]
 

@@ -61,6 +61,10 @@ SCHEMA = {
         "aom_center_hz": F(float, 80e6, min=1e6, max=170e6),
         "nu_initial_hz": F(float, 0.0, min=-1e3, max=1e3),
         "acquire_frames": F(int, 10, min=1, max=10000),
+        "prepare_s": F(float, 0.0125, min=0.0, max=1.0,
+                       doc="cycle start to the first clock pulse: cooling, pumping, shutters"),
+        "pulse_step_hz": F(float, 0.0, min=-1e4, max=1e4,
+                           doc="hyper-Ramsey frequency step of the light during the pulses, Hz"),
     },
     "instruments": Table(INSTRUMENT, required=True),
     "shutdown": {
@@ -91,6 +95,8 @@ SCHEMA = {
         "bright_counts": F(float, 40.0, min=1.0, max=1e4),
         "dark_counts": F(float, 1.0, min=0.0, max=100.0),
         "exact_propagator": F(bool, False),
+        "probe_light_shift_hz": F(float, 0.0, min=-1e3, max=1e3,
+                                  doc="light shift of the clock line during the pulses, Hz"),
         "deterministic": F(bool, False, doc="expectation values instead of random outcomes"),
         "cryostat": F(bool, True, doc="simulate the LN2 cryostat (temperatures, refills)"),
         "refill_interval_h": F(float, 48.0, min=1.0, max=24 * 30.0),
@@ -105,7 +111,7 @@ SCHEMA = {
     },
 }
 
-ROLES = ("aom", "coils", "counter")
+ROLES = ("aom", "coils", "counter", "pulser")
 
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "configs" / "scenarios"

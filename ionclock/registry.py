@@ -41,6 +41,10 @@ MODELS: dict[str, ModelEntry] = {
         "ionclock.drivers.novatech409b:Novatech409B",
         "ionclock.sim_instruments.novatech409b:SimNovatech409B",
         "Novatech 409B four-channel DDS (clock AOM)"),
+    "dg645": ModelEntry(
+        "ionclock.drivers.dg645:SRSDG645",
+        "ionclock.sim_instruments.dg645:SimDG645",
+        "SRS DG645 delay generator: the software start of each cycle's pulse sequence"),
     "keysight_e36312a": ModelEntry(
         "ionclock.drivers.coil_supplies:CoilSupplyE36312A",
         "ionclock.sim_instruments.coil_supplies:SimKeysightE36312A",
@@ -245,6 +249,7 @@ def make_world(env: Any, twin: dict, servo: dict, instruments: dict) -> Any:
         bright_counts=twin["bright_counts"],
         dark_counts=twin["dark_counts"],
         exact=twin["exact_propagator"],
+        light_shift_hz=twin["probe_light_shift_hz"],
         cryostat=twin["cryostat"],
         refill_interval_s=twin["refill_interval_h"] * 3600.0,
         apply_shifts=twin["apply_shifts"],

@@ -23,6 +23,7 @@ from ionclock.errors import UserError
 from ionclock.servo.clock_lock import ClockServo, Frame, ServoParams
 from ionclock.servo.clock_output import ClockOutput
 from ionclock.servo.readout import ThresholdReadout
+from ionclock.drivers.sequencer import PulseProgram, TableSequencer
 from ionclock.shutdown import ShutdownRequested, shutdown_on_signals
 from ionclock.store import Store
 
@@ -35,7 +36,7 @@ def servo_params(cfg: dict) -> ServoParams:
     return ServoParams(
         ramsey_time_s=s["ramsey_time_s"], cycle_time_s=s["cycle_time_s"], gain=s["gain"],
         drift_gain=s["drift_gain"], b_gain=s["b_gain"], b_drift_gain=s["b_drift_gain"],
-        residual_gain=s["residual_gain"], aom_center_hz=s["aom_center_hz"],
+        residual_gain=s["residual_gain"],
         b_initial_t=cfg["clock"]["b_nominal_t"],
         nu_initial_hz=s["nu_initial_hz"], acquire_frames=s["acquire_frames"])
 
@@ -92,11 +93,10 @@ class ClockRun:
         if self.world is not None and cfg["twin"]["deterministic"]:
             readout = registry.expectation_readout(self.world)
         else:
-            readout = ThresholdReadout(self.instruments["counter"],
-                                       cfg["servo"]["threshold_counts"])
+            readout = ThresholdReadout(self.sequencer, cfg["servo"]["threshold_counts"])
         self.output = ClockOutput(registry.twin_reference(self.world)
                                   if self.world is not None else None)
-        self.servo = ClockServo(self.env, self._aom_channel(), readout, output=self.output,
+        self.servo = ClockServo(self.env, self.sequencer, readout, output=self.output,
                                 store=(self.store if cfg["run"]["record_cycles"]
                                        else _FrameOnlyStore(self.store)),
                                 params=self.params, on_frame=self._on_frame,
@@ -110,12 +110,22 @@ class ClockRun:
             self.store.event(t, kind, source, **detail)
 
     def _configure_instruments(self) -> None:
-        """Put each role's instrument in the mode the clock cycle needs."""
-        counter = self.instruments["counter"]
-        configure = getattr(counter, "configure_gated", None)
-        if configure is not None:  # a stand-alone counter: one gate per detection trigger
-            configure(self.cfg["instruments"]["counter"]["gate_time_s"])
-            counter.arm()
+        """Build the pulse sequencer on its instruments and put them in the cycle's modes.
+
+        The TTL pattern it needs (`PulseProgram.edges`) is what the lab's pulse hardware is
+        programmed with; the twin's hardware plays the same pattern.
+        """
+        s = self.cfg["servo"]
+        inst = self.cfg["instruments"]
+        program = PulseProgram(pi_time_s=s["pi_time_s"], ramsey_time_s=s["ramsey_time_s"],
+                               cycle_time_s=s["cycle_time_s"], prepare_s=s["prepare_s"])
+        self.sequencer = TableSequencer(
+            self.instruments["aom"], inst["aom"]["channel"], self.instruments["counter"],
+            self.instruments["pulser"], program, s["aom_center_hz"],
+            pulse_step_hz=s["pulse_step_hz"])
+        program = self.sequencer.configure(inst["counter"]["gate_time_s"])
+        if self.world is not None:
+            self.world.load_pattern(program.edges(), program.detection_s)
 
     @staticmethod
     def _driver_options(role: str, entry: dict) -> dict:
@@ -123,9 +133,6 @@ class ClockRun:
             return {"current_limit_a": entry["current_limit_a"],
                     "slew_a_per_s": entry["slew_a_per_s"]}
         return {}
-
-    def _aom_channel(self):
-        return getattr(self.instruments["aom"], f"ch_{self.cfg['instruments']['aom']['channel']}")
 
     def _coil_channel(self):
         coils = self.instruments["coils"]
@@ -153,7 +160,8 @@ class ClockRun:
             if truth.n:
                 per_line = [d / n if n else None
                             for d, n in zip(truth.per_line, truth.per_line_n)]
-                self.store.add("twin_truth", (frame.index, frame.t, det, b_true, *per_line))
+                self.store.add("twin_truth", (frame.index, frame.t, det, b_true, *per_line,
+                                              truth.sum_stray_hz / truth.n))
         else:
             det = b_true = math.nan
         self.frames.append((frame.t, frame.locked, frame.holdover, frame.nu_hz, frame.b_t,

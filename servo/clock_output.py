@@ -5,8 +5,9 @@ servo steers the laser through its AOM; where the laser sits on the absolute sca
 measured by a frequency reference (in the lab a frequency comb referenced to a maser, whose
 record is read at each interrogation; in the twin its own truth). The laser drifts with its
 cavity while the AOM holds a cycle's setting, so the output must sample the laser when the
-ion does: `sample()` is called at each probe's detection with that probe's common steering,
-and each frame's output is the mean over its probes:
+ion does: `sample()` is called for each probe with the middle of its free evolution (where a
+drifting laser's phase counts) and its common steering, and each frame's output is the mean
+over its probes:
 
     nu_abs      = mean_i [reference_i (laser with the AOM at its centre, minus nu0)
                           + common steering_i]
@@ -25,8 +26,8 @@ from typing import Protocol
 class FrequencyReference(Protocol):
     """Where the clock laser is on the absolute scale."""
 
-    def laser_offset_hz(self) -> float:
-        """Laser frequency with the clock AOM at its centre, minus nu0 (Hz), now."""
+    def laser_offset_hz(self, t: float) -> float:
+        """Laser frequency with the clock AOM at its centre, minus nu0 (Hz), at time t."""
         ...
 
 
@@ -43,10 +44,10 @@ class ClockOutput:
         self._n = 0
         self._laser = reference.laser_offset_hz if reference is not None else None
 
-    def sample(self, steering_hz: float) -> None:
-        """A probe was just detected with the common steering `steering_hz` (Hz)."""
+    def sample(self, t: float, steering_hz: float) -> None:
+        """A probe at time `t` (its free evolution's middle) had the common steering (Hz)."""
         if self._laser is not None:
-            self._sum += self._laser() + steering_hz
+            self._sum += self._laser(t) + steering_hz
             self._n += 1
 
     def set_budget(self, t: float, shift_hz: float, sigma_hz: float, valid: bool) -> None:

@@ -5,6 +5,10 @@ terminator, parses each line with the same grammar as the real unit, and queues 
 bytes, with the real unit's terminators, echo and prompt. A command changes world state at
 ``world.env.now``; a query samples it at ``world.env.now`` (STYLE §4).
 
+Time: a twin acts at ``world.env.now``, after every TTL edge of the sequencer due by then has
+reached the instruments (``world.settle()``, called before any byte is handled), so a twin
+never answers with what has not happened yet and never acts before what came earlier.
+
 Faults are part of the twin: `faults.timeout` (the unit stops answering), `faults.garble`
 (replies are corrupted), `faults.disconnected` (the link is down: writes raise), and
 `power_cycle()` (the unit forgets its settings).
@@ -44,6 +48,7 @@ class SimInstrument:
 
     def __init__(self, world=None, seed: int | None = 0):
         self.world = world
+        self._settle = getattr(world, "settle", None)
         self.faults = Faults()
         self._rx = b""
         self._tx = bytearray()
@@ -67,6 +72,8 @@ class SimInstrument:
         """Receive bytes from the host."""
         if self.faults.disconnected:
             raise LinkDown(f"{self.name}: link down")
+        if self._settle is not None:
+            self._settle()
         self._rx += data
         term = self.input_terminator
         while True:

@@ -47,6 +47,24 @@ def _apply(m, v):
     return a * v[0] + b * v[1], c * v[0] + d * v[1]
 
 
+def excitation_segments(segments) -> float:
+    """Excitation probability after arbitrary light segments, starting in |g> (pulse level).
+
+    segments: iterable of (duration_s, rabi_rad_s, detuning_hz, phase_rad), in time order:
+    the light the ion actually sees during each part of the interrogation. A segment with
+    zero Rabi frequency is free evolution V(t) at its detuning. Each segment is the two-level
+    propagator U(t, phi) of `_pulse` (H = -(det/2) sigma_z + (rabi/2)(cos phi sigma_x +
+    sin phi sigma_y)), in the frame of the laser as it runs in that segment, as in DOMAIN §5:
+    p = |<e| U_n ... U_1 |g>|^2. With the hyper-Ramsey segments (pi/2 at 0, T, pi at pi,
+    pi/2 at +-pi/2) this is `excitation_exact`.
+    """
+    v0, v1 = 1.0 + 0j, 0j
+    for duration, rabi, det_hz, phase in segments:
+        a, b, c, d = _pulse(duration, phase, rabi, TWO_PI * det_hz)
+        v0, v1 = a * v0 + b * v1, c * v0 + d * v1
+    return abs(v1) ** 2
+
+
 def excitation_exact(delta_hz: float, phase_sign: int, pi_time_s: float, ramsey_time_s: float,
                      pulse_detuning_hz: float | None = None) -> float:
     """Exact hyper-Ramsey excitation probability.

@@ -56,6 +56,7 @@ _CRLF = b"\r\n"
 _FAST_HEADS = {b"F": "F", b"P": "P", b"V": "V"}
 _TABLE_HEADS = (b"t", b"T")
 _CHANNELS = (b"0", b"1", b"2", b"3")
+_MODE_LINES = {b"m t\r\n": True, b"m 0\r\n": False}
 _HEX = "0123456789abcdefABCDEF"
 _from_bytes = int.from_bytes
 _ZERO_ENTRY = (0, 0, 0, 0)  # (frequency 0.1 Hz, phase, amplitude, dwell) of unwritten entries
@@ -169,6 +170,16 @@ class SimNovatech409B(SimInstrument):
                 and not self.record_transcript and data.count(b"\n") == 1):
             faults = self.faults
             if not (faults.disconnected or faults.timeout or faults.garble):
+                if self._settle is not None:   # what the TTLs did before this line
+                    self._settle()
+                mode = _MODE_LINES.get(data)
+                if mode is not None:          # m t / m 0 (table mode on, off)
+                    if mode:
+                        self._start_table()
+                    else:
+                        self.table_mode = False
+                    self._tx += b"OK\r\n"
+                    return
                 head = data[:1]
                 if head in _FAST_HEADS and data[1:2] in _CHANNELS and len(data) <= MAX_LINE + 2:
                     try:

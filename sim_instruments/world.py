@@ -2,8 +2,20 @@
 
 The world knows its own truth (true line centres, true B, the laser's true frequency) and
 exposes it so tests can grade the servo. Instruments are thin protocol front ends on it:
-the DDS twin calls `dds_changed`, the coil-supply twin `coil_changed`, the photon counter
-twin `detect`.
+the DDS twin calls `dds_changed`, the coil-supply twin `coil_changed`, the pulse generator's
+twin `start_cycle`; the DDS and the photon counter twins hang on the TTL lines of the
+sequencer (`wire_ttl`) and the counter asks `photon_counts` for each gate.
+
+The cycle at pulse level (issue: the twin follows the instruments): the sequencer hardware
+plays the TTL pattern (`load_pattern`, `ionclock.drivers.sequencer.PulseProgram.edges`) once
+per start. Each DDS step edge records the DDS output in force (frequency, phase, amplitude)
+as one light segment; at the end of the light the excitation is computed from those
+segments: the light's frequency and phase are twice the RF's through the double-pass AOM
+(DOMAIN §5), the pulses' phases are whatever the DDS ran (a wrong phase gives no error
+signal), the shutters' states during the probe add stray light. The outcome is drawn then,
+and the photons of each counter gate come from its overlap with the detection window. TTL
+edges are delivered lazily, in time order, before any twin answers or acts (`settle`), so
+nothing is observable before its time: a count asked for too early is not there yet.
 
 Models (DOMAIN §1, §5):
 - Clock laser: a ULE-cavity-stabilised laser, nu_cav(t) = nu0 - 2 f_AOM,centre + delta0
@@ -32,7 +44,11 @@ import numpy as np
 import simpy
 
 from ionclock.physics import NU0_CA, TAU_D52, ZEEMAN_LINES, ramsey_contrast
-from ionclock.sim_instruments.hyper_ramsey import FastHyperRamsey, excitation_exact
+from ionclock.sim_instruments.hyper_ramsey import (
+    FastHyperRamsey,
+    excitation_exact,
+    excitation_segments,
+)
 
 
 @dataclass
@@ -55,7 +71,9 @@ class TwinParams:
     common_shift_hz: float = 0.0         # systematic shift common to all six lines
     pi_time_s: float = 0.004
     ramsey_time_s: float = 0.080
-    light_shift_hz: float = 0.0          # residual probe light shift during pulses
+    light_shift_hz: float = 0.0          # the line's light shift during the pulses (full power);
+                                         # a step of the laser by as much cancels it
+    aom_passes: int = 2                  # double-pass clock AOM: light = 2 x RF (DOMAIN §5)
     exact: bool = False                  # exact propagator on every probe (slow)
     detection_time_s: float = 0.002
     bright_counts: float = 40.0
@@ -154,6 +172,7 @@ class Truth:
     n: int = 0
     sum_detuning_hz: float = 0.0
     sum_b_t: float = 0.0
+    sum_stray_hz: float = 0.0      # light shift of stray light on the ion (a stuck shutter)
     per_line: list = field(default_factory=lambda: [0.0] * 6)
     per_line_n: list = field(default_factory=lambda: [0] * 6)
 
@@ -192,7 +211,21 @@ class ClockWorld:
         self._decay_p = 1.0 - math.exp(-p.detection_time_s / p.tau_d_s)
         self.truth = Truth()
         self.last_detuning_hz = 0.0
-        self.quenched = False                # 854 nm shutter stuck open
+        self.stray_open = 0.0                # how far the 854 nm shutter is stuck open (0..1)
+        # --- the sequencer's hardware: TTL pattern, its lines, the cycle in progress -------
+        self._ttl: dict[str, list] = {}
+        self._edges: list[tuple[float, object]] = []
+        self._edge_i = 0
+        self._edge_t = math.inf              # time of the next undelivered edge
+        self._cycle_t0 = -math.inf
+        self._cycle_end = -math.inf
+        self._segments: list[tuple[float, float, float, float]] = []
+        self._detection = (-math.inf, 0.0)   # (start, length) of the last detection window
+        self._state = 0                      # at detection: 0 bright, 1 shelved, 2 no ion
+        self.last_dark_probability = 0.0
+        self.cycles_started = 0
+        self.starts_ignored = 0
+        self.detection_s = p.detection_time_s
         self.log: list[tuple[float, str, dict]] = []   # what the world did, for grading
         self.on_note = None        # called as on_note(t, kind, **detail) for each of those
         self.cryostat = None
@@ -228,6 +261,87 @@ class ClockWorld:
             self.coil_current_a = current_a
             if self.p.apply_shifts:
                 self._update_shifts()
+
+    # --- the sequencer's hardware: TTL lines and the pattern ---------------------------------
+    def wire_ttl(self, line: str, callback) -> None:
+        """Connect `callback(t)` to TTL `line` (an instrument's trigger input)."""
+        self._ttl.setdefault(line, []).append(callback)
+        if self._edges:
+            self.load_pattern(self._pattern, self.detection_s)
+
+    def load_pattern(self, edges, detection_s: float) -> None:
+        """The TTL pattern played on each start: (offset s, line) pairs in time order.
+
+        Lines: ``dds_step`` (a light segment begins: the DDS steps, its output is recorded),
+        ``probe_end`` (the light ends: the excitation is evaluated), ``detection`` (the
+        detection light opens for `detection_s`), ``counter_trig`` (the counter's TRIG).
+        """
+        self._pattern = tuple(edges)
+        self.detection_s = detection_s
+        self._dds_callbacks = tuple(self._ttl.get("dds_step", ()))
+        handlers = {"dds_step": self._dds_step, "probe_end": self._probe_end,
+                    "detection": self._detection_opens}
+        out = []
+        for offset, line in self._pattern:
+            handler = handlers.get(line)
+            if handler is None:
+                callbacks = tuple(self._ttl.get(line, ()))
+                if not callbacks:
+                    continue
+                handler = callbacks[0] if len(callbacks) == 1 else _fan_out(callbacks)
+            out.append((offset, handler))
+        self._edges = out
+        self._cycle_length = max((e[0] for e in self._pattern), default=0.0)
+
+    def start_cycle(self, t: float | None = None) -> bool:
+        """The pulse generator fired: play the pattern from `t` (default now).
+
+        A start while the previous pattern is still playing is ignored, as a delay generator
+        ignores triggers during its delay cycle; returns whether the cycle started.
+        """
+        t = self.env.now if t is None else t
+        self.settle()
+        if t < self._cycle_end or not self._edges:
+            self.starts_ignored += 1
+            return False
+        self.cycles_started += 1
+        self._cycle_t0 = t
+        self._cycle_end = t + self._cycle_length
+        self._edge_i = 0
+        self._segments = []
+        self._edge_t = t + self._edges[0][0]
+        if self._edge_t <= self.env.now:
+            self.settle()
+        return True
+
+    def settle(self) -> None:
+        """Deliver every TTL edge due by now, in time order (twins call this first)."""
+        if self._edge_t <= self.env.now:
+            self._deliver(self.env.now)
+
+    def _deliver(self, now: float) -> None:
+        edges = self._edges
+        n = len(edges)
+        t0 = self._cycle_t0
+        self._edge_t = math.inf     # re-entrant calls to settle() do nothing
+        i = self._edge_i
+        while i < n:
+            offset, handler = edges[i]
+            t = t0 + offset
+            if t > now:
+                break
+            i += 1
+            self._edge_i = i
+            handler(t)
+        self._edge_t = t0 + edges[i][0] if i < n else math.inf
+
+    def _dds_step(self, t: float) -> None:
+        for callback in self._dds_callbacks:
+            callback(t)
+        self._segments.append((t, self.aom_hz, self.aom_phase_turns, self.aom_amplitude))
+
+    def _detection_opens(self, t: float) -> None:
+        self._detection = (t, self.detection_s)
 
     # --- truth ---------------------------------------------------------------------------
     def b_true(self, t: float | None = None) -> float:
@@ -279,9 +393,22 @@ class ClockWorld:
         """A sudden field step (T)."""
         self.b_steps_t += delta_t
 
-    def stick_shutter(self, stuck: bool = True) -> None:
-        """The 854 nm shutter sticks open (or is fixed): stray quench light during the probe."""
-        self.quenched = stuck
+    def stick_shutter(self, stuck: bool = True, fraction: float = 1.0) -> None:
+        """The 854 nm shutter sticks open (or is fixed): stray light during the probe.
+
+        `fraction` of the beam gets through (1: fully open): it quenches D5/2 at
+        `fraction / quench_tau_s` and light-shifts the clock line by `fraction *
+        quench_light_shift_hz` (DOMAIN §1: all lasers but the clock laser are blocked during
+        the interrogation; one that is not is a light shift on the ion).
+        """
+        if stuck and not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction open must be within (0, 1], got {fraction!r}")
+        self.stray_open = fraction if stuck else 0.0
+
+    @property
+    def quenched(self) -> bool:
+        """True while a shutter is stuck open."""
+        return self.stray_open > 0.0
 
     def temperature_k(self) -> float:
         """BBR temperature seen by the ion: mean of the trap and the BBR cavity (K)."""
@@ -330,8 +457,10 @@ class ClockWorld:
                 self.cryostat.inject_excursion(value, duration_s or 3600.0)
             self._note("temperature_excursion", delta_k=value, duration_s=duration_s)
         elif kind == "shutter_stuck":
-            self.stick_shutter(True)
-            self._note("shutter_stuck")
+            fraction = value or 1.0
+            self.stick_shutter(True, fraction)
+            self._note("shutter_stuck", fraction_open=fraction,
+                       light_shift_hz=fraction * self.p.quench_light_shift_hz)
             if duration_s:
                 yield self.env.timeout(duration_s)
                 self.stick_shutter(False)
@@ -374,19 +503,41 @@ class ClockWorld:
         p = self.p
         if p.exact or p.light_shift_hz or not self._fast.valid(delta_hz):
             coh = excitation_exact(delta_hz, phase_sign, p.pi_time_s, p.ramsey_time_s,
-                                   delta_hz + p.light_shift_hz)
+                                   delta_hz - p.light_shift_hz)
         else:
             coh = self._fast.excitation(delta_hz, phase_sign)
         return 0.5 + self.contrast * (coh - 0.5)
 
-    def _interrogate(self) -> float:
-        """Evaluate the interrogation just finished: excitation probability, truth recorded.
+    def _probe_end(self, t_end: float) -> None:
+        """The light is over: evaluate the interrogation from the segments the ion saw.
 
-        Runs once per clock cycle, so `b_true`, `laser_offset_hz` and `excitation` are
-        inlined here (same formulas, same random draws); tests hold them equal.
+        Draws the outcome (shelved in D5/2 or not) and records the truth: each probe's
+        detuning is the laser during the free evolution (at its middle, where a drifting
+        laser's phase counts) minus the true line centre, without the stray light of a
+        shutter left open, so the truth shows the bias such a fault causes.
         """
-        t = self.env.now
+        # the segments that began before the light's end (a table that ends each cycle on a
+        # dark entry steps once more, at the end)
+        segs = [seg for seg in self._segments if seg[0] < t_end]
+        self._segments = []
+        if not self.ion_present:
+            self._state = 2
+            self.last_dark_probability = 1.0
+            return
+        if len(segs) != 4 or not (segs[0][3] or segs[2][3] or segs[3][3]):
+            # no clock light in the pulses (an ion check): the ion stays in S and scatters
+            self._state = 0
+            self.last_dark_probability = 0.0
+            return
+        prob = self._excitation_of(segs, t_end)
+        self.last_dark_probability = prob
+        self._state = 1 if self.rng.random() < prob else 0
+
+    def _excitation_of(self, segs, t_end: float) -> float:
+        """Dark probability after the four segments (hyper-Ramsey as the DDS ran it)."""
         p = self.p
+        (ta, fa, pa, aa), (tb, fb, pb, ab), (tc, fc, pc, ac), (td, fd, pd, ad) = segs
+        t = 0.5 * (tb + tc)
         if p.b_walk_t_sqrt_s:
             b = self.b_true(t)
         else:   # b_true(t) without the random walk
@@ -399,9 +550,10 @@ class ClockWorld:
             b_probe = b + p.b_noise_t * pool.pop()
         else:
             b_probe = b
-        # laser_offset_hz(t): the cavity (cached per instant) plus the double-pass AOM
         cavity = self._cavity_hz if t == self._cavity_t else self.cavity_offset_hz(t)
-        nu = cavity + 2.0 * (self.aom_hz - p.aom_center_hz)
+        n = p.aom_passes
+        centre_rf = p.aom_center_hz
+        nu = cavity + n * (fb - centre_rf)          # the laser during the free evolution
         # The laser addresses the nearest line; lines sit at c + Q0 w_k + z_k B and are
         # hundreds of kHz apart, so the nearest one follows from (nu - c) / B by bisection.
         if abs(b_probe) > 1e-12:
@@ -410,10 +562,7 @@ class ClockWorld:
             centres = self.line_centres_hz(b_probe)
             k = min(range(6), key=lambda i: abs(nu - centres[i]))
         centre = p.common_shift_hz + p.q0_hz * self._qw[k] + self._z[k] * b_probe
-        if self.quenched:
-            centre += p.quench_light_shift_hz
         delta = nu - centre
-        phase_sign = 1 if (self.aom_phase_turns % 1.0) < 0.5 else -1
         tr = self.truth
         tr.n += 1
         tr.sum_detuning_hz += delta
@@ -421,34 +570,71 @@ class ClockWorld:
         tr.per_line[k] += delta
         tr.per_line_n[k] += 1
         self.last_detuning_hz = delta
+        stray = self.stray_open
+        if stray:
+            tr.sum_stray_hz += stray * p.quench_light_shift_hz
+        delta -= stray * p.quench_light_shift_hz
         fast = self._fast
-        if p.exact or p.light_shift_hz or not -fast.max_detuning_hz < delta < fast.max_detuning_hz:
-            prob = self.excitation(delta, phase_sign)
-        else:   # excitation(): the calibrated fast path (hyper_ramsey.FastHyperRamsey)
-            prob = 0.5 + self.contrast * (
-                0.5 * (1.0 - phase_sign * fast.sign * math.sin(fast.k * delta)) - 0.5)
-        if self.quenched:  # stray 854 nm light empties D5/2 during the free evolution
-            prob *= math.exp(-p.ramsey_time_s / p.quench_tau_s)
+        sign = 0
+        if (aa == ac == ad == 1.0 and ab == 0.0 and fa == fb == fc == fd
+                and not p.exact and not p.light_shift_hz
+                and -fast.max_detuning_hz < delta < fast.max_detuning_hz):
+            # the light's phases (n x the DDS's): pi/2 at 0, pi at 1/2 turn, final at +-1/4
+            d2 = (n * (pc - pa)) % 1.0
+            if -1e-6 < d2 - 0.5 < 1e-6:
+                d3 = (n * (pd - pa)) % 1.0
+                if -1e-6 < d3 - 0.25 < 1e-6:
+                    sign = 1
+                elif -1e-6 < d3 - 0.75 < 1e-6:
+                    sign = -1
+        if sign:   # the calibrated fast path (hyper_ramsey.FastHyperRamsey)
+            coh = 0.5 * (1.0 - sign * fast.sign * math.sin(fast.k * delta))
+        else:      # anything else: the exact propagator through the segments as run
+            rabi = math.pi / p.pi_time_s
+            ls = p.light_shift_hz
+            two_pi_n = TWO_PI * n
+            coh = excitation_segments(
+                (t1 - t0, rabi * amp, delta + n * (f - fb) - ls * amp * amp, two_pi_n * ph)
+                for (t0, f, ph, amp), t1 in zip(segs, (tb, tc, td, t_end)))
+        prob = 0.5 + self.contrast * (coh - 0.5)
+        if stray:  # stray 854 nm light empties D5/2 during the free evolution
+            prob *= math.exp(-stray * p.ramsey_time_s / p.quench_tau_s)
         return prob
 
-    def detect(self, gate_s: float) -> int:
-        """Run the interrogation just finished and return the photon counts in the gate."""
-        if not self.ion_present:
+    def photon_counts(self, t_open: float, width_s: float) -> int:
+        """Photons counted by the PMT in [t_open, t_open + width_s) (a counter's gate).
+
+        The ion fluoresces (~`bright_counts` per detection window) while the detection light
+        is on and the ion is in S; in D5/2 it may decay during the window and scatter for the
+        rest of it (tau_D); outside the window, and without an ion, only background counts
+        (`dark_counts` per window length).
+        """
+        d0, length = self._detection
+        if t_open == d0 and width_s == length:   # the gate is the detection window
+            state = self._state
+            if state == 0:
+                return self._counts(True)
+            if state == 1 and self.rng.random() < self._decay_p:
+                frac = self.rng.random()
+                return self._counts(False) + int(self.nprng.poisson(self.p.bright_counts * frac))
             return self._counts(False)
-        if self.aom_amplitude <= 0.0:
-            return self._counts(True)  # no clock light: the ion stays in S and scatters
-        if self.rng.random() >= self._interrogate():
-            return self._counts(True)
-        # shelved in D5/2; it may decay during detection and scatter for the rest (tau_D)
-        if self.rng.random() < self._decay_p:
-            frac = self.rng.random()
-            return self._counts(False) + int(self.nprng.poisson(self.p.bright_counts * frac))
-        return self._counts(False)
+        overlap = max(0.0, min(t_open + width_s, d0 + length) - max(t_open, d0))
+        lam = self.p.dark_counts * width_s / self.detection_s
+        if self._state == 0 and overlap > 0.0:
+            lam += (self.p.bright_counts - self.p.dark_counts) * overlap / self.detection_s
+        return int(self.nprng.poisson(lam)) if lam > 0 else 0
 
     def expected_dark(self) -> float:
-        """Deterministic twin: the expectation value of the dark outcome (no random draw)."""
-        if not self.ion_present:
-            return 1.0
-        if self.aom_amplitude <= 0.0:
-            return 0.0
-        return self._interrogate()
+        """Deterministic twin: the last probe's dark probability (no random draw)."""
+        self.settle()
+        return self.last_dark_probability
+
+
+def _fan_out(callbacks):
+    def fire(t: float) -> None:
+        for callback in callbacks:
+            callback(t)
+    return fire
+
+
+TWO_PI = 2.0 * math.pi

@@ -18,7 +18,7 @@ def dds(device_address):
 
 def test_ping_and_status(dds):
     assert dds.ping()
-    assert dds.status().healthy
+    assert dds.status().firmware   # the last field of QUE: the firmware version
 
 
 def test_frequency_phase_amplitude_round_trip(dds):

@@ -1,0 +1,267 @@
+"""The pulse-sequencer role: one clock cycle's light, timed by hardware, and its counts back.
+
+Within a clock cycle the pulses are timed by hardware, not by Python (DOMAIN §1 cycle, §5
+"Double-pass AOM"): the servo hands the sequencer the settings of the next cycle (the probe
+frequency, the sign of the final pulse's phase, whether the clock light is on), starts the
+cycle, and reads the detection counts once the cycle is over. `PulseSequencer` is that
+interface; an FPGA sequencer that loads a cycle's DDS words and returns its counts
+implements it directly. `TableSequencer` implements it on the named instruments:
+
+- the clock AOM's DDS (Novatech 409B) holds the cycle's four light segments as table entries
+  (pi/2 pulse, free evolution with the light off, pi pulse, final pi/2 pulse), each applied
+  on an edge of the sequencer's TTL on the DDS's external trigger input (labscript's
+  NovaTechDDS9M loads its table the same way);
+- the photon counter (SRS SR400) counts one gate per cycle, triggered by the TTLs that the
+  counter's driver asks for (`SR400.trigger_offsets`);
+- a pulse generator (SRS DG645 in single-shot mode) starts each cycle on a software trigger;
+  its outputs start the TTL pattern of `PulseProgram.edges()`.
+
+Hyper-Ramsey on a double-pass AOM (DOMAIN §5): the light is shifted by twice the RF
+frequency and its phase by twice the RF phase, so the light's pulse phases 0, pi, +-pi/2 are
+DDS phases 0, 1/4 and +-1/8 turn, and the frequency step during the pulses is half the step
+wanted on the light. (A single-pass AOM, `double_pass=False`, takes the light's values.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+#: TTL lines of the pattern (names shared with the twin's pattern hardware).
+DDS_STEP = "dds_step"
+COUNTER_TRIG = "counter_trig"
+PROBE_END = "probe_end"
+DETECTION = "detection"
+
+
+@dataclass(frozen=True)
+class PulseProgram:
+    """The timing of one clock cycle (s, from the cycle's start trigger), DOMAIN §1.
+
+    Doppler cooling 1.5 ms, optical pumping, 3D sideband cooling 10 ms and the shutters
+    closing make up `prepare_s`; then hyper-Ramsey (pi/2 of half the pi time, free evolution
+    T, pi, pi/2), then detection (`detection_s` after `detection_delay_s`).
+    `counter_offsets_s` are the counter's TTL edges relative to the detection start.
+    """
+
+    pi_time_s: float = 0.004
+    ramsey_time_s: float = 0.080
+    cycle_time_s: float = 0.105
+    prepare_s: float = 0.0125
+    detection_delay_s: float = 0.0005
+    detection_s: float = 0.002
+    counter_offsets_s: tuple[float, ...] = (0.0,)
+    dds_end_edge: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("pi_time_s", "ramsey_time_s", "cycle_time_s", "detection_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("prepare_s", "detection_delay_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.counter_offsets_s or min(self.counter_offsets_s) < 0:
+            raise ValueError("counter_offsets_s must be one or more offsets >= 0")
+        last = self.detection_start_s + max(self.detection_s, max(self.counter_offsets_s))
+        if last >= self.cycle_time_s:
+            raise ValueError(f"the pulse program needs {last * 1e3:.2f} ms, more than the "
+                             f"cycle time {self.cycle_time_s * 1e3:.2f} ms")
+
+    @property
+    def segment_starts_s(self) -> tuple[float, float, float, float]:
+        """Start of each light segment: pi/2, free evolution, pi, final pi/2 (s)."""
+        half = 0.5 * self.pi_time_s
+        p = self.prepare_s
+        return (p, p + half, p + half + self.ramsey_time_s,
+                p + half + self.ramsey_time_s + self.pi_time_s)
+
+    @property
+    def probe_end_s(self) -> float:
+        """End of the final pi/2 pulse (s)."""
+        return self.prepare_s + 2 * self.pi_time_s + self.ramsey_time_s
+
+    @property
+    def ramsey_mid_s(self) -> float:
+        """Middle of the free evolution: when the laser's frequency counts (s)."""
+        return self.prepare_s + 0.5 * (self.pi_time_s + self.ramsey_time_s)
+
+    @property
+    def detection_start_s(self) -> float:
+        """Start of the detection window (s)."""
+        return self.probe_end_s + self.detection_delay_s
+
+    def edges(self) -> tuple[tuple[float, str], ...]:
+        """The TTL pattern of one cycle: (offset s, line), in time order.
+
+        `DDS_STEP` applies the next table entry, `PROBE_END` marks the end of the light,
+        `DETECTION` opens the detection light for `detection_s`, `COUNTER_TRIG` triggers
+        the counter.
+        """
+        d0 = self.detection_start_s
+        edges = [(t, DDS_STEP) for t in self.segment_starts_s]
+        if self.dds_end_edge:
+            edges.append((self.probe_end_s, DDS_STEP))
+        edges.append((self.probe_end_s, PROBE_END))
+        edges.append((d0, DETECTION))
+        edges.extend((d0 + dt, COUNTER_TRIG) for dt in self.counter_offsets_s)
+        order = {DDS_STEP: 0, PROBE_END: 1, DETECTION: 2, COUNTER_TRIG: 3}
+        return tuple(sorted(edges, key=lambda e: (e[0], order[e[1]])))
+
+
+class PulseSequencer(Protocol):
+    """What the clock servo needs from the pulse sequencer, one call each per cycle."""
+
+    program: PulseProgram
+
+    def prepare(self, probe_hz: float, phase_sign: int, light: bool = True) -> float:
+        """Load the entries that changed since the last cycle; the free-evolution probe (Hz)."""
+        loaded = self._loaded
+        for address, entry in enumerate(self.entries(probe_hz, phase_sign, light)):
+            if loaded[address] != entry:
+                self._applied[address] = self._entry(address, *entry)
+                loaded[address] = entry
+        if not self._table_on:
+            self._dds_io.start_table()
+            self._table_on = True
+        return self.passes * (self._applied[1] - self.aom_center_hz)
+
+    def start(self) -> None:
+        """Start the loaded cycle now; it lasts `program.cycle_time_s`."""
+        ...
+
+    def count(self) -> int:
+        """The photon counts of the last finished cycle's detection."""
+        ...
+
+    def use_direct(self, direct: bool) -> None:
+        """Per-cycle calls through the instruments' direct handles, or through themselves."""
+        ...
+
+
+#: The light's phases (turns) of the four segments: pi/2 at 0, free, pi at 1/2, final.
+_LIGHT_PHASE = (0.0, 0.0, 0.5)
+_FINAL_LIGHT = {+1: 0.25, -1: 0.75}
+
+
+class TableSequencer:
+    """`PulseSequencer` on a table-mode DDS channel, a gated counter and a start trigger.
+
+    Parameters
+    ----------
+    dds: the DDS (`ionclock.drivers.novatech409b.Novatech409B`, possibly wrapped for
+        resilience); its channel's table holds the cycle (`CycleTable`).
+    channel: its channel driving the clock AOM (a table-capable one).
+    counter: the photon counter (`SR400`): `configure_gated`, `arm`, `count`,
+        `trigger_offsets`.
+    trigger: the cycle's start (`SRSDG645`): `trigger()`.
+    program: the cycle's timing.
+    aom_center_hz: the AOM's centre frequency (Hz, RF).
+    pulse_step_hz: the frequency step of the light during the pulses (Hz at the ion).
+    double_pass: the AOM is double pass (light = 2 x RF in frequency and phase).
+    table: builds the cycle table on a DDS channel (default: the 409B's `CycleTable` with
+        four segments, idle at the AOM centre).
+    """
+
+    def __init__(self, dds, channel: int, counter, trigger, program: PulseProgram,
+                 aom_center_hz: float, pulse_step_hz: float = 0.0, amplitude: float = 1.0,
+                 double_pass: bool = True, table=None):
+        if not 0.0 < amplitude <= 1.0:
+            raise ValueError(f"amplitude must be within (0, 1], got {amplitude!r}")
+        self.dds = dds
+        self.channel = channel
+        self.counter = counter
+        self.trigger = trigger
+        self.program = program
+        self.aom_center_hz = aom_center_hz
+        self.pulse_step_hz = pulse_step_hz
+        self.amplitude = amplitude
+        self.passes = 2 if double_pass else 1
+        self._make_table = table or self._cycle_table
+        self._table = None
+        self._direct = False
+        self.use_direct(False)
+
+    def _cycle_table(self, channel):
+        from ionclock.drivers.novatech409b import CycleTable
+
+        return CycleTable(channel, 4, idle_frequency_hz=self.aom_center_hz)
+
+    # --- set-up ------------------------------------------------------------------------------
+    def configure(self, gate_time_s: float) -> PulseProgram:
+        """Put the counter and the trigger in the modes the cycle needs (slow path).
+
+        The program then takes the detection gate and the counter's own TTL edges
+        (`trigger_offsets`, which depend on its gate settings); it is returned, since it is
+        what the pulse hardware must play.
+        """
+        counter = self.counter
+        counter.configure_gated(gate_time_s)
+        offsets = getattr(counter, "trigger_offsets", None)
+        self.program = replace(
+            self.program, detection_s=gate_time_s,
+            counter_offsets_s=tuple(offsets()) if offsets is not None else (0.0,))
+        counter.arm()
+        if hasattr(self.trigger, "trigger_source"):
+            self.trigger.trigger_source = "single_shot"
+        return self.program
+
+    def use_direct(self, direct: bool) -> None:
+        """Through the direct handles (hot path) or the wrappers (which reconnect).
+
+        Going back to the wrappers means something failed: the DDS may have been power
+        cycled and the counter may hold a point no cycle owns, so before the next cycle the
+        table is loaded anew on whatever driver the wrapper then holds and the counter is
+        re-armed (`_reload`).
+        """
+        def handle(inst):
+            get = getattr(inst, "direct", None) if direct else None
+            return get() if get is not None else inst
+
+        self._count = handle(self.counter).count
+        self._trigger = handle(self.trigger).trigger
+        self._direct = direct
+        if not direct:
+            self._table = None
+
+    def _reload(self):
+        """After a failure: the DDS's cycle table loaded anew, the counter re-armed.
+
+        A cycle started but never counted (the counter's link failed between the two) left a
+        point in the counter that no cycle owns; re-arming clears its buffer, so the next
+        count is the next cycle's. Both calls go through the wrappers: they reconnect a lost
+        unit (and raise while it is offline).
+        """
+        self.counter.arm()
+        self.dds.stop_table()
+        get = getattr(self.dds, "direct", None)
+        driver = get() if get is not None else self.dds
+        channel = getattr(driver, f"ch_{self.channel}")
+        channel.forget_table()   # whatever the unit went through, every entry is written
+        self._table = self._make_table(channel)
+        return self._table
+
+    # --- one cycle -----------------------------------------------------------------------------
+    def entries(self, probe_hz: float, phase_sign: int, light: bool = True):
+        """The four segments (RF Hz, RF phase turns, amplitude) of one cycle."""
+        n = self.passes
+        c = self.aom_center_hz
+        f_free = c + probe_hz / n
+        f_pulse = c + (probe_hz + self.pulse_step_hz) / n
+        a = self.amplitude if light else 0.0
+        final = _FINAL_LIGHT[phase_sign] / n
+        return ((f_pulse, _LIGHT_PHASE[0] / n, a), (f_free, _LIGHT_PHASE[1] / n, 0.0),
+                (f_pulse, _LIGHT_PHASE[2] / n, a), (f_pulse, final, a))
+
+    def prepare(self, probe_hz: float, phase_sign: int, light: bool = True) -> float:
+        """Load the next cycle's segments (changed entries only); the probe as run (Hz)."""
+        table = self._table or self._reload()
+        applied = table.prepare(self.entries(probe_hz, phase_sign, light))
+        return self.passes * (applied[1] - self.aom_center_hz)
+
+    def start(self) -> None:
+        """Start the loaded cycle (the pulse generator's software trigger)."""
+        self._trigger()
+
+    def count(self) -> int:
+        """Counts of the last cycle's detection gate."""
+        return self._count()
