@@ -33,7 +33,7 @@ def _write(path: Path, days: float, seed: int = 1) -> int:
     d = det[:, None] + 0.2 * rng.standard_normal((n, 6))
     frames = np.column_stack([t, np.arange(n), det, np.zeros(n), b, offs, np.ones(n),
                               np.zeros(n)]).tolist()
-    truth = np.column_stack([np.arange(n), t, det, b_true, d]).tolist()
+    truth = np.column_stack([np.arange(n), t, det, b_true, d, np.zeros(n)]).tolist()
     with Store(path, commit_interval=1e9, max_buffer=10**7) as st:
         st.set_meta(simulated=True, servo=asdict(ServoParams()))
         st.event(0.0, "servo_started", "servo")

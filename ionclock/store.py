@@ -17,9 +17,10 @@ seconds since the start of a twin run; `meta.t0_unix` anchors a twin run):
   a frequency reference or a valid budget).
 - ``budgets(t, total_fractional, sigma_fractional, valid, detail)``: each live shift-budget
   evaluation (detail: the budget's JSON, with its inputs and window).
-- ``twin_truth(frame, t, detuning_hz, b_true_t, d0..d5)``: twin runs only: the frame's true
-  mean detuning of its probes from their true line centres (Hz), the true field at t (T), and
-  each line's own mean true detuning (Hz).
+- ``twin_truth(frame, t, detuning_hz, b_true_t, d0..d5, stray_hz)``: twin runs only: the
+  frame's true mean detuning of its probes from their true line centres (Hz), the true field
+  at t (T), each line's own mean true detuning (Hz), and the mean light shift that stray light
+  (a shutter stuck open) put on the ion during its probes (Hz; 0 when every shutter closed).
 - ``events(t, kind, source, detail)``: every state change (`locked`, `holdover`,
   `ion_lost`, `slip_corrected`, `instrument_offline`, ...), and in a twin run what the twin
   injected (source `twin`: `b_step`, `ion_loss`, `refill`, ...); detail is JSON.
@@ -73,7 +74,8 @@ CREATE INDEX IF NOT EXISTS budgets_t ON budgets(t);
 CREATE INDEX IF NOT EXISTS lock_frames_t ON lock_frames(t);
 CREATE TABLE IF NOT EXISTS twin_truth (
     frame INTEGER PRIMARY KEY, t REAL NOT NULL, detuning_hz REAL NOT NULL,
-    b_true_t REAL NOT NULL, d0 REAL, d1 REAL, d2 REAL, d3 REAL, d4 REAL, d5 REAL);
+    b_true_t REAL NOT NULL, d0 REAL, d1 REAL, d2 REAL, d3 REAL, d4 REAL, d5 REAL,
+    stray_hz REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS twin_truth_t ON twin_truth(t);
 CREATE TABLE IF NOT EXISTS events (
     t REAL NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL, detail TEXT NOT NULL);
@@ -101,7 +103,7 @@ _INSERT = {
     "lock_frames": "INSERT OR REPLACE INTO lock_frames VALUES "
                    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     "budgets": "INSERT INTO budgets VALUES (?,?,?,?,?)",
-    "twin_truth": "INSERT OR REPLACE INTO twin_truth VALUES (?,?,?,?,?,?,?,?,?,?)",
+    "twin_truth": "INSERT OR REPLACE INTO twin_truth VALUES (?,?,?,?,?,?,?,?,?,?,?)",
     "events": "INSERT INTO events VALUES (?,?,?,?)",
     "samples": "INSERT INTO samples VALUES (?,?,?)",
 }

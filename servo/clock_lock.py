@@ -17,6 +17,11 @@ Structure (DOMAIN §5, "servo structure that works"):
 - Between updates the common frequency and B advance with their integrated drift rates, so a
   linear cavity or field drift leaves no lag (a first-order loop would lag D t_u (1/g - 1/2)).
 
+The pulses within a cycle are timed by the pulse sequencer, not by Python
+(`ionclock.drivers.sequencer`): each cycle the servo hands it the probe frequency and the
+sign of the final pulse's phase (on the light: the sequencer turns them into the AOM's RF,
+half of both through the double pass, DOMAIN §5), starts it, and reads the counts after it.
+
 The generator `run()` is a SimPy process: it runs unchanged on `simpy.Environment` (the twin)
 and on `simpy.rt.RealtimeEnvironment` (the lab). It does no blocking waits and reads no
 clock but `env.now`; instruments are the drivers handed in.
@@ -51,7 +56,6 @@ class ServoParams:
     b_gain: float = 0.5                  # field loop, per frame
     b_drift_gain: float = 0.05           # field-drift integrator, per frame
     residual_gain: float = 0.2           # per-line offsets, per frame
-    aom_center_hz: float = 80e6
     b_initial_t: float = 37.197e-6
     nu_initial_hz: float = 0.0           # initial laser steering (Hz at the ion)
     acquire_frames: int = 10             # frames after (re)start before 'locked'
@@ -59,9 +63,10 @@ class ServoParams:
     ion_confirm_checks: int = 3          # consecutive bright checks that mean a new ion
     slip_threshold_hz: float = 2.0       # splitting-ratio violation that means a slip
     slip_persist_frames: int = 8         # frames the violation must persist
-    contrast_window_cycles: int = 120    # dark-fraction average (cycles)
-    contrast_low: float = 0.25           # dark fraction below this: contrast lost
-    contrast_restore: float = 0.35       # ... and above this again: restored
+    contrast_alarm_dark: float = 0.40    # dark fraction the contrast test is tuned to catch
+    contrast_alarm_h: float = 14.0       # its decision interval (log-likelihood units)
+    contrast_restore_probes: int = 240   # probes averaged before the contrast counts as back
+    contrast_restore: float = 0.45       # ... with a dark fraction above this
     holdover_fit_s: float = 1800.0       # locked history fitted for the holdover drift model
     field_step_t: float = 0.15e-9        # B jump reported as a field step
     field_step_window_s: float = 25.0    # ... compared over this long
@@ -96,22 +101,22 @@ class ClockServo:
     Parameters
     ----------
     env: the SimPy environment (simulated or real time).
-    aom: a DDS channel with `frequency` (Hz), `phase` (turns) and `amplitude` (fraction)
-        properties: the clock AOM (double pass: the laser moves twice the AOM step).
-    readout: the state readout (`read()` -> (dark, counts)), e.g. `ThresholdReadout` over a
-        `PhotonCounter`.
+    sequencer: the pulse sequencer (`ionclock.drivers.sequencer.PulseSequencer`): takes each
+        cycle's probe frequency (Hz at the ion) and final-pulse phase sign, runs the cycle.
+    readout: the state readout (`read()` -> (dark, counts)), e.g. `ThresholdReadout` over the
+        sequencer's counts.
     store: an `ionclock.store.Store` or None. Cycle rows are appended to its
         ``buffer("servo_cycles")`` (none are kept when it has no such buffer); frames and
         events go through ``add``/``event``, which also commit the buffered rows when due.
     on_frame: called with each `Frame` after it is recorded (e.g. the twin's truth logger).
     """
 
-    def __init__(self, env, aom, readout, store=None, params: ServoParams | None = None,
+    def __init__(self, env, sequencer, readout, store=None, params: ServoParams | None = None,
                  on_frame: Callable[[Frame], None] | None = None, source: str = "servo",
                  on_flag: Callable[[float, float], None] | None = None,
                  output: ClockOutput | None = None):
         self.env = env
-        self.aom = aom
+        self.sequencer = sequencer
         self.readout = readout
         self.store = store
         self.p = params or ServoParams()
@@ -133,10 +138,18 @@ class ClockServo:
         self.locked_cycles = 0
         self._frames_since_acquire = 0
         self._dark_run = 0
-        self._dark_ema = 0.5
-        self._phase = None
-        self._aom_io = aom
-        self._set_aom_hz = self._set_frequency_property
+        # Contrast test (CUSUM on the dark outcomes): with hyper-Ramsey p+ + p- = 1 at any
+        # detuning, so the dark fraction is 1/2; stray light that empties D5/2 during the
+        # probe (a shutter left open, DOMAIN §1) lowers it, and its light shift biases the
+        # line. S grows by the log-likelihood ratio of "dark fraction p1" against 1/2.
+        p1 = p.contrast_alarm_dark
+        self._llr_dark = math.log(p1 / 0.5)
+        self._llr_bright = math.log((1.0 - p1) / 0.5)
+        self._cusum = 0.0
+        self._cusum_since = 0.0            # when S last left zero: the fault's onset
+        self._prepare = sequencer.prepare
+        self._start = sequencer.start
+        self._mid = sequencer.program.ramsey_mid_s   # the probe's instant within a cycle
         self._read = readout.read
         self._sample = output.sample if output is not None else None
         # per-cycle rows go straight into the store's buffer (None: not recorded)
@@ -162,28 +175,23 @@ class ClockServo:
 
     # --- one clock cycle ---------------------------------------------------------------
     def _probe(self, k: int, phase_sign: int):
-        """Program line k and phase, wait one cycle, return the dark outcome."""
+        """Run one cycle on line k with the final pulse at phase_sign * pi/2; the dark outcome."""
         env = self.env
         t = env.now
         dt = t - self.t_ref
         common = self.nu_hz + self.drift_hz_s * dt                 # common_hz(t), inlined
         probe_hz = common + _Z[k] * (self.b_t + self.b_rate * dt) + self.residual[k]
-        centre = self.p.aom_center_hz
         # The DDS runs on its own frequency grid: record (and report) what it runs, so that
         # the output is the laser the ion saw, not the one asked for.
-        applied = self._set_aom_hz(centre + 0.5 * probe_hz)   # double pass
-        if applied is not None:
-            step = 2.0 * (applied - centre) - probe_hz
-            probe_hz += step
-            common += step
-        phase = 0.25 if phase_sign > 0 else 0.75
-        if phase != self._phase:
-            self._aom_io.phase = phase
-            self._phase = phase
+        applied = self._prepare(probe_hz, phase_sign)
+        step = applied - probe_hz
+        probe_hz = applied
+        common += step
+        self._start()
         yield env.timeout(self.p.cycle_time_s)
         dark, counts = self._read()
         if self._sample is not None:
-            self._sample(common)
+            self._sample(t + self._mid, common)
         self.cycles += 1
         if self.state == "locked":
             self.locked_cycles += 1
@@ -194,10 +202,10 @@ class ClockServo:
 
     def _ion_check(self):
         """A cycle with the clock light off: the ion must fluoresce. Returns True if bright."""
-        self.aom.amplitude = 0.0   # through the wrapper: a setting it must restore
+        self._prepare(self.common_hz(self.env.now), 1, False)
+        self._start()
         yield self.env.timeout(self.p.cycle_time_s)
-        dark, counts = self.readout.read()
-        self.aom.amplitude = 1.0
+        dark, counts = self._read()
         self.cycles += 1
         if self._cycle_rows is not None:  # line -1: a check cycle without clock light
             self._cycle_rows.append((self.env.now, self.frame_index, -1, 0, 0.0, counts, dark,
@@ -209,25 +217,13 @@ class ClockServo:
 
         A resilient instrument (``ionclock.resilience``) hands out the driver behind it with
         ``direct()``; the servo's per-cycle settings are re-made every cycle, so they need no
-        recording, and after a failure the servo retries through the wrapper itself.
+        recording, and after a failure the servo retries through the wrapper itself (the
+        sequencer then reloads everything: a reconnected unit may have been power cycled).
         """
-        get = getattr(self.aom, "direct", None) if direct else None
-        io = self._aom_io = get() if get is not None else self.aom
-        # A DDS driver whose setter reports the frequency it runs (the 409B's
-        # `set_frequency`) is called as such on the direct handle; anything else (and the
-        # wrapper, which records property sets for its replay) through `frequency`.
-        set_hz = getattr(io, "set_frequency", None) if get is not None else None
-        self._set_aom_hz = set_hz if set_hz is not None else self._set_frequency_property
-        self._phase = None   # a reconnected (perhaps power-cycled) DDS gets its phase again
-        use = getattr(self.readout, "use_direct", None)
-        if use is not None:
-            use(direct)
-
-    def _set_frequency_property(self, hz: float) -> float | None:
-        """Set the AOM through its `frequency` property; the applied value if it tells it."""
-        aom = self._aom_io
-        aom.frequency = hz
-        return getattr(aom, "last_frequency", None)
+        for part in (self.sequencer, self.readout):
+            use = getattr(part, "use_direct", None)
+            if use is not None:
+                use(direct)
 
     def _event(self, kind: str, **detail) -> None:
         if self.store is not None:
@@ -423,18 +419,23 @@ class ClockServo:
         t0 = self.env.now
         corrections = [0.0] * 6
         first = +1
-        ema = self._dark_ema
-        a = 1.0 / p.contrast_window_cycles
+        cusum = self._cusum
+        ld, lb = self._llr_dark, self._llr_bright
         for k in order:
             # Phase order alternates line by line (+- then -+): the phase register then
             # changes every other cycle, and each line's pair is symmetric in time.
+            t_line = self.env.now
             d_first = yield from self._probe(k, first)
             d_second = yield from self._probe(k, -first)
             d_plus, d_minus = (d_first, d_second) if first > 0 else (d_second, d_first)
             first = -first
             # e = n+ - n- ; c = g e / (2 pi T C)   (DOMAIN §5)
             corrections[k] = gain_k * (d_plus - d_minus)
-            ema += a * (0.5 * (d_first + d_second) - ema)
+            dd = d_first + d_second
+            cusum += dd * ld + (2.0 - dd) * lb
+            if cusum <= 0.0:
+                cusum = 0.0
+                self._cusum_since = t_line
             if d_second < 0.5:
                 self._dark_run = 0
             else:
@@ -443,13 +444,14 @@ class ClockServo:
                 self._dark_run = 0
                 bright = yield from self._ion_check()
                 if not bright:
+                    self._cusum = cusum
                     raise _Hold("ion_lost")
-        self._dark_ema = ema
-        if ema < p.contrast_low:
-            # At the lock point p+ + p- = 1, so half the outcomes are dark whatever the
-            # detuning; far fewer means the D5/2 population is being emptied during the
-            # probe (stray 854 nm light: a shutter stuck open) and the line is light-shifted.
-            raise _Hold("contrast_lost", {"dark_fraction": ema})
+        self._cusum = cusum
+        if cusum > p.contrast_alarm_h:
+            # The D5/2 population is being emptied during the probe (stray 854 nm light: a
+            # shutter stuck open) and the line is light-shifted: hold, and flag back to the
+            # test's estimate of the onset.
+            raise _Hold("contrast_lost", {"since": self._cusum_since})
         self._update(corrections, self.env.now - t0)
         self._frames_since_acquire += 1
         if self.state == "acquiring" and self._frames_since_acquire >= p.acquire_frames:
@@ -464,10 +466,8 @@ class ClockServo:
         """Hold the laser on its drift model and flag the data until `reason` clears."""
         detail = detail or {}
         if reason == "contrast_lost":
-            # the dark fraction fell over the averaging window: flag what it may have biased
-            t = self.env.now
-            self._flag(t - 2 * self.p.contrast_window_cycles * self.p.cycle_time_s
-                       - self.p.flag_margin_s, t)
+            # flag what the fault may have biased, from the test's onset estimate on
+            self._flag(detail["since"] - self.p.flag_margin_s, self.env.now)
         self._fit_drift_model()
         self._set_state("holdover", reason=reason, **detail)
         self._event(reason, **detail)
@@ -487,9 +487,10 @@ class ClockServo:
                     # keep probing the lines (no corrections) and watch the dark fraction
                     d = yield from self._probe(k % 6, 1 if k % 2 == 0 else -1)
                     k += 1
-                    probes = (probes + [d])[-p_window(self.p):]
-                    cleared = (len(probes) == p_window(self.p)
-                               and sum(probes) / len(probes) > self.p.contrast_restore)
+                    probes.append(d)
+                    n = self.p.contrast_restore_probes
+                    cleared = (len(probes) >= n
+                               and sum(probes[-n:]) / n > self.p.contrast_restore)
                 else:   # instrument_offline: one ordinary cycle that goes through
                     d = yield from self._probe(0, 1)
                     cleared = True
@@ -505,7 +506,8 @@ class ClockServo:
         self._event(_CLEARED[reason])
         self._frames_since_acquire = 0
         self._dark_run = 0
-        self._dark_ema = 0.5
+        self._cusum = 0.0
+        self._cusum_since = self.env.now
         self._set_state("acquiring", reason="reacquire")
 
 
@@ -522,11 +524,6 @@ def _decompose(corrections: list[float]) -> tuple[float, float, list[float]]:
 
 _CLEARED = {"ion_lost": "ion_reloaded", "contrast_lost": "contrast_restored",
             "instrument_offline": "instrument_online"}
-
-
-def p_window(p: ServoParams) -> int:
-    """Probes averaged to decide that the contrast is back."""
-    return 2 * p.ion_check_after_darks
 
 
 class _Hold(Exception):

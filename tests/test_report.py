@@ -84,7 +84,7 @@ def write_run(folder: Path, n: int = 16000, seed: int = 7, truth: bool = True) -
              int(locked[i]), int(holdover[i]), None, None, None) for i in range(n)])
         if truth:
             st.add_many("twin_truth", [
-                (i, float(t[i]), float(det[i]), float(b_true[i]), *map(float, d[i]))
+                (i, float(t[i]), float(det[i]), float(b_true[i]), *map(float, d[i]), 0.0)
                 for i in range(n)])
     return folder
 

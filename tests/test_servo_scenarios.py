@@ -70,6 +70,24 @@ def test_stuck_shutter_is_never_a_silent_bias(tmp_path):
     assert abs(sum(f[3] for f in good) / len(good)) < 3 * s["offset_sigma_hz"]
 
 
+@pytest.mark.parametrize("fraction", [1.0, 0.1])
+def test_a_shutter_left_open_is_caught_and_every_frame_its_light_touched_is_flagged(
+        tmp_path, fraction):
+    """Stray 854 nm light during the probe, the shutter fully or a tenth open: D5/2 is
+    quenched (dark fraction 0.01 or 0.34 instead of 0.5) and the line light-shifted by
+    2 Hz x fraction. The contrast test catches it; no frame the light touched counts."""
+    s, db, _ = run(tmp_path, 2.0, events=[
+        {"at": "1h", "kind": "shutter_stuck", "value": fraction, "duration": "15min"}])
+    (lost,) = events(db, "contrast_lost")
+    assert 3600.0 < lost < 3600.0 + (30.0 if fraction == 1.0 else 120.0)
+    touched = db.execute("SELECT f.locked, f.holdover, t.stray_hz FROM lock_frames f "
+                         "JOIN twin_truth t USING(frame) WHERE t.stray_hz > 0").fetchall()
+    assert touched and all(locked == 0 and hold == 1 for locked, hold, _ in touched)
+    assert max(x for *_, x in touched) == pytest.approx(2.0 * fraction)
+    good = [f for f in frames(db) if f[1] and not f[2]]
+    assert abs(sum(f[3] for f in good) / len(good)) < 3 * s["offset_sigma_hz"]
+
+
 def test_field_steps_are_corrected_within_five_minutes_and_leave_no_slip(tmp_path):
     steps = [("1h", 0.3e-9, 3600.0), ("2h", -0.5e-9, 7200.0), ("3h", 0.25e-9, 10800.0)]
     s, db, clock = run(tmp_path, 3.5, events=[
