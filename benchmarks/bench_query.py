@@ -101,6 +101,8 @@ def _twins(world) -> dict[str, object]:
         counter = open_instrument("sr400", "sim://sr400", world=world, resilient=resilient)
         counter.configure_gated(1e-3)
         counter.arm()
+        for dt in counter.trigger_offsets():     # one completed point (stand-alone twin)
+            counter.twin.trigger(dt)
         aom = open_instrument("novatech409b", "sim://novatech409b", world=world,
                               resilient=resilient)
         out["wrapped" if resilient else "twin"] = (coils, counter, aom)
@@ -113,7 +115,9 @@ def _queries(coils, counter, aom) -> dict[str, Callable[[], object]]:
     def set_f() -> None:
         dds.frequency = 80e6
 
-    return {"SR400 QA m": counter.count, "409B F0 -> OK": set_f,
+    # QA 1 of a completed point: the round trip a count makes (completing a point takes the
+    # cycle's TRIG edges, which only the twins model; see bench_drivers for the count path)
+    return {"SR400 QA 1": lambda: counter.ask("QA 1"), "409B F0 -> OK": set_f,
             "MEAS:CURR? (@2)": lambda: ch.current, "*IDN?": lambda: coils.ask("*IDN?")}
 
 

@@ -84,19 +84,14 @@ def realtime_servo_compute(cycles: int = 3000) -> bool:
                     io[0] += time.perf_counter() - t0
             return call
 
-        # Every instrument call the servo makes is timed and taken out: the wrappers, and
-        # the per-cycle handles it takes from them (`_use_direct`, at start and on recovery).
-        servo.aom = _Timed(servo.aom, io)
+        # Every instrument call the servo makes is timed and taken out: the sequencer's
+        # per-cycle calls (prepare, start, count) through the handles the servo took, and
+        # whatever the sequencer and readout do on recovery.
+        servo.sequencer = _Timed(servo.sequencer, io)
         servo.readout = _Timed(servo.readout, io)
+        servo._prepare = timed_call(servo._prepare)
+        servo._start = timed_call(servo._start)
         servo._read = timed_call(servo._read)
-        use_direct = servo._use_direct
-
-        def timed_use_direct(direct):
-            use_direct(direct)
-            servo._set_aom_hz = timed_call(servo._set_aom_hz)
-            servo._aom_io = _Timed(servo._aom_io, io)
-
-        servo._use_direct = timed_use_direct
         compute: list[float] = []
         servo_run = servo.run
 
