@@ -19,11 +19,11 @@ import simpy
 import simpy.rt
 
 from ionclock import __version__, registry
+from ionclock.drivers.sequencer import PulseProgram, TableSequencer
 from ionclock.errors import UserError
 from ionclock.servo.clock_lock import ClockServo, Frame, ServoParams
 from ionclock.servo.clock_output import ClockOutput
 from ionclock.servo.readout import ThresholdReadout
-from ionclock.drivers.sequencer import PulseProgram, TableSequencer
 from ionclock.shutdown import ShutdownRequested, shutdown_on_signals
 from ionclock.store import Store
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import simpy
 
+from ionclock import registry
 from ionclock.drivers.sequencer import (
     COUNTER_TRIG,
     DDS_STEP,
@@ -16,7 +17,6 @@ from ionclock.drivers.sequencer import (
     PulseProgram,
     TableSequencer,
 )
-from ionclock import registry
 from ionclock.physics import B_NOMINAL
 from ionclock.servo.clock_lock import ClockServo, ServoParams
 from ionclock.servo.readout import ThresholdReadout
