@@ -609,6 +609,8 @@ class CycleTable:
         self.n_segments = n_segments
         self.restart = restart
         self.idle_frequency_hz = float(idle_frequency_hz)
+        self._last: list[tuple | None] = [None] * n_segments   # segments as last written
+        self._applied = [0.0] * n_segments                      # their frequencies (Hz)
 
     @property
     def edges_per_cycle(self) -> int:
@@ -627,13 +629,18 @@ class CycleTable:
         n = self.n_segments
         if len(segments) != n:
             raise ValueError(f"expected {n} segments, got {len(segments)}")
-        words = []
-        for f, p, a in segments:  # every check before any byte: no half-written table
+        ch = self.channel
+        written = ch._table_words
+        last = self._last
+        changed = []
+        for i, seg in enumerate(segments):  # every check before any byte: no half-written
+            if last[i] == seg and i + 1 in written:   # as written last cycle: nothing to do
+                continue
+            f, p, a = seg
             if not (0.0 <= f <= F_MAX_HZ and 0.0 <= a <= 1.0 and _isfinite(p)):
                 table_entry_words(f, p, a)  # raises the ValueError that says what is wrong
-            words.append((round(f * 10.0), round(p % 1.0 * PHASE_WORDS) % PHASE_WORDS,
-                          round(a * AMPLITUDE_MAX_WORD)))
-        ch = self.channel
+            changed.append((i, seg, (round(f * 10.0), round(p % 1.0 * PHASE_WORDS) % PHASE_WORDS,
+                                     round(a * AMPLITUDE_MAX_WORD))))
         dds = ch.parent
         running = dds.table_mode
         wrap = self.restart == "wrap"
@@ -647,20 +654,21 @@ class CycleTable:
             ch.set_table_entry(0, idle, 0.0, 0.0, skip_unchanged=True)
             if not wrap:
                 ch.set_table_entry(n + 1, idle, 0.0, 0.0, skip_unchanged=True)
-        written = ch._table_words
         command = dds.command
         prefix = ch._t_prefix
-        last = n - 1
         step, end = DWELL_CODES["trigger"], DWELL_CODES["end"]
-        for i, (fw, pw, aw) in enumerate(words):
-            code = end if wrap and i == last else step
-            entry = (fw, pw, aw, code)
+        applied = self._applied
+        for i, seg, (fw, pw, aw) in changed:
+            entry = (fw, pw, aw, end if wrap and i == n - 1 else step)
             address = i + 1
+            applied[i] = fw / 10.0
             if written.get(address) != entry:
                 written.pop(address, None)  # unknown until the unit says OK
+                last[i] = None
                 command("%s%04x %08x,%04x,%04x,%s" % (prefix, address, *entry))  # noqa: UP031
                 written[address] = entry
+            last[i] = seg
         if not (running and wrap):
             dds.start_table()
-        return [w[0] / 10.0 for w in words]
+        return list(applied)
 
