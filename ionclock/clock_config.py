@@ -6,6 +6,7 @@ range is a `ConfigError` naming the dotted key and what is allowed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ionclock.config import Field, ListOf, Table, load_toml, merge, validate
@@ -29,14 +30,30 @@ INSTRUMENT = {
     "locations": F(dict, {}, doc="twin only: input number -> cryostat location"),
 }
 
-EVENT_KINDS = ("b_step", "ion_loss", "refill", "temperature_excursion", "shutter_stuck", "q0")
+EVENT_KINDS = ("b_step", "ion_loss", "refill", "temperature_excursion", "shutter_stuck", "q0",
+               "laser_jump")
 
 EVENT = {
     "at": F(str, doc="when, from the start of the run: e.g. '90s', '5h', '3d'"),
     "kind": F(str, choices=EVENT_KINDS),
-    "value": F(float, 0.0, doc="b_step: T; refill: depth K; temperature_excursion: K; q0: Hz"),
+    "value": F(float, 0.0, doc="b_step: T; refill: depth K; temperature_excursion: K; "
+                               "shutter_stuck: fraction let through; q0: Hz; laser_jump: Hz"),
     "duration": F(str, "0s", doc="ion_loss / shutter_stuck / excursion: how long"),
 }
+
+# The physical range of each event kind's value, (min, max, unit, meaning), checked at load
+# so a typo (a 1 T field step, Q0 = 1000 Hz) stops the run instead of running nonsense.
+EVENT_VALUE_RANGES = {
+    "b_step": (-1e-6, 1e-6, "T", "a field step of at most 1 uT"),
+    "laser_jump": (-1e6, 1e6, "Hz", "a step of the clock laser of at most 1 MHz"),
+    "q0": (-100.0, 100.0, "Hz", "the new quadrupole amplitude Q0"),
+    "refill": (0.0, 5.0, "K", "the refill's temperature drop (0: drawn from the seed)"),
+    "temperature_excursion": (-20.0, 20.0, "K", "the excursion's size"),
+    "shutter_stuck": (0.0, 1.0, "", "the fraction of the beam let through (0: fully open)"),
+    "ion_loss": (0.0, 0.0, "", "ion_loss takes no value"),
+}
+# Kinds whose `duration` means something (0: the kind's default); the others take none.
+EVENT_DURATION_KINDS = ("ion_loss", "shutter_stuck", "temperature_excursion")
 
 SCHEMA = {
     "clock": {
@@ -83,8 +100,9 @@ SCHEMA = {
     },
     "twin": {
         "seed": F(int, 1, min=0),
-        "laser_offset_hz": F(float, 2.0, min=-6.0, max=6.0,
-                             doc="laser minus line mean at start, Hz (within the capture range)"),
+        "laser_offset_hz": F(float, 2.0, min=-1000.0, max=1000.0,
+                             doc="laser minus line mean at start, Hz (the capture range asked "
+                                 "of acquisition: +-1 kHz)"),
         "cavity_drift_hz_s": F(float, 0.05, min=-1.0, max=1.0),
         "flicker_floor": F(float, 1e-15, min=0.0, max=1e-13),
         "coil_t_per_a": F(float, 50e-6, min=1e-7, max=1e-2),
@@ -134,12 +152,55 @@ def scenario_path(name: str) -> Path:
     return candidate
 
 
+_NUMBER = re.compile(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*[a-z]*\s*")
+
+
+def _event_time(key: str, text: str) -> float:
+    """Seconds from an event's `at` / `duration` text; bad or negative: `ConfigError`."""
+    m = _NUMBER.fullmatch(text)
+    if m and float(m.group(1)) < 0:
+        raise ConfigError(key, f"{text!r} is negative (times count from the run's start, "
+                               "durations are >= 0)")
+    if m and float(m.group(1)) == 0:
+        return 0.0
+    try:
+        return parse_duration(text)
+    except UserError:
+        raise ConfigError(key, f"bad duration {text!r} (e.g. 90s, 5h, 3d)") from None
+
+
+def check_event(i: int, event: dict, run_s: float | None = None) -> None:
+    """Check one validated twin event's times and value; add its `at_s` and `duration_s`.
+
+    Raises `ConfigError` naming ``twin.events[i].KEY``: a time that is negative or after the
+    run's end (`run_s`, when known), a value outside its kind's physical range
+    (`EVENT_VALUE_RANGES`), or a duration on a kind that takes none.
+    """
+    where = f"twin.events[{i}]"
+    kind = event["kind"]
+    for key in ("at", "duration"):
+        event[key + "_s"] = _event_time(f"{where}.{key}", event[key])
+    if run_s is not None and event["at_s"] > run_s:
+        raise ConfigError(f"{where}.at", f"{event['at']!r} is after the run's end "
+                                         f"({run_s:g} s): it would never happen")
+    if event["duration_s"] and kind not in EVENT_DURATION_KINDS:
+        raise ConfigError(f"{where}.duration", f"{kind} takes no duration (only "
+                                               f"{', '.join(EVENT_DURATION_KINDS)} do)")
+    lo, hi, unit, meaning = EVENT_VALUE_RANGES[kind]
+    value = event["value"]
+    if not lo <= value <= hi:
+        allowed = (f"must be 0 ({meaning})" if lo == hi else
+                   f"allowed {lo:g} to {hi:g}{' ' + unit if unit else ''} for {kind}: {meaning}")
+        raise ConfigError(f"{where}.value", f"{value!r} is out of range ({allowed})")
+
+
 def load_clock_config(path: str | Path, scenario: str | None = None,
-                      overrides: dict | None = None) -> dict:
+                      overrides: dict | None = None, run_s: float | None = None) -> dict:
     """Load and validate a clock configuration; raises `ConfigError` on any bad entry.
 
     A scenario (configs/scenarios/NAME.toml) and `overrides` are merged over the file
-    before validation, so they are checked like the file itself.
+    before validation, so they are checked like the file itself. With `run_s` (the run's
+    length, s) a twin event scheduled after the end is refused too.
     """
     data = load_toml(path)
     if scenario:
@@ -148,13 +209,7 @@ def load_clock_config(path: str | Path, scenario: str | None = None,
         data = merge(data, overrides)
     cfg = validate(data, SCHEMA)
     for i, event in enumerate(cfg["twin"]["events"]):
-        for key in ("at", "duration"):
-            try:
-                value = parse_duration(event[key]) if event[key] not in ("0", "0s") else 0.0
-            except UserError:
-                raise ConfigError(f"twin.events[{i}].{key}",
-                                  f"bad duration {event[key]!r} (e.g. 90s, 5h, 3d)") from None
-            event[key + "_s"] = value
+        check_event(i, event, run_s)
     for role in ROLES:
         if role not in cfg["instruments"]:
             raise ConfigError(f"instruments.{role}",

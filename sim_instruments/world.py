@@ -196,6 +196,7 @@ class ClockWorld:
         self.coil_current_a = 0.0
         self.ion_present = True
         self.b_steps_t = 0.0
+        self._laser_steps_hz = 0.0   # sudden steps of the clock laser (mode hop, lock glitch)
         self._b_walk = 0.0
         self._b_walk_t = 0.0
         self._flicker = _Flicker(p.flicker_floor * p.nu0_hz, self.nprng)
@@ -362,7 +363,8 @@ class ClockWorld:
             return self._cavity_hz
         p = self.p
         self._cavity_t = t
-        self._cavity_hz = p.laser_offset_hz + p.cavity_drift_hz_s * t + self._flicker.value(t)
+        self._cavity_hz = (p.laser_offset_hz + p.cavity_drift_hz_s * t + self._flicker.value(t)
+                           + self._laser_steps_hz)
         return self._cavity_hz
 
     def laser_offset_hz(self, t: float | None = None) -> float:
@@ -468,6 +470,10 @@ class ClockWorld:
         elif kind == "q0":
             self.p.q0_hz = value
             self._note("q0", q0_hz=value)
+        elif kind == "laser_jump":   # the cavity's frequency steps (a mode hop, a lock glitch)
+            self._laser_steps_hz += value
+            self._cavity_t = math.nan    # a cached sample at this instant is stale
+            self._note("laser_jump", delta_hz=value)
         else:
             raise ValueError(f"unknown twin event kind {kind!r}")
 

@@ -33,7 +33,8 @@ def run(args) -> int:
 
     duration = parse_duration(args.duration)
     overrides = {"twin": {"deterministic": True}} if args.deterministic else None
-    cfg = load_clock_config(args.config, scenario=args.scenario, overrides=overrides)
+    cfg = load_clock_config(args.config, scenario=args.scenario, overrides=overrides,
+                            run_s=duration)
     for role, entry in cfg["instruments"].items():
         if not entry["resource"].startswith("sim://"):
             from ionclock.errors import ConfigError
