@@ -22,6 +22,12 @@ What is measured (DOMAIN §5):
   three ways and merged in time: the servo's own slip events, a cross-check of the three
   splittings in the recorded line offsets (the pairs must give one B: a slipped line moves
   its pair's splitting by 1/T), and, in twin runs, the true per-line detunings.
+- Silent wrong-lock frames (twin runs only): frames the servo called clock data (locked,
+  not in holdover) while the truth says otherwise: some line more than a quarter fringe,
+  1/(4T), from its true centre for SILENT_PERSIST_FRAMES frames in a row or more, or stray
+  light on the ion (``twin_truth.stray_hz`` != 0). Counted over the run and after a settling
+  window (`settle_s` after the first ``locked`` event): the number a servo that never runs
+  on a wrong fringe without saying so keeps at 0.
 """
 
 from __future__ import annotations
@@ -50,6 +56,11 @@ BIAS_BATCHES = 20
 SLIP_PERSIST_FRAMES = 3
 SLIP_MERGE_S = 60.0               # findings closer than this are one episode
 SLIP_EVENT_KINDS = ("slip", "slip_detected", "fringe_slip", "slip_corrected")
+# Silent wrong lock: a line's true detuning beyond a quarter fringe in this many consecutive
+# locked frames. One frame is not enough: the lock's own QPN jitter is ~1 Hz per line and
+# frame, so 1/(4T) = 3.1 Hz (3.3 sigma) is crossed by ~0.5 % of the frames of a clean lock,
+# in runs of 1-2 frames; a line on a wrong fringe stays off for as long as it is not caught.
+SILENT_PERSIST_FRAMES = 5
 PLOT_MAX_POINTS = 4000            # time records are bin-averaged down to this for plotting
 
 _Z = np.array([line.zeeman_hz_per_t for line in ZEEMAN_LINES])
@@ -77,6 +88,7 @@ class RunData:
     detuning_hz: np.ndarray | None = None
     b_true_t: np.ndarray | None = None
     d_hz: np.ndarray | None = None  # (n, 6)
+    stray_hz: np.ndarray | None = None  # stray-light shift on the ion per frame (twin), Hz
     t_start: float = 0.0
     nu0_hz: float = NU0_CA
     servo: dict = field(default_factory=dict)
@@ -155,19 +167,23 @@ def _load(db: sqlite3.Connection, store: Path) -> RunData:
         drift_hz_s=a[:, 3], b_t=a[:, 4], offsets_hz=a[:, 5:11], locked=a[:, 11] > 0,
         holdover=a[:, 12] > 0, events=events)
     if "twin_truth" in tables:
-        truth = db.execute("SELECT frame, detuning_hz, b_true_t, d0, d1, d2, d3, d4, d5 "
-                           "FROM twin_truth").fetchall()
+        columns = {r[1] for r in db.execute("PRAGMA table_info(twin_truth)")}
+        stray_col = "stray_hz" if "stray_hz" in columns else "0.0"   # older stores: none
+        truth = db.execute("SELECT frame, detuning_hz, b_true_t, d0, d1, d2, d3, d4, d5, "
+                           f"{stray_col} FROM twin_truth").fetchall()
         if truth:
             tr = np.array(truth, dtype=float)
             idx = {int(f): i for i, f in enumerate(data.frame)}
             det = np.full(len(data.t), np.nan)
             bt = np.full(len(data.t), np.nan)
             d = np.full((len(data.t), 6), np.nan)
+            stray = np.full(len(data.t), np.nan)
             for row in tr:
                 i = idx.get(int(row[0]))
                 if i is not None:
-                    det[i], bt[i], d[i] = row[1], row[2], row[3:9]
+                    det[i], bt[i], d[i], stray[i] = row[1], row[2], row[3:9], row[9]
             data.detuning_hz, data.b_true_t, data.d_hz = det, bt, d
+            data.stray_hz = stray
     cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     nu0 = (cfg.get("twin", {}) or {}).get("nu0_hz") or (cfg.get("clock", {}) or {}).get(
         "nu0_hz")
@@ -336,6 +352,65 @@ def find_slips(data: RunData, frame_mask: np.ndarray) -> dict:
     return {"times": merged_starts, "by_source": {k: len(v) for k, v in found.items()}}
 
 
+def first_locked_t(data: RunData) -> float | None:
+    """Time of the run's first ``locked`` event (the clock's own, not the twin's), or None."""
+    times = [t for t, kind, source, _ in data.events if kind == "locked" and source != "twin"]
+    return min(times) if times else None
+
+
+def silent_wrong_lock(data: RunData, settling_s: float = DEFAULT_SETTLE_S,
+                      persist_frames: int = SILENT_PERSIST_FRAMES) -> dict:
+    """Frames called clock data while the twin's truth says the lock is wrong (twin runs).
+
+    A frame is a silent wrong-lock frame when it is locked and not in holdover while some
+    line's true detuning exceeds a quarter fringe, |d_k| > 1/(4T) (T: the servo's Ramsey
+    time from meta, 80 ms -> 3.125 Hz), in a run of at least `persist_frames` such frames
+    in a row (the lock's own noise crosses the threshold in single frames), or while stray
+    light shifted the ion (stray_hz != 0, every such frame).
+    Returns ``frames`` (the whole run), ``frames_after_settling`` (frames more than
+    `settling_s` after the first ``locked`` event; 0 if the servo never locked),
+    ``settling_s``, ``quarter_fringe_hz``, ``persist_frames``, ``first_locked_s``, the split
+    ``by_cause`` (``detuning``, ``stray``; a frame with both counts in both) and
+    ``single_frame_excursions`` (locked frames with a line a quarter fringe off, however
+    briefly: the lock's noise). Counts are None for a lab run (no truth).
+    """
+    ramsey = float(data.servo.get("ramsey_time_s", 0.080))
+    quarter = 0.25 / ramsey
+    t_locked = first_locked_t(data)
+    out = {"frames": None, "frames_after_settling": None, "settling_s": float(settling_s),
+           "quarter_fringe_hz": quarter, "persist_frames": int(persist_frames),
+           "first_locked_s": None if t_locked is None else float(t_locked - data.t_start),
+           "by_cause": None, "single_frame_excursions": None}
+    if data.d_hz is None or not data.has_truth:
+        return out
+    clock_data = data.locked & ~data.holdover & np.isfinite(data.d_hz).any(axis=1)
+    off_now = clock_data & (np.abs(np.nan_to_num(data.d_hz, nan=0.0)) > quarter).any(axis=1)
+    off = _in_runs(off_now, persist_frames)
+    stray = clock_data & (np.nan_to_num(data.stray_hz, nan=0.0) != 0.0
+                          if data.stray_hz is not None else np.zeros(len(data.t), dtype=bool))
+    wrong = off | stray
+    settled = (data.t > t_locked + settling_s if t_locked is not None
+               else np.zeros(len(data.t), dtype=bool))
+    out.update(frames=int(wrong.sum()), frames_after_settling=int((wrong & settled).sum()),
+               by_cause={"detuning": int(off.sum()), "stray": int(stray.sum())},
+               single_frame_excursions=int(off_now.sum()))
+    return out
+
+
+def _in_runs(flag: np.ndarray, n: int) -> np.ndarray:
+    """True where `flag` is part of a run of at least `n` consecutive True values."""
+    out = np.zeros(len(flag), dtype=bool)
+    start = None
+    for i, f in enumerate(np.append(flag, False)):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            if i - start >= n:
+                out[start:i] = True
+            start = None
+    return out
+
+
 def holdover_spans(data: RunData) -> list[tuple[float, float]]:
     """(start, end) times of contiguous holdover frames, start at the preceding frame."""
     spans = []
@@ -417,6 +492,7 @@ def summarise(data: RunData, settle_s: float = DEFAULT_SETTLE_S,
         diff = (data.b_t - data.b_true_t)[mask]
         b_err, b_err_sigma = mean_and_batch_sigma(diff)
     slips = find_slips(data, mask if mask.any() else data.locked & ~data.holdover)
+    silent = silent_wrong_lock(data, settle_s)
     kinds: dict[str, int] = {}
     for _, kind, _, _ in data.events:
         kinds[kind] = kinds.get(kind, 0) + 1
@@ -446,6 +522,10 @@ def summarise(data: RunData, settle_s: float = DEFAULT_SETTLE_S,
         "slips_by_source": slips["by_source"],
         "slip_times_s": [float(t - data.t_start) for t in slips["times"]],
         "slips_corrected": kinds.get("slip_corrected", 0),
+        "silent_wrong_lock_frames": silent["frames"],
+        "silent_wrong_lock_frames_after_settling": silent["frames_after_settling"],
+        "settling_s": silent["settling_s"],
+        "silent_wrong_lock": silent,
         "uptime": uptime(data),
         "events": dict(sorted(kinds.items())),
         "notes": notes,
@@ -733,6 +813,17 @@ def make_report(path: str | Path, out_dir: str | Path | None = None,
     return summary
 
 
+def _format_silent(s: dict) -> str:
+    """The silent wrong-lock line of the printed report."""
+    w = s.get("silent_wrong_lock") or {}
+    if s.get("silent_wrong_lock_frames") is None:
+        return "  silent wrong    n/a (lab run: no truth)"
+    return (f"  silent wrong    {s['silent_wrong_lock_frames']} locked frames "
+            f"({s['silent_wrong_lock_frames_after_settling']} after settling {s['settling_s']:g} "
+            f"s from the first lock) with a line > {w.get('quarter_fringe_hz', math.nan):.3f} "
+            f"Hz off ({w.get('persist_frames')}+ frames in a row) or stray light")
+
+
 def format_summary(s: dict) -> str:
     """Human-readable evaluation."""
     def fmt(v, spec):
@@ -749,6 +840,7 @@ def format_summary(s: dict) -> str:
         f"  bias            {fmt(s['bias'], '+.2e')} +- {fmt(s['bias_sigma'], '.1e')}",
         f"  B error         {fmt(s['b_error_t'] and s['b_error_t'] * 1e12, '+.2f')} pT",
         f"  slips           {s['slips']} ({s['slips_corrected']} corrected by the servo)",
+        _format_silent(s),
         "  events          " + (", ".join(f"{k} {v}" for k, v in s["events"].items()) or "-"),
     ]
     lines += [f"  note            {n}" for n in s["notes"]]

@@ -26,6 +26,7 @@ from ionclock.report import (
     load_run,
     make_report,
     mean_and_batch_sigma,
+    silent_wrong_lock,
     splitting_inconsistency_hz,
 )
 from ionclock.servo.clock_lock import ServoParams
@@ -232,6 +233,94 @@ def test_find_slips_merges_close_findings(twin_run):
     assert found["times"][0] == pytest.approx(data.t[int(SLIP[0] * 16000)], abs=1.0)
 
 
+# --- silent wrong-lock frames ---------------------------------------------------------------
+def write_wrong_lock_run(folder: Path, ramsey_time_s: float = 0.080) -> Path:
+    """2000 locked frames (from frame 10) with known episodes of a wrong lock.
+
+    Counted (locked, not holdover): 20 frames one fringe off before the settling window
+    ends, 50 just over a quarter fringe (3.2 Hz) after it, 15 under stray light, 5 with both.
+    Not counted: 30 frames 3.0 Hz off (under a quarter fringe at T = 80 ms), 40 a fringe off
+    in holdover, 10 a fringe off while not locked, 4 a fringe off in a row (too brief: the
+    lock's own noise crosses a quarter fringe in single frames).
+    """
+    n = 2000
+    rng = np.random.default_rng(11)
+    t = 5.0 + TAU0 * np.arange(n)
+    d = 0.01 * rng.standard_normal((n, 6))
+    stray = np.zeros(n)
+    locked = np.ones(n, dtype=int)
+    holdover = np.zeros(n, dtype=int)
+    locked[:10] = 0
+    d[100:120, 4] += 12.5
+    d[800:850, 2] += 3.2
+    d[900:930, 1] += 3.0
+    d[1000:1040, 5] -= 12.5
+    holdover[1000:1040] = 1
+    d[1100:1110, 0] += 12.5
+    locked[1100:1110] = 0
+    stray[1200:1215] = 2.0
+    stray[1300:1305] = 0.5
+    d[1300:1305, 3] -= 12.5
+    d[1400:1404, 2] += 12.5
+    d[1500, 0] += 12.5
+    folder.mkdir(parents=True, exist_ok=True)
+    params = ServoParams(ramsey_time_s=ramsey_time_s)
+    with Store(folder / "ionclock.sqlite", commit_interval=1e9) as st:
+        st.set_meta(simulated=True, servo=asdict(params), duration_s=float(t[-1]))
+        st.event(0.0, "servo_started", "servo")
+        st.event(float(t[10]), "locked", "servo")
+        st.add_many("lock_frames", [
+            (float(t[i]), i, 0.0, 0.0, 37.197e-6, *map(float, Z * 37.197e-6),
+             int(locked[i]), int(holdover[i]), None, None, None) for i in range(n)])
+        st.add_many("twin_truth", [
+            (i, float(t[i]), float(d[i].mean()), 37.197e-6, *map(float, d[i]), float(stray[i]))
+            for i in range(n)])
+    return folder
+
+
+def test_silent_wrong_lock_frames_are_counted_from_the_truth(tmp_path):
+    data = load_run(write_wrong_lock_run(tmp_path / "run"))
+    w = silent_wrong_lock(data, settling_s=600.0)
+    assert w["quarter_fringe_hz"] == 3.125
+    assert w["frames"] == 20 + 50 + 15 + 5
+    assert w["frames_after_settling"] == 50 + 15 + 5      # frames 100..119 are in the window
+    assert w["by_cause"] == {"detuning": 20 + 50 + 5, "stray": 15 + 5}
+    assert w["single_frame_excursions"] == 20 + 50 + 5 + 4 + 1
+    assert w["settling_s"] == 600.0 and w["persist_frames"] == 5
+    assert w["first_locked_s"] == pytest.approx(5.0 + 10 * TAU0)   # from the servo's start
+    assert silent_wrong_lock(data, settling_s=0.0)["frames_after_settling"] == 90
+    assert silent_wrong_lock(data, settling_s=1e6)["frames_after_settling"] == 0
+    assert silent_wrong_lock(data, persist_frames=1)["frames"] == 90 + 4 + 1
+
+
+def test_the_quarter_fringe_follows_the_runs_ramsey_time(tmp_path):
+    """At T = 100 ms a quarter fringe is 2.5 Hz: the 3.0 Hz episode counts too."""
+    data = load_run(write_wrong_lock_run(tmp_path / "run", ramsey_time_s=0.100))
+    w = silent_wrong_lock(data, settling_s=600.0)
+    assert w["quarter_fringe_hz"] == 2.5
+    assert w["frames"] == 90 + 30
+
+
+def test_silent_wrong_lock_in_the_report_json_and_text(tmp_path, capsys):
+    run = write_wrong_lock_run(tmp_path / "run")
+    assert main(["report", str(run), "--out", str(tmp_path / "r"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["silent_wrong_lock_frames"] == 90
+    assert s["silent_wrong_lock_frames_after_settling"] == 70
+    assert s["settling_s"] == 600.0
+    assert main(["report", str(run), "--out", str(tmp_path / "r"), "--settle", "0s"]) == 0
+    out = capsys.readouterr().out
+    assert "silent wrong    90 locked frames (90 after settling 0 s" in out
+
+
+def test_a_lab_run_has_no_silent_wrong_lock_count(tmp_path, capsys):
+    run = write_run(tmp_path / "lab", n=2000, truth=False)
+    w = silent_wrong_lock(load_run(run))
+    assert w["frames"] is None and w["frames_after_settling"] is None
+    assert main(["report", str(run), "--out", str(tmp_path / "r")]) == 0
+    assert "silent wrong    n/a" in capsys.readouterr().out
+
+
 # --- the command line ----------------------------------------------------------------------
 def test_cli_json(twin_run, tmp_path, capsys):
     assert main(["report", str(twin_run), "--out", str(tmp_path / "r"), "--json",
@@ -317,6 +406,7 @@ def test_report_of_a_real_twin_run(sim_run, tmp_path, capsys):
     assert abs(s["b_error_t"]) < 3e-12
     assert s["uptime"] > 0.99
     assert s["slips"] == 0 and s["slips_corrected"] == 0     # no false alarms on a clean run
+    assert s["silent_wrong_lock_frames_after_settling"] == 0
     assert s["events"]["locked"] >= 1
     for name in ("adev.png", "frequency.png", "offsets.png", "bfield.png"):
         w, h = _png_size(tmp_path / "r" / name)
@@ -372,3 +462,39 @@ def test_report_of_a_twin_run_with_an_ion_loss(tmp_path):
     # Not locked: the outage (600 s, detected a few cycles late) and two acquisitions.
     assert s["uptime"] == pytest.approx(1 - 600.0 / span, abs=0.01)
     assert s["uptime"] < 1 - 590.0 / span
+
+
+def test_a_laser_jump_of_one_fringe_is_counted_as_the_truth_says(tmp_path):
+    """A twin run whose laser jumps one fringe (12.5 Hz) mid-run: the report's count is the
+    store's own, recounted here from the rows: locked frames with a line a quarter fringe
+    off for 5 frames in a row or more, or with stray light."""
+    import itertools
+    import sqlite3
+
+    from ionclock.clock_config import load_clock_config
+    from ionclock.commands.sim import DEFAULT_CONFIG
+    from ionclock.runner import ClockRun
+
+    cfg = load_clock_config(DEFAULT_CONFIG, overrides={"twin": {"events": [
+        {"at": "20min", "kind": "laser_jump", "value": 12.5}]}}, run_s=2400.0)
+    ClockRun(cfg, tmp_path / "run", seed=4).run(2400.0, progress=False)
+    s = make_report(tmp_path / "run", settle_s=300.0)
+    db = sqlite3.connect(tmp_path / "run" / "ionclock.sqlite")
+    (t_locked,) = db.execute("SELECT min(t) FROM events WHERE kind='locked' "
+                             "AND source != 'twin'").fetchone()
+    (jump,) = db.execute("SELECT t FROM events WHERE kind='laser_jump' AND source='twin'"
+                         ).fetchone()
+    biggest = "max(" + ", ".join(f"abs(w.d{k})" for k in range(6)) + ")"
+    rows = db.execute(f"SELECT f.t, f.locked = 1 AND f.holdover = 0, {biggest}, w.stray_hz "
+                      "FROM lock_frames f JOIN twin_truth w USING (frame) ORDER BY f.t"
+                      ).fetchall()
+    db.close()
+    wrong = []
+    for off, group in itertools.groupby(rows, key=lambda r: bool(r[1] and r[2] > 3.125)):
+        group = list(group)
+        wrong += [r[0] for r in group if (off and len(group) >= 5) or (r[1] and r[3] != 0)]
+    assert jump == pytest.approx(1200.0)
+    assert s["silent_wrong_lock_frames"] == len(wrong)
+    assert s["silent_wrong_lock_frames_after_settling"] == sum(t > t_locked + 300 for t in wrong)
+    assert not [t for t in wrong if t < jump]    # a clean lock until the jump: no false count
+    assert s["events"]["laser_jump"] == 1

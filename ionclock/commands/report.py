@@ -5,7 +5,8 @@ from __future__ import annotations
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "report", help="evaluate a clock run: ADEV vs QPN, bias, B, slips, figures",
+        "report", help="evaluate a clock run: ADEV vs QPN, bias, B, slips, silent wrong-lock "
+                   "frames, figures",
         description="Read a run's store (RUN_DIR/ionclock.sqlite or the store file) and "
                     "write adev.png, frequency.png, offsets.png, bfield.png and "
                     "summary.json. Twin runs are judged against the true line centres; "
@@ -13,7 +14,8 @@ def register(sub) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder (or its SQLite store)")
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
     p.add_argument("--settle", default="10m",
-                   help="settling time skipped after the servo starts, e.g. 10m, 0s")
+                   help="settling time skipped after the servo starts (and, for the silent "
+                        "wrong-lock frames, after the first lock), e.g. 10m, 0s")
     p.add_argument("--taus", default="octave", choices=("octave", "decade"),
                    help="averaging times of the Allan deviation")
     p.add_argument("--json", action="store_true",
