@@ -1,0 +1,181 @@
+"""Does the servo ever run on a wrong fringe without saying so? A scenario grid on the twin.
+
+Runs `ClockRun` (the full stack: driver bytes -> twin -> servo -> store) over a grid of
+cells, several seeds each, in parallel processes, and tabulates per cell: the locked
+fraction, the silent wrong-lock frames after settling (`ionclock.report.silent_wrong_lock`:
+locked, not held over, while a line sits more than a quarter fringe off its true centre or
+stray light touches the ion) and the fringe slips the report finds.
+
+A cell is ``KIND:VALUE``:
+
+    offset:HZ     the laser starts HZ off the line mean (twin.laser_offset_hz)
+    jump:HZ       the clock laser jumps HZ at --event-at of the run (a laser_jump event)
+    q0:HZ         the quadrupole amplitude is HZ from the start (twin.q0_hz)
+    q0jump:HZ     Q0 changes to HZ at --event-at of the run (a q0 event)
+    bstep:T       the field steps T at --event-at of the run (a b_step event)
+    nominal:0     the base config as it is
+
+    python benchmarks/grid_wrong_fringe.py                       # the full grid, 2 h runs
+    python benchmarks/grid_wrong_fringe.py --quick               # 6 cells, 30 min, 2 seeds
+    python benchmarks/grid_wrong_fringe.py --cells jump:12.5,q0:40 --duration 1h --seeds 3
+
+This is a measurement, not a test: it exits 0 whatever the servo does.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")   # one core per process
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM = ROOT / "configs" / "sim.toml"
+
+FULL_GRID = (
+    "nominal:0",
+    "offset:5", "offset:-9", "offset:12.5", "offset:-20", "offset:60", "offset:-250",
+    "offset:1000",
+    "jump:4", "jump:-7", "jump:12.5", "jump:-25", "jump:100",
+    "q0:10", "q0:30", "q0:-60",
+    "q0jump:30", "q0jump:-60",
+    "bstep:0.3e-9", "bstep:-1e-9", "bstep:5e-9",
+)
+QUICK_GRID = ("nominal:0", "offset:12.5", "offset:-250", "jump:12.5", "q0jump:40",
+              "bstep:-1e-9")
+KINDS = ("offset", "jump", "q0", "q0jump", "bstep", "nominal")
+
+
+def cell_overrides(cell: str, duration_s: float, event_at: float) -> dict:
+    """The [twin] overrides of one cell ``KIND:VALUE`` for a run of `duration_s`."""
+    kind, _, text = cell.partition(":")
+    if kind not in KINDS:
+        raise ValueError(f"unknown cell kind {kind!r} in {cell!r} (known: {', '.join(KINDS)})")
+    value = float(text or 0.0)
+    at = f"{event_at * duration_s:g}s"
+    return {
+        "nominal": {},
+        "offset": {"laser_offset_hz": value},
+        "q0": {"q0_hz": value},
+        "jump": {"events": [{"at": at, "kind": "laser_jump", "value": value}]},
+        "q0jump": {"events": [{"at": at, "kind": "q0", "value": value}]},
+        "bstep": {"events": [{"at": at, "kind": "b_step", "value": value}]},
+    }[kind]
+
+
+def run_one(job: tuple) -> dict:
+    """One (cell, seed) run in a scratch folder; returns its figures (or its error)."""
+    cell, seed, duration_s, settle_s, event_at, scenario, keep = job
+    from ionclock.clock_config import load_clock_config
+    from ionclock.report import analysis_mask, find_slips, load_run, silent_wrong_lock
+    from ionclock.runner import ClockRun
+
+    row = {"cell": cell, "seed": seed}
+    wall0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="grid_") as scratch:
+        out = (Path(keep) / f"{cell.replace(':', '_')}_s{seed}") if keep else Path(scratch)
+        try:
+            twin = cell_overrides(cell, duration_s, event_at)
+            cfg = load_clock_config(SIM, scenario=scenario, overrides={"twin": twin},
+                                    run_s=duration_s)
+            summary = ClockRun(cfg, out / "run", seed=seed).run(duration_s, progress=False)
+            data = load_run(out / "run")
+            mask = analysis_mask(data, settle_s)
+            silent = silent_wrong_lock(data, settle_s)
+            slips = find_slips(data, mask if mask.any() else data.locked & ~data.holdover)
+            row.update(locked_fraction=summary["locked_fraction"],
+                       silent_after=silent["frames_after_settling"],
+                       silent_all=silent["frames"], slips=len(slips["times"]),
+                       frames=len(data.t))
+        except Exception as err:   # one cell's failure is a finding, not the end of the grid
+            row["error"] = f"{type(err).__name__}: {err}"
+    row["wall_s"] = time.perf_counter() - wall0
+    return row
+
+
+def table(rows: list[dict], cells: list[str]) -> str:
+    """Per cell: seeds, locked fraction (mean, min), silent wrong-lock frames, slips."""
+    head = (f"{'cell':<16} {'seeds':>5} {'locked (mean/min)':>18} "
+            f"{'silent after settling (seeds >0)':>33} {'silent all':>10} {'slips':>6}")
+    lines = [head, "-" * len(head)]
+    for cell in cells:
+        mine = [r for r in rows if r["cell"] == cell]
+        ok = [r for r in mine if "error" not in r]
+        if not ok:
+            lines.append(f"{cell:<16} {len(mine):>5}  error: {mine[0].get('error', '?')}")
+            continue
+        lf = [r["locked_fraction"] for r in ok]
+        silent = [r["silent_after"] for r in ok]
+        bad = sum(1 for v in silent if v)
+        lines.append(
+            f"{cell:<16} {len(ok):>5} {sum(lf) / len(lf):>11.4f}/{min(lf):.4f} "
+            f"{sum(silent):>24} ({bad}/{len(ok)}) {sum(r['silent_all'] for r in ok):>10} "
+            f"{sum(r['slips'] for r in ok):>6}"
+            + (f"  ({len(mine) - len(ok)} failed)" if len(ok) < len(mine) else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ionclock.units import parse_duration
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--cells", default=None,
+                   help="comma-separated KIND:VALUE cells (default: the full grid)")
+    p.add_argument("--duration", default=None, help="simulated time per run (default 2h)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 4)")
+    p.add_argument("--first-seed", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=2, help="parallel processes")
+    p.add_argument("--settle", default="10m",
+                   help="settling window after the first lock, not counted (default 10m)")
+    p.add_argument("--event-at", type=float, default=0.5,
+                   help="when a cell's event happens, as a fraction of the run (0.5)")
+    p.add_argument("--scenario", default=None, help="base scenario merged over sim.toml")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{len(QUICK_GRID)} cells, 30 min, 2 seeds (unless given)")
+    p.add_argument("--keep", default=None, help="keep each run's store under this folder")
+    p.add_argument("--json", default=None, help="also write the per-run rows here (JSON)")
+    args = p.parse_args(argv)
+    cells = (args.cells.split(",") if args.cells
+             else list(QUICK_GRID if args.quick else FULL_GRID))
+    cells = [c.strip() for c in cells if c.strip()]
+    duration_s = parse_duration(args.duration or ("30m" if args.quick else "2h"))
+    seeds = args.seeds or (2 if args.quick else 4)
+    settle_s = 0.0 if args.settle.strip() in ("0", "0s") else parse_duration(args.settle)
+    for cell in cells:   # a bad cell stops before anything runs
+        cell_overrides(cell, duration_s, args.event_at)
+    jobs = [(cell, seed, duration_s, settle_s, args.event_at, args.scenario, args.keep)
+            for cell in cells for seed in range(args.first_seed, args.first_seed + seeds)]
+    print(f"grid: {len(cells)} cells x {seeds} seeds, {duration_s / 3600:g} h each, "
+          f"settling {settle_s:g} s, events at {args.event_at:g} of the run, "
+          f"{args.jobs} processes", flush=True)
+    wall0 = time.perf_counter()
+    rows = []
+    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+        for row in pool.imap_unordered(run_one, jobs):
+            rows.append(row)
+            state = row.get("error") or (f"locked {row['locked_fraction']:.3f}, silent "
+                                         f"{row['silent_after']}, slips {row['slips']}")
+            print(f"  [{len(rows)}/{len(jobs)}] {row['cell']} seed {row['seed']}: {state} "
+                  f"({row['wall_s']:.0f} s)", flush=True)
+    print()
+    print(table(rows, cells))
+    print(f"\n{len(jobs)} runs in {time.perf_counter() - wall0:.0f} s wall")
+    if args.json:
+        Path(args.json).write_text(json.dumps(sorted(rows, key=lambda r: (r["cell"],
+                                                                           r["seed"])),
+                                              indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
