@@ -31,22 +31,9 @@ from pymeasure.instruments import Channel, Instrument, SCPIMixin
 from pymeasure.instruments.keysight.keysightE36312A import KeysightE36312A, VoltageChannel
 from pymeasure.instruments.validators import strict_range
 
-from ionclock.drivers.common import LinkMixin, ScpiErrorQueueMixin
+from ionclock.drivers.common import LinkMixin, ScpiErrorQueueMixin, parse_number
 from ionclock.drivers.common import parse_scpi_error as parse_scpi_error  # re-exported
-from ionclock.errors import InstrumentTimeout, ReplyError
-
-
-def parse_number(reply: str, instrument: str, what: str) -> float:
-    """Parse a numeric SCPI reply; anything else (or NaN/inf) is a `ReplyError`."""
-    try:
-        value = float(reply)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or "_" in reply:
-        if not reply:
-            raise InstrumentTimeout(instrument, f"no reply to the {what} query")
-        raise ReplyError(instrument, f"bad {what} reply {reply!r}")
-    return value
+from ionclock.errors import ReplyError
 
 
 class _SupplyErrors(ScpiErrorQueueMixin, LinkMixin):

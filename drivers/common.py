@@ -9,6 +9,7 @@ puts the mixins before its pymeasure base class so that they override pymeasure'
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,19 @@ def parse_scpi_error(reply: str, instrument: str,
             raise InstrumentTimeout(instrument, f"no reply to {query}")
         raise ReplyError(instrument, f"bad {query} reply {reply!r}")
     return int(code_text), message.strip().strip('"')
+
+
+def parse_number(reply: str, instrument: str, what: str) -> float:
+    """Parse a numeric SCPI reply; anything else (or NaN/inf) is a `ReplyError`."""
+    try:
+        value = float(reply)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or "_" in reply:
+        if not reply:
+            raise InstrumentTimeout(instrument, f"no reply to the {what} query")
+        raise ReplyError(instrument, f"bad {what} reply {reply!r}")
+    return value
 
 
 def line_exchange(adapter: Any) -> Callable[[str], str]:

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 
 from pymeasure.instruments import Instrument
 
-from ionclock.drivers.common import LinkMixin
+from ionclock.drivers.common import LinkMixin, parse_number
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 
 #: ``TSRC`` codes by name.
@@ -187,18 +187,6 @@ def _digits(text: str) -> bool:
     return text.isdigit() and text.isascii()
 
 
-def _parse_float(reply: str, query: str, instrument: str) -> float:
-    try:
-        value = float(reply)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or "_" in reply:
-        if not reply:
-            raise InstrumentTimeout(instrument, f"no reply to {query}")
-        raise ReplyError(instrument, f"bad {query} reply {reply!r}")
-    return value
-
-
 def _channel(name: str, allowed: tuple[str, ...], what: str) -> int:
     if not isinstance(name, str) or name.upper() not in allowed:
         raise ValueError(f"{what} must be one of {', '.join(allowed)}, got {name!r}")
@@ -312,7 +300,7 @@ class SRSDG645(LinkMixin, Instrument):
     # --- output levels ----------------------------------------------------------------------
     def level_amplitude(self, output: str) -> float:
         """Amplitude (V) of `output` (T0, AB, CD, EF, GH), from ``LAMP?b``."""
-        return _parse_float(self.ask(f"LAMP?{_output(output)}"), "LAMP?", self.name)
+        return parse_number(self.ask(f"LAMP?{_output(output)}"), self.name, "LAMP?")
 
     def set_level_amplitude(self, output: str, volts: float) -> None:
         """Set the amplitude of `output` to `volts` (0.5 to 5.0 V, 10 mV steps sent)."""
@@ -324,7 +312,7 @@ class SRSDG645(LinkMixin, Instrument):
 
     def level_offset(self, output: str) -> float:
         """Offset (V) of `output` (T0, AB, CD, EF, GH), from ``LOFF?b``."""
-        return _parse_float(self.ask(f"LOFF?{_output(output)}"), "LOFF?", self.name)
+        return parse_number(self.ask(f"LOFF?{_output(output)}"), self.name, "LOFF?")
 
     def set_level_offset(self, output: str, volts: float) -> None:
         """Set the offset of `output` to `volts` (-3.0 to 3.0 V, 10 mV steps sent)."""

@@ -7,18 +7,14 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ionclock.drivers.coil_supplies import (
-    CoilSupplyDP832,
-    CoilSupplyE36312A,
-    parse_number,
-    parse_scpi_error,
-)
-from ionclock.sim_instruments.coil_supplies import SimKeysightE36312A, SimRigolDP832
-from ionclock.sim_instruments.serve import TcpServer
 from pymeasure.test import expected_protocol
 
+from ionclock.drivers.coil_supplies import CoilSupplyDP832, CoilSupplyE36312A, parse_scpi_error
+from ionclock.drivers.common import parse_number
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 from ionclock.registry import open_instrument
+from ionclock.sim_instruments.coil_supplies import SimKeysightE36312A, SimRigolDP832
+from ionclock.sim_instruments.serve import TcpServer
 
 KS_OK = ("SYST:ERR?", '+0,"No error"')
 RG_OK = (":SYST:ERR?", '0,"No error"')

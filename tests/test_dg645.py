@@ -9,7 +9,7 @@ import serial
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pymeasure.adapters import Adapter, SerialAdapter
+from pymeasure.adapters import SerialAdapter
 from pymeasure.test import expected_protocol
 
 from ionclock.drivers.dg645 import (
@@ -29,7 +29,7 @@ from ionclock.sim_instruments.base import LinkDown
 from ionclock.sim_instruments.dg645 import IDN, SimDG645
 from ionclock.sim_instruments.serve import PtyServer, TcpServer
 from ionclock.transport import LoopbackAdapter
-from tests.transcripts import check_result, run_action
+from tests.transcripts import RecordingAdapter, check_result, run_action
 
 NO_ERROR = ("LERR?", "0")
 
@@ -440,19 +440,6 @@ def test_twin_over_pty_with_pyserial():
 
 
 # --- properties ---------------------------------------------------------------------------------
-class RecordingAdapter(Adapter):
-    """Answers every query with a fixed reply and keeps what was written."""
-
-    def __init__(self, reply: str = "0"):
-        super().__init__()
-        self.written: list[str] = []
-        self.reply = reply
-
-    def _write(self, command, **kwargs):
-        self.written.append(command)
-
-    def _read(self, **kwargs):
-        return self.reply
 
 
 @settings(max_examples=400, deadline=None)
@@ -460,7 +447,7 @@ class RecordingAdapter(Adapter):
        | st.floats(min_value=1999.999, max_value=2000.001)
        | st.floats(min_value=-1e-9, max_value=1e-9))
 def test_no_out_of_range_delay_reaches_the_wire(seconds):
-    adapter = RecordingAdapter()
+    adapter = RecordingAdapter("0")
     dg = SRSDG645(adapter)
     try:
         dg.set_delay("D", "T0", seconds)
@@ -484,7 +471,7 @@ def test_no_out_of_range_delay_reaches_the_wire(seconds):
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=4), st.text(max_size=4))
 def test_channel_validator(channel, reference):
-    adapter = RecordingAdapter()
+    adapter = RecordingAdapter("0")
     dg = SRSDG645(adapter)
     valid = (channel.upper() in DELAY_CHANNELS and reference.upper() in REFERENCE_CHANNELS
              and channel.upper() != reference.upper())
@@ -499,7 +486,7 @@ def test_channel_validator(channel, reference):
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=14))
 def test_trigger_source_validator(source):
-    adapter = RecordingAdapter()
+    adapter = RecordingAdapter("0")
     dg = SRSDG645(adapter)
     try:
         dg.trigger_source = source
@@ -514,7 +501,7 @@ def test_trigger_source_validator(source):
 def test_level_validators(output, volts):
     for setter, (lo, hi), cmd in ((SRSDG645.set_level_amplitude, (0.5, 5.0), "LAMP"),
                                   (SRSDG645.set_level_offset, (-3.0, 3.0), "LOFF")):
-        adapter = RecordingAdapter()
+        adapter = RecordingAdapter("0")
         dg = SRSDG645(adapter)
         try:
             setter(dg, output, volts)

@@ -7,7 +7,6 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pymeasure.adapters import Adapter
 from pymeasure.test import expected_protocol
 
 from ionclock.drivers.novatech409b import (
@@ -21,6 +20,7 @@ from ionclock.errors import InstrumentError, InstrumentTimeout, IonclockError, R
 from ionclock.registry import open_instrument
 from ionclock.sim_instruments.novatech409b import SimNovatech409B
 from ionclock.sim_instruments.serve import PtyServer
+from tests.transcripts import RecordingAdapter, replay
 
 CONNECT = [("E d", "E d"), (None, "OK")]  # the unit powers up echoing: the echo, then OK
 IDLE = "00000000 0000 03FF 0000 00000000 00000000 000301"
@@ -140,25 +140,10 @@ def test_bad_input_writes_nothing(attr, value):
 
 
 # --- tier 2: twin -----------------------------------------------------------------------------
-def _replay(twin: SimNovatech409B, pairs) -> None:
-    """Feed the transcript's commands to the twin; its bytes must equal the replies."""
-    i = 0
-    while i < len(pairs):
-        cmd, reply = pairs[i]
-        assert cmd is not None, pairs
-        expected = [] if reply is None else [reply]
-        i += 1
-        while i < len(pairs) and pairs[i][0] is None:
-            expected.append(pairs[i][1])
-            i += 1
-        twin.write(cmd.encode("ascii") + b"\r\n")
-        assert twin.read_available() == b"".join(r.encode() + b"\r\n" for r in expected), cmd
-
-
 @pytest.mark.parametrize("name, action, expected, pairs", TRANSCRIPTS,
                          ids=[t[0] for t in TRANSCRIPTS])
 def test_twin_parser_matches_transcript(name, action, expected, pairs):
-    _replay(SimNovatech409B(None), pairs)
+    replay(SimNovatech409B(None), pairs)
 
 
 class DdsWorld:
@@ -266,19 +251,6 @@ def test_twin_over_pty():
 
 
 # --- properties ---------------------------------------------------------------------------------
-class RecordingAdapter(Adapter):
-    """Answers every line with a fixed reply and keeps what was written."""
-
-    def __init__(self, reply: str = "OK"):
-        super().__init__()
-        self.written: list[str] = []
-        self.reply = reply
-
-    def _write(self, command, **kwargs):
-        self.written.append(command)
-
-    def _read(self, **kwargs):
-        return self.reply
 
 
 def _dds(reply="OK"):

@@ -13,7 +13,6 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pymeasure.adapters import Adapter
 from pymeasure.test import expected_protocol
 
 from ionclock.drivers.novatech409b import (
@@ -32,6 +31,7 @@ from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 from ionclock.registry import open_instrument
 from ionclock.sim_instruments.novatech409b import SimNovatech409B
 from ionclock.sim_instruments.serve import PtyServer
+from tests.transcripts import RecordingAdapter, replay
 
 CONNECT = [("E d", "E d"), (None, "OK")]
 IDLE = "00000000 0000 03FF 0000 00000000 00000000 000301"
@@ -85,24 +85,10 @@ def test_protocol(name, action, expected, pairs):
         assert result == expected
 
 
-def _replay(twin: SimNovatech409B, pairs) -> None:
-    """Feed the transcript's commands to the twin; its bytes must equal the replies."""
-    i = 0
-    while i < len(pairs):
-        cmd, reply = pairs[i]
-        expected = [] if reply is None else [reply]
-        i += 1
-        while i < len(pairs) and pairs[i][0] is None:
-            expected.append(pairs[i][1])
-            i += 1
-        twin.write(cmd.encode("ascii") + b"\r\n")
-        assert twin.read_available() == b"".join(r.encode() + b"\r\n" for r in expected), cmd
-
-
 @pytest.mark.parametrize("name, action, expected, pairs", TRANSCRIPTS,
                          ids=[t[0] for t in TRANSCRIPTS])
 def test_twin_parser_matches_transcript(name, action, expected, pairs):
-    _replay(SimNovatech409B(None), pairs)
+    replay(SimNovatech409B(None), pairs)
 
 
 @pytest.mark.parametrize("code", sorted(ERROR_CODES))
@@ -560,18 +546,6 @@ def test_cycle_table_over_pty():
 
 
 # --- properties: the entry encoder ---------------------------------------------------------------
-class RecordingAdapter(Adapter):
-    """Answers every line ``OK`` and keeps what was written."""
-
-    def __init__(self):
-        super().__init__()
-        self.written: list[str] = []
-
-    def _write(self, command, **kwargs):
-        self.written.append(command)
-
-    def _read(self, **kwargs):
-        return "OK"
 
 
 def _recording_dds():

@@ -13,7 +13,6 @@ import threading
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pymeasure.adapters import Adapter
 from pymeasure.test import expected_protocol
 
 from ionclock.drivers.photon_counter import PhotonCounter
@@ -23,6 +22,7 @@ from ionclock.registry import open_instrument
 from ionclock.sim_instruments.serve import PtyServer
 from ionclock.sim_instruments.sr400 import SimSR400
 from tests.sr400_world import CycleWorld
+from tests.transcripts import RecordingAdapter
 
 OK = ("SS 7", "0")  # the status read-back after each set
 
@@ -310,22 +310,12 @@ def test_twin_over_pty(interface):
 
 
 # --- properties ---------------------------------------------------------------------------------
-class RecordingAdapter(Adapter):
-    def __init__(self):
-        super().__init__()
-        self.written: list[str] = []
-
-    def _write(self, command, **kwargs):
-        self.written.append(command)
-
-    def _read(self, **kwargs):
-        return "0"
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.floats(allow_nan=True, allow_infinity=True))
 def test_no_out_of_range_gate_time_reaches_the_wire(t):
-    adapter = RecordingAdapter()
+    adapter = RecordingAdapter("0")
     counter = SR400(adapter)
     try:
         counter.gate_time = t
