@@ -632,20 +632,33 @@ class CycleTable:
         ch = self.channel
         written = ch._table_words
         last = self._last
-        changed = []
-        for i, seg in enumerate(segments):  # every check before any byte: no half-written
+        applied = self._applied
+        wrap = self.restart == "wrap"
+        step = DWELL_CODES["trigger"]
+        todo = []
+        for i in range(n):  # every check before any byte: no half-written table
+            seg = segments[i]
             if last[i] == seg and i + 1 in written:   # as written last cycle: nothing to do
                 continue
             f, p, a = seg
             if not (0.0 <= f <= F_MAX_HZ and 0.0 <= a <= 1.0 and _isfinite(p)):
                 table_entry_words(f, p, a)  # raises the ValueError that says what is wrong
-            changed.append((i, seg, (round(f * 10.0), round(p % 1.0 * PHASE_WORDS) % PHASE_WORDS,
-                                     round(a * AMPLITUDE_MAX_WORD))))
+            fw = round(f * 10.0)
+            applied[i] = fw / 10.0
+            entry = (fw, round(p % 1.0 * PHASE_WORDS) % PHASE_WORDS,
+                     round(a * AMPLITUDE_MAX_WORD),
+                     DWELL_CODES["end"] if wrap and i == n - 1 else step)
+            if written.get(i + 1) == entry:   # the same words (a change below the grid)
+                last[i] = seg
+            else:
+                todo.append((i, seg, entry))
         dds = ch.parent
-        running = dds.table_mode
-        wrap = self.restart == "wrap"
+        table_on = dds._table_on
+        command = dds.command
+        running = table_on[0]
         if running and not wrap:
-            dds.stop_table()
+            command("m 0")   # stop_table(), inlined
+            table_on[0] = False
         if not running:  # first cycle, or after a reset / stop: the idle entries too
             if dds.external_update or dds.simultaneous_update:
                 raise ValueError("CycleTable needs automatic update (I a): edge k outputs "
@@ -654,21 +667,19 @@ class CycleTable:
             ch.set_table_entry(0, idle, 0.0, 0.0, skip_unchanged=True)
             if not wrap:
                 ch.set_table_entry(n + 1, idle, 0.0, 0.0, skip_unchanged=True)
-        command = dds.command
         prefix = ch._t_prefix
-        step, end = DWELL_CODES["trigger"], DWELL_CODES["end"]
-        applied = self._applied
-        for i, seg, (fw, pw, aw) in changed:
-            entry = (fw, pw, aw, end if wrap and i == n - 1 else step)
+        for i, seg, entry in todo:
             address = i + 1
-            applied[i] = fw / 10.0
-            if written.get(address) != entry:
-                written.pop(address, None)  # unknown until the unit says OK
-                last[i] = None
+            try:
                 command("%s%04x %08x,%04x,%04x,%s" % (prefix, address, *entry))  # noqa: UP031
-                written[address] = entry
+            except BaseException:
+                written.pop(address, None)  # unknown: the unit may or may not hold it
+                last[i] = None
+                raise
+            written[address] = entry
             last[i] = seg
         if not (running and wrap):
-            dds.start_table()
+            command("m t")   # start_table(), inlined
+            table_on[0] = True
         return list(applied)
 

@@ -130,19 +130,19 @@ class SimNovatech409B(SimInstrument):
         if not self.table_mode:
             return
         external = self.external_update
-        wrap = self._wrap
         pointer = self._pointer
         for ch in self._stepping:
             table = self.tables[ch]
             at = pointer[ch]
+            entry = table[at]
             if external:
-                self._output_entry(ch, table[at])
-            if table[at][3] == 0:  # dwell 00: the end of the table
-                nxt = 0 if wrap else at
+                self._output_entry(ch, entry)
+            if entry[3] == 0:  # dwell 00: the end of the table
+                nxt = 0 if self._wrap else at
             else:
                 nxt = at + 1
                 if nxt == len(table):
-                    nxt = 0 if wrap else at
+                    nxt = 0 if self._wrap else at
             pointer[ch] = nxt
             if not external:
                 self._output_entry(ch, table[nxt])

@@ -184,6 +184,7 @@ class ClockWorld:
                  seed: int = 0):
         self.env = env if env is not None else simpy.Environment()
         self.p = params or TwinParams()
+        self._aom_channel = self.p.aom_channel
         self.rng = random.Random(seed)
         self.nprng = np.random.default_rng(seed)
         p = self.p
@@ -251,7 +252,7 @@ class ClockWorld:
     def dds_changed(self, channel: int, frequency_hz: float, phase_turns: float,
                     amplitude_fraction: float) -> None:
         """The DDS applied new output values on `channel`."""
-        if channel == self.p.aom_channel:
+        if channel == self._aom_channel:
             self.aom_hz = frequency_hz
             self.aom_phase_turns = phase_turns
             self.aom_amplitude = amplitude_fraction
@@ -317,8 +318,9 @@ class ClockWorld:
 
     def settle(self) -> None:
         """Deliver every TTL edge due by now, in time order (twins call this first)."""
-        if self._edge_t <= self.env.now:
-            self._deliver(self.env.now)
+        now = self.env._now   # Environment.now without its property call (hot: every write)
+        if self._edge_t <= now:
+            self._deliver(now)
 
     def _deliver(self, now: float) -> None:
         edges = self._edges
@@ -337,8 +339,12 @@ class ClockWorld:
         self._edge_t = t0 + edges[i][0] if i < n else math.inf
 
     def _dds_step(self, t: float) -> None:
-        for callback in self._dds_callbacks:
-            callback(t)
+        callbacks = self._dds_callbacks
+        if len(callbacks) == 1:
+            callbacks[0](t)
+        else:
+            for callback in callbacks:
+                callback(t)
         self._segments.append((t, self.aom_hz, self.aom_phase_turns, self.aom_amplitude))
 
     def _detection_opens(self, t: float) -> None:
@@ -524,7 +530,9 @@ class ClockWorld:
         """
         # the segments that began before the light's end (a table that ends each cycle on a
         # dark entry steps once more, at the end)
-        segs = [seg for seg in self._segments if seg[0] < t_end]
+        segs = self._segments
+        if segs and segs[-1][0] >= t_end:
+            segs = [seg for seg in segs if seg[0] < t_end]
         self._segments = []
         if not self.ion_present:
             self._state = 2
