@@ -9,26 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import simpy
 
 from ionclock.cli import main
 from ionclock.clock_config import load_clock_config
 from ionclock.errors import ConfigError
-from ionclock.physics import B_NOMINAL
 from ionclock.runner import ClockRun
-from ionclock.sim_instruments.world import ClockWorld, TwinParams
+from tests.test_world import make_world
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / "configs" / "sim.toml"
-
-
-def make_world(**kw) -> ClockWorld:
-    params = TwinParams(**{"flicker_floor": 0.0, "b_noise_t": 0.0, "b_drift_t_s": 0.0,
-                           "cavity_drift_hz_s": 0.0, "apply_shifts": False,
-                           "cryostat": False, **kw})
-    world = ClockWorld(simpy.Environment(), params, seed=7)
-    world.coil_changed(params.coil_channel, B_NOMINAL / params.coil_t_per_a)
-    return world
 
 
 # --- the laser_jump event in the world -----------------------------------------------------
