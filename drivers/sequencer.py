@@ -114,16 +114,12 @@ class PulseSequencer(Protocol):
     program: PulseProgram
 
     def prepare(self, probe_hz: float, phase_sign: int, light: bool = True) -> float:
-        """Load the entries that changed since the last cycle; the free-evolution probe (Hz)."""
-        loaded = self._loaded
-        for address, entry in enumerate(self.entries(probe_hz, phase_sign, light)):
-            if loaded[address] != entry:
-                self._applied[address] = self._entry(address, *entry)
-                loaded[address] = entry
-        if not self._table_on:
-            self._dds_io.start_table()
-            self._table_on = True
-        return self.passes * (self._applied[1] - self.aom_center_hz)
+        """Load the next cycle; return the free-evolution probe as run (Hz, on the DDS grid).
+
+        `probe_hz` is at the ion, `phase_sign` the sign of the final pulse's phase, `light`
+        whether the clock light is on (off: an ion check).
+        """
+        ...
 
     def start(self) -> None:
         """Start the loaded cycle now; it lasts `program.cycle_time_s`."""
