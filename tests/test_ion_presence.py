@@ -1,0 +1,102 @@
+"""The ion-presence test (Wald's SPRT on ion-check counts): its error rates and lengths over
+many seeds against its exact recursion and Wald's bounds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import poisson
+
+from ionclock.servo.ion_presence import LOST, PRESENT, IonPresenceTest
+
+
+def run_tests(test: IonPresenceTest, mean: float, n: int, seed: int) -> tuple[int, int, list]:
+    """`n` complete test runs on Poisson(mean) counts: (#lost, #present, checks per run)."""
+    rng = np.random.default_rng(seed)
+    draws = iter(rng.poisson(mean, 40 * n).tolist())
+    lost = present = 0
+    lengths = []
+    for _ in range(n):
+        test.reset()
+        decision = None
+        while decision is None:
+            decision = test.update(next(draws))
+        lost += decision == LOST
+        present += decision == PRESENT
+        lengths.append(test.checks)
+    return lost, present, lengths
+
+
+def test_evidence_is_the_poisson_log_likelihood_ratio_and_the_boundaries_are_walds():
+    t = IonPresenceTest(12.0, 2.0, false_loss=1e-6, false_presence=1e-9)
+    for c in (0, 1, 2, 5, 8, 12, 30):
+        assert t.llr_of(c) == pytest.approx(poisson.logpmf(c, 2.0) - poisson.logpmf(c, 12.0))
+    assert t.upper == pytest.approx(math.log((1 - 1e-9) / 1e-6))     # log A
+    assert t.lower == pytest.approx(math.log(1e-9 / (1 - 1e-6)))     # log B
+
+
+@pytest.mark.parametrize("bright, dark, alpha, beta", [(3.0, 1.5, 0.05, 0.05),
+                                                        (4.0, 1.0, 0.02, 0.1)])
+def test_error_rates_over_many_seeds_match_the_exact_recursion_within_walds_bounds(
+        bright, dark, alpha, beta):
+    """Weak evidence per check (many checks per decision): the regime where Wald's
+    approximations are least exact. 20 seeds x 1000 runs under each hypothesis."""
+    test = IonPresenceTest(bright, dark, alpha, beta)
+    exact_present, exact_lost = test.outcome(bright), test.outcome(dark)
+    # Wald's inequalities: alpha' <= 1/A, beta' <= B
+    assert exact_present.p_lost <= math.exp(-test.upper)
+    assert exact_lost.p_present <= math.exp(test.lower)
+    assert exact_present.p_lost + exact_present.p_present == pytest.approx(1.0, abs=1e-9)
+    for mean, exact, wrong in ((bright, exact_present, 0), (dark, exact_lost, 1)):
+        n_wrong = 0
+        lengths: list[int] = []
+        for seed in range(20):
+            lost, present, runs = run_tests(test, mean, 1000, seed)
+            n_wrong += (lost, present)[wrong]
+            lengths += runs
+        p = (exact.p_lost, exact.p_present)[wrong]
+        n = len(lengths)
+        assert abs(n_wrong - n * p) < 4.0 * math.sqrt(n * p * (1 - p)) + 1
+        assert n_wrong / n <= (alpha, beta)[wrong] / (1 - (beta, alpha)[wrong]) * 1.15
+        sd = np.std(lengths)
+        assert abs(np.mean(lengths) - exact.mean_checks) < 4.0 * sd / math.sqrt(n)
+        for k in (1, 3, 6):
+            q = exact.decided_within[k - 1]
+            got = sum(x <= k for x in lengths) / n
+            assert abs(got - q) < 4.0 * math.sqrt(q * (1 - q) / n) + 1e-3
+
+
+def test_servo_defaults_at_12_bright_2_dark_counts():
+    """The figures the servo will rely on, from the exact recursion and from 20 seeds."""
+    test = IonPresenceTest(12.0, 2.0, false_loss=1e-6, false_presence=1e-9)
+    present, lost = test.outcome(12.0), test.outcome(2.0)
+    # one thresholded check (the old rule) against the test
+    assert poisson.cdf(7, 12.0) == pytest.approx(0.0895, abs=5e-4)
+    assert present.p_lost < 2e-7               # per test; ~1500 tests a day: < 1e-3 a day
+    assert lost.p_present < 1e-10
+    assert 2.3 < present.mean_checks < 2.6 and 2.5 < lost.mean_checks < 2.8
+    assert present.checks_for(1 - 1e-6) <= 9 and lost.checks_for(1 - 1e-6) <= 9
+    assert lost.checks_for(0.999) <= 6
+    # over many seeds: never a false decision, lengths as computed
+    for mean, exact in ((12.0, present), (2.0, lost)):
+        lengths: list[int] = []
+        for seed in range(20):
+            n_lost, n_present, runs = run_tests(test, mean, 1000, 100 + seed)
+            assert (n_lost if mean == 12.0 else n_present) == 0
+            lengths += runs
+        assert abs(np.mean(lengths) - exact.mean_checks) < 4.0 * np.std(lengths) / math.sqrt(
+            len(lengths))
+        assert max(lengths) <= exact.checks_for(1 - 1e-6)
+
+
+def test_a_decided_test_starts_over_and_bad_settings_are_refused():
+    test = IonPresenceTest(12.0, 2.0)
+    assert test.update(2) is None and test.llr == pytest.approx(10.0 - 2 * math.log(6.0))
+    assert test.update(0) == LOST and test.checks == 2
+    assert test.update(12) is None and test.checks == 1      # a fresh test
+    assert test.update(12) == PRESENT and test.checks == 2
+    for args in ((2.0, 2.0), (1.0, 2.0), (12.0, 0.0), (12.0, 2.0, 0.0), (12.0, 2.0, 1e-6, 0.6)):
+        with pytest.raises(ValueError):
+            IonPresenceTest(*args)
