@@ -75,6 +75,12 @@ SCHEMA = {
         "b_drift_gain": F(float, 0.05, min=0.0, max=0.5),
         "residual_gain": F(float, 0.2, min=0.0, max=1.0),
         "threshold_counts": F(int, 8, min=1, max=1000),
+        "bright_counts": F(float, 40.0, min=1.0, max=1e4,
+                           doc="mean counts of a bright ion per detection gate (calibration; "
+                               "the ion-presence test, decision 0007)"),
+        "dark_counts": F(float, 1.0, min=1e-3, max=100.0,
+                         doc="mean background counts per detection gate (calibration), "
+                             "below bright_counts"),
         "aom_center_hz": F(float, 80e6, min=1e6, max=170e6),
         "nu_initial_hz": F(float, 0.0, min=-1e3, max=1e3),
         "acquire_frames": F(int, 10, min=1, max=10000),
@@ -214,6 +220,12 @@ def load_clock_config(path: str | Path, scenario: str | None = None,
         if role not in cfg["instruments"]:
             raise ConfigError(f"instruments.{role}",
                               f"is required (roles: {', '.join(ROLES)})")
+    servo = cfg["servo"]
+    if servo["dark_counts"] >= servo["bright_counts"]:
+        raise ConfigError("servo.dark_counts",
+                          f"{servo['dark_counts']} is not below servo.bright_counts "
+                          f"{servo['bright_counts']}: the ion-presence test needs a bright ion "
+                          "to give more counts than the background")
     coils = cfg["instruments"]["coils"]
     if coils["current_a"] > coils["current_limit_a"]:
         raise ConfigError("instruments.coils.current_a",

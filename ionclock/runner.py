@@ -38,7 +38,8 @@ def servo_params(cfg: dict) -> ServoParams:
         drift_gain=s["drift_gain"], b_gain=s["b_gain"], b_drift_gain=s["b_drift_gain"],
         residual_gain=s["residual_gain"],
         b_initial_t=cfg["clock"]["b_nominal_t"],
-        nu_initial_hz=s["nu_initial_hz"], acquire_frames=s["acquire_frames"])
+        nu_initial_hz=s["nu_initial_hz"], acquire_frames=s["acquire_frames"],
+        bright_counts=s["bright_counts"], dark_counts=s["dark_counts"])
 
 
 class ClockRun:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from ionclock.errors import IonclockError
 from ionclock.physics import ZEEMAN_LINES, ramsey_contrast
 from ionclock.servo.clock_output import ClockOutput
+from ionclock.servo.ion_presence import LOST, PRESENT, IonPresenceTest
 from ionclock.servo.slip_guard import SlipGuard
 
 TWO_PI = 2.0 * math.pi
@@ -59,8 +60,11 @@ class ServoParams:
     b_initial_t: float = 37.197e-6
     nu_initial_hz: float = 0.0           # initial laser steering (Hz at the ion)
     acquire_frames: int = 10             # frames after (re)start before 'locked'
-    ion_check_after_darks: int = 12      # consecutive dark cycles that trigger an ion check
-    ion_confirm_checks: int = 3          # consecutive bright checks that mean a new ion
+    ion_check_after_darks: int = 12      # consecutive dark cycles that trigger ion checks
+    bright_counts: float = 40.0          # mean counts of a bright ion per detection gate
+    dark_counts: float = 1.0             # mean background counts per detection gate
+    ion_false_loss: float = 1e-6         # presence test: P(lost | ion there), per test
+    ion_false_presence: float = 1e-9     # presence test: P(there | ion gone), per test
     slip_threshold_hz: float = 2.0       # splitting-ratio violation that means a slip
     slip_persist_frames: int = 8         # frames the violation must persist
     contrast_alarm_dark: float = 0.40    # dark fraction the contrast test is tuned to catch
@@ -138,6 +142,10 @@ class ClockServo:
         self.locked_cycles = 0
         self._frames_since_acquire = 0
         self._dark_run = 0
+        # Ion checks go on until this test decides (decision 0007): one thresholded check
+        # reads a bright ion dark 9 % of the time at 12 bright / 2 dark counts.
+        self._presence = IonPresenceTest(p.bright_counts, p.dark_counts, p.ion_false_loss,
+                                         p.ion_false_presence)
         # Contrast test (CUSUM on the dark outcomes): with hyper-Ramsey p+ + p- = 1 at any
         # detuning, so the dark fraction is 1/2; stray light that empties D5/2 during the
         # probe (a shutter left open, DOMAIN §1) lowers it, and its light shift biases the
@@ -201,7 +209,7 @@ class ClockServo:
         return dark
 
     def _ion_check(self):
-        """A cycle with the clock light off: the ion must fluoresce. Returns True if bright."""
+        """A cycle with the clock light off, in which an ion fluoresces; (dark, counts)."""
         self._prepare(self.common_hz(self.env.now), 1, False)
         self._start()
         yield self.env.timeout(self.p.cycle_time_s)
@@ -210,7 +218,14 @@ class ClockServo:
         if self._cycle_rows is not None:  # line -1: a check cycle without clock light
             self._cycle_rows.append((self.env.now, self.frame_index, -1, 0, 0.0, counts, dark,
                                      self.state))
-        return dark < 0.5
+        return dark, counts
+
+    def _presence_step(self):
+        """One ion check fed to the presence test: `LOST`, `PRESENT` or None (check again)."""
+        dark, counts = yield from self._ion_check()
+        if counts < 0:   # a readout without counts (the expectation twin): dark is exact
+            return LOST if dark >= 0.5 else PRESENT
+        return self._presence.update(counts)
 
     def _use_direct(self, direct: bool) -> None:
         """Per-cycle calls through the instruments' direct handles, or through themselves.
@@ -441,11 +456,17 @@ class ClockServo:
             else:
                 self._dark_run += 2 if d_first >= 0.5 else 1
             if self._dark_run >= p.ion_check_after_darks:
+                # a long dark run: ion checks until the presence test decides
                 self._dark_run = 0
-                bright = yield from self._ion_check()
-                if not bright:
+                self._presence.reset()
+                decision = None
+                checks = 0
+                while decision is None:
+                    decision = yield from self._presence_step()
+                    checks += 1
+                if decision == LOST:
                     self._cusum = cusum
-                    raise _Hold("ion_lost")
+                    raise _Hold("ion_lost", {"checks": checks})
         self._cusum = cusum
         if cusum > p.contrast_alarm_h:
             # The D5/2 population is being emptied during the probe (stray 854 nm light: a
@@ -474,15 +495,13 @@ class ClockServo:
         last_frame = self.env.now
         probes: list[float] = []
         k = 0
-        streak = 0
+        self._presence.reset()
         while True:
             try:
                 if reason == "ion_lost":
-                    # several bright checks in a row: a burst of background counts is not
-                    # a new ion
-                    bright = yield from self._ion_check()
-                    streak = streak + 1 if bright else 0
-                    cleared = streak >= self.p.ion_confirm_checks
+                    # the presence test until it declares an ion (a burst of background
+                    # counts is not one); a test that ends in "lost" starts over
+                    cleared = (yield from self._presence_step()) == PRESENT
                 elif reason == "contrast_lost":
                     # keep probing the lines (no corrections) and watch the dark fraction
                     d = yield from self._probe(k % 6, 1 if k % 2 == 0 else -1)

@@ -44,7 +44,7 @@ def test_ion_loss_is_detected_within_cycles_held_over_and_reacquired(tmp_path):
     (lost,) = events(db, "ion_lost")
     assert 3600.0 <= lost < 3600.0 + 20 * 0.105          # within 20 clock cycles
     (back,) = events(db, "ion_reloaded")
-    assert 4800.0 <= back < 4800.0 + 5 * 0.105   # three bright checks in a row
+    assert 4800.0 <= back < 4800.0 + 5 * 0.105   # the presence test (decision 0007)
     # every frame while the ion was away is flagged, none of them counts as clock data
     during = frames(db, f"f.t > {lost} AND f.t < {back}")
     assert during and all(f[2] == 1 and f[1] == 0 for f in during)
