@@ -56,6 +56,8 @@ class LoopbackAdapter(Adapter):
         self.encoding = encoding
         self._buffer = b""
         self._term = read_termination.encode(encoding)
+        # A twin's write-then-read in one call (`SimInstrument.exchange`), when it has one
+        self._peer_exchange = getattr(peer, "exchange", None)
 
     def _write(self, command: str, **kwargs) -> None:
         self.peer.write((command + self.write_termination).encode(self.encoding))
@@ -66,7 +68,16 @@ class LoopbackAdapter(Adapter):
         The drivers' per-cycle path (``ionclock.drivers.common.line_exchange``): an
         in-process peer has answered by the time `write` returns.
         """
-        self.peer.write((command + self.write_termination).encode(self.encoding))
+        data = (command + self.write_termination).encode(self.encoding)
+        peer_exchange = self._peer_exchange
+        if peer_exchange is None or self._buffer:
+            self.peer.write(data)
+            return self._read()
+        reply = peer_exchange(data)
+        term = self._term
+        if term and reply.endswith(term) and reply.find(term) == len(reply) - len(term):
+            return reply[:-len(term)].decode(self.encoding)   # one whole line: the usual case
+        self._buffer = reply
         return self._read()
 
     def _write_bytes(self, content: bytes, **kwargs) -> None:

@@ -86,6 +86,15 @@ class SimInstrument:
             raw, self._rx = self._rx[:idx], self._rx[idx + len(term):]
             self._dispatch(raw)
 
+    def exchange(self, data: bytes) -> bytes:
+        """`write(data)`, then `read_available()`: the in-process link's per-command path.
+
+        Twins whose per-cycle lines have a shortcut return its reply directly (when nothing
+        else is queued before it); the bytes are the same either way.
+        """
+        self.write(data)
+        return self.read_available()
+
     def read_available(self) -> bytes:
         """Return and consume every reply byte queued so far."""
         if self.faults.disconnected:

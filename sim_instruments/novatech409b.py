@@ -57,6 +57,7 @@ _FAST_HEADS = {b"F": "F", b"P": "P", b"V": "V"}
 _TABLE_HEADS = (b"t", b"T")
 _CHANNELS = (b"0", b"1", b"2", b"3")
 _MODE_LINES = {b"m t\r\n": True, b"m 0\r\n": False}
+_OK = b"OK\r\n"
 _HEX = "0123456789abcdefABCDEF"
 _from_bytes = int.from_bytes
 _ZERO_ENTRY = (0, 0, 0, 0)  # (frequency 0.1 Hz, phase, amplitude, dwell) of unwritten entries
@@ -161,11 +162,28 @@ class SimNovatech409B(SimInstrument):
 
     # --- the byte stream, specialised for speed ------------------------------------------------
     def write(self, data: bytes) -> None:
-        """Receive bytes; one whole F/P/V/t line with no fault or echo skips the generic path.
+        """Receive bytes; one whole F/P/V/t/m line with no fault or echo skips the generic path.
 
-        The shortcut parses the same grammar as `handle` (it calls the same `_set_output` /
-        `_set_table`) and exists only because the clock loop sends these lines every cycle.
+        The shortcut (`_fast`) parses the same grammar as `handle` (it calls the same
+        `_set_output` / `_set_table` / `_start_table`) and exists only because the clock loop
+        sends these lines every cycle.
         """
+        reply = self._fast(data)
+        if reply is None:
+            super().write(data)
+        else:
+            self._tx += reply
+
+    def exchange(self, data: bytes) -> bytes:
+        """`write` then `read_available`; a shortcut line's reply comes back directly."""
+        if not self._tx:
+            reply = self._fast(data)
+            if reply is not None:
+                return reply
+        return super().exchange(data)
+
+    def _fast(self, data: bytes) -> bytes | None:
+        """The reply to one whole per-cycle line, or None: the generic path takes it."""
         if (data[-2:] == _CRLF and not self._rx and not self.echo
                 and not self.record_transcript and data.count(b"\n") == 1):
             faults = self.faults
@@ -178,26 +196,21 @@ class SimNovatech409B(SimInstrument):
                         self._start_table()
                     else:
                         self.table_mode = False
-                    self._tx += b"OK\r\n"
-                    return
+                    return _OK
                 head = data[:1]
                 if head in _FAST_HEADS and data[1:2] in _CHANNELS and len(data) <= MAX_LINE + 2:
                     try:
                         self._set_output(_FAST_HEADS[head], data[1] - 48, data[2:-2].strip())
                     except CommandError as err:
-                        self._tx += err.code.encode("ascii") + _CRLF
-                    else:
-                        self._tx += b"OK\r\n"
-                    return
+                        return err.code.encode("ascii") + _CRLF
+                    return _OK
                 if head in _TABLE_HEADS and len(data) <= MAX_LINE + 2 and data.isascii():
                     try:
                         self._set_table(data[1] - 48, data[2:-2].decode("ascii"))
                     except CommandError as err:
-                        self._tx += err.code.encode("ascii") + _CRLF
-                    else:
-                        self._tx += b"OK\r\n"
-                    return
-        super().write(data)
+                        return err.code.encode("ascii") + _CRLF
+                    return _OK
+        return None
 
     # --- grammar --------------------------------------------------------------------------------
     def before_reply(self, line: str) -> None:

@@ -370,7 +370,23 @@ class SimSR400(SimInstrument):
 
     # --- the byte stream, specialised for the per-cycle query ---------------------------------
     def write(self, data: bytes) -> None:
-        """Receive bytes; a lone ``QA m`` line with no fault skips the generic path."""
+        """Receive bytes; a lone ``QA m`` line with no fault skips the generic path (`_fast`)."""
+        reply = self._fast(data)
+        if reply is None:
+            super().write(data)
+        else:
+            self._tx += reply
+
+    def exchange(self, data: bytes) -> bytes:
+        """`write` then `read_available`; the shortcut's reply comes back directly."""
+        if not self._tx:
+            reply = self._fast(data)
+            if reply is not None:
+                return reply
+        return super().exchange(data)
+
+    def _fast(self, data: bytes) -> bytes | None:
+        """The reply bytes to a lone ``QA m`` line, or None: the generic path takes it."""
         if (data[:3] in _QA and data[-1:] == _CR and not self._rx
                 and not self.record_transcript and data.count(_CR) == 1):
             faults = self.faults
@@ -379,10 +395,8 @@ class SimSR400(SimInstrument):
                 if arg.isdigit():
                     self._sync()
                     reply = self._qa_point(int(arg))
-                    if reply is not None:
-                        self._tx += reply.encode("ascii") + self.output_terminator
-                    return
-        super().write(data)
+                    return b"" if reply is None else reply.encode("ascii") + self.output_terminator
+        return None
 
     # --- grammar ------------------------------------------------------------------------------
     def handle(self, line: str) -> str | None:
