@@ -142,6 +142,7 @@ class ClockServo:
         self.locked_cycles = 0
         self._frames_since_acquire = 0
         self._dark_run = 0
+        self._dark_since = 0.0               # when the current dark run began
         # Ion checks go on until this test decides (decision 0007): one thresholded check
         # reads a bright ion dark 9 % of the time at 12 bright / 2 dark counts.
         self._presence = IonPresenceTest(p.bright_counts, p.dark_counts, p.ion_false_loss,
@@ -454,6 +455,8 @@ class ClockServo:
             if d_second < 0.5:
                 self._dark_run = 0
             else:
+                if not self._dark_run:   # a dark run begins: where ion loss would date from
+                    self._dark_since = t_line
                 self._dark_run += 2 if d_first >= 0.5 else 1
             if self._dark_run >= p.ion_check_after_darks:
                 # a long dark run: ion checks until the presence test decides
@@ -466,7 +469,7 @@ class ClockServo:
                     checks += 1
                 if decision == LOST:
                     self._cusum = cusum
-                    raise _Hold("ion_lost", {"checks": checks})
+                    raise _Hold("ion_lost", {"checks": checks, "since": self._dark_since})
         self._cusum = cusum
         if cusum > p.contrast_alarm_h:
             # The D5/2 population is being emptied during the probe (stray 854 nm light: a
@@ -489,11 +492,15 @@ class ClockServo:
         if reason == "contrast_lost":
             # flag what the fault may have biased, from the test's onset estimate on
             self._flag(detail["since"] - self.p.flag_margin_s, self.env.now)
+        elif reason == "ion_lost":
+            # the frame whose probes went dark for good is not clock data: flag back to the
+            # start of the dark run that led to the ion checks (and one frame before it)
+            self._flag(detail["since"] - 12 * self.p.cycle_time_s, self.env.now)
         self._fit_drift_model()
         self._set_state("holdover", reason=reason, **detail)
         self._event(reason, **detail)
         last_frame = self.env.now
-        probes: list[float] = []
+        probes: deque = deque(maxlen=self.p.contrast_restore_probes)   # the latest n
         k = 0
         self._presence.reset()
         while True:
@@ -507,9 +514,8 @@ class ClockServo:
                     d = yield from self._probe(k % 6, 1 if k % 2 == 0 else -1)
                     k += 1
                     probes.append(d)
-                    n = self.p.contrast_restore_probes
-                    cleared = (len(probes) >= n
-                               and sum(probes[-n:]) / n > self.p.contrast_restore)
+                    n = probes.maxlen
+                    cleared = len(probes) == n and sum(probes) / n > self.p.contrast_restore
                 else:   # instrument_offline: one ordinary cycle that goes through
                     d = yield from self._probe(0, 1)
                     cleared = True
