@@ -6,16 +6,29 @@ Both front ends offer the same API, in SI units:
 - ``temperature`` (K), ``pressure`` (Pa), ``exposure(channel, ccd)`` (s),
 - ``channel_count``, ``ping()``, ``close()``.
 
-The library answers in THz, nm, °C, mbar and ms; a negative (or, for temperature and
-pressure, ≤ −1000) return is an error code (PROTOCOLS.md, wlmData.h):
-0 no value yet, −1 no signal, −2 bad signal, −3 under-exposed, −4 over-exposed,
-−5 wavemeter missing, −6 not available, −14 out of range. Each raises its own subclass of
-`WavemeterError` (an `InstrumentError` carrying the code), never a number.
+The library answers in THz, nm, °C, mbar and ms; a return ≤ 0 (for temperature and
+pressure, ≤ −1000) is an error code. The codes are HighFinesse's ``wlmConst`` constants (as
+shipped with the wavemeter software; copies in RIMS-Code/high_finesse_ws6
+``src/headers/wlmConst.py``): ErrNoValue 0, ErrNoSignal −1, ErrBadSignal −2, ErrLowSignal −3
+(under-exposed), ErrBigSignal −4 (over-exposed), ErrWlmMissing −5, ErrNotAvailable −6,
+InfNothingChanged −7, ErrNoPulse −8, ErrChannelNotAvailable −10, ErrDiv0 −13,
+ErrOutOfRange −14, ErrUnitNotAvailable −15; temperature and pressure use ErrTemperature
+(−1000) plus one of them (ErrTempNotMeasured −1000, ErrTempWlmMissing −1005,
+ErrTempNotAvailable −1006). Each raises a subclass of `WavemeterError` (an
+`InstrumentError` carrying the code), never a number.
 
 `WavemeterWlmData` loads ``libwlmData.so`` (Linux; reaches a Windows-hosted wavemeter
 through ``~/.config/HighFinesse/wlmData.ini``) or any library path given.
-`WavemeterTCP` speaks HighFinesse's text server: port 1234, greeting ``200``, commands such
-as ``getFrequencyNum 1``, CRLF-terminated, each answered by one number.
+`WavemeterTCP` speaks HighFinesse's own TCP server, a closed-source bridge that forwards
+wlmData calls and their return values (same units, same error codes). Its manual was not at
+hand; the only open client of it is quartiq/highfinesse-net (``highfinesse_net/tcp.py``,
+``highfinesse_net/protocol.py``), which this driver follows: port 1234, a ``200`` line on
+connect, CRLF both ways, commands ``getFrequencyNum ch``, ``getWavelengthNum ch``,
+``getExposureNum ch,ccd``, ``getTemperature``, ``getPressure``, ``getChannelCount`` (not the
+library's ``GetChannelsCount`` spelling), ``getVersion``. ``getVersion`` answers four
+numbers, on one comma-separated line in current servers (highfinesse-net commit 8238cc1,
+"new getVersion") and as four lines, one number each, in older ones (commit 9476e49,
+"get_version: is four lines"); `version` reads either.
 """
 
 from __future__ import annotations
@@ -70,6 +83,10 @@ class OutOfRangeError(WavemeterError):
     """Value out of the measurement range (-14)."""
 
 
+class ChannelNotAvailableError(WavemeterError):
+    """The channel is not available on this unit (ErrChannelNotAvailable, -10)."""
+
+
 ERRORS: dict[int, tuple[type[WavemeterError], str]] = {
     0: (NoValueError, "no value yet"),
     -1: (NoSignalError, "no signal"),
@@ -78,8 +95,14 @@ ERRORS: dict[int, tuple[type[WavemeterError], str]] = {
     -4: (OverexposedError, "over-exposed"),
     -5: (WavemeterMissingError, "wavemeter missing"),
     -6: (NotAvailableError, "not available"),
+    -7: (NoValueError, "nothing changed since the last read"),
+    -8: (BadSignalError, "signal cannot be separated into pulses"),
+    -10: (ChannelNotAvailableError, "channel not available"),
+    -13: (WavemeterError, "division by zero"),
     -14: (OutOfRangeError, "out of range"),
+    -15: (NotAvailableError, "unit not available"),
 }
+"""wlmConst return codes (see the module docstring) -> (error class, text)."""
 
 
 def check_result(instrument: str, value: float, offset: int = 0) -> float:
@@ -245,16 +268,21 @@ class WavemeterTCP(LinkMixin, Instrument):
 
     @property
     def channel_count(self) -> int:
-        """Number of channels (``getChannelsCount``)."""
-        value = self._number("getChannelsCount")
+        """Number of channels (``getChannelCount``, highfinesse-net ``get_channel_count``)."""
+        value = self._number("getChannelCount")
         if value < 0 or value != int(value):
             raise ReplyError(self.name, f"bad channel count {value!r}")
         return int(value)
 
     @property
     def version(self) -> tuple[int, ...]:
-        """(device type, version, revision, software) from ``getVersion``."""
-        reply = self.ask("getVersion")
+        """(device type, version, revision, software) from ``getVersion``.
+
+        One comma-separated line (current servers) or four lines (older servers).
+        """
+        reply = self.ask("getVersion").strip()
+        if "," not in reply:
+            reply = ",".join([reply] + [self.read().strip() for _ in range(3)])
         try:
             parts = tuple(int(p) for p in reply.split(","))
         except ValueError:

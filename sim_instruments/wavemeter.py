@@ -1,4 +1,27 @@
-"""Twin of the HighFinesse wavemeter's TCP text server, reading the world's lasers.
+"""Twin of the HighFinesse wavemeter's TCP server, reading the world's lasers.
+
+The server is HighFinesse's own closed-source bridge in front of the wlmData library: each
+command names a wlmData function and the reply is that function's return value, so units and
+error codes are wlmData's. Its manual was not at hand; the grammar follows the one open
+client of it, quartiq/highfinesse-net (``highfinesse_net/tcp.py``: port 1234, a ``200``
+line on connect, CRLF both ways; ``highfinesse_net/protocol.py``: ``getFrequencyNum ch``
+(THz), ``getWavelengthNum ch`` (nm, vacuum), ``getExposureNum ch,ccd`` (ms, integer),
+``getTemperature`` (°C), ``getPressure`` (mbar), ``getChannelCount`` (an integer),
+``getVersion``). Error codes are the wlmConst values (HighFinesse's header; copy in
+RIMS-Code/high_finesse_ws6 ``src/headers/wlmConst.py``): ErrNoValue 0, ErrNoSignal -1,
+ErrBadSignal -2, ErrLowSignal -3, ErrBigSignal -4, ErrWlmMissing -5, ErrNotAvailable -6,
+InfNothingChanged -7, ErrNoPulse -8, ErrChannelNotAvailable -10, ErrDiv0 -13,
+ErrOutOfRange -14, ErrUnitNotAvailable -15; temperature/pressure ErrTemperature -1000 plus
+one of them.
+
+Option `version_reply` (sources disagree by server version): ``"line"`` answers
+``getVersion`` with one line ``type,version,revision,software`` (highfinesse-net commit
+8238cc1, "new getVersion"); ``"lines"`` with four lines, one number each (commit 9476e49,
+"get_version: is four lines", the older server).
+
+The twin's own choices (no source says): the number of decimals in replies; an unknown
+command is answered ``-6`` (ErrNotAvailable); a switch channel with no laser assigned
+answers ErrNoSignal (-1), as an unlit fibre would.
 
 Per-channel laser frequencies come from ``world.laser_frequency(name)`` (Hz) where the world
 has it; otherwise from this module's `LaserBank`: nominal frequencies of the clock's lasers
@@ -7,9 +30,9 @@ wavemeter's own reading noise. Replies follow the server: one number per line, C
 frequency in THz, wavelength in nm (vacuum), temperature in °C, pressure in mbar, exposure in
 ms, and the wlmData error codes for a channel without light (-1), over-exposure (-4), etc.
 
-Options: ``channels`` ({channel: laser name}), ``greet`` (queue the ``200`` greeting at
-construction, as the server sends it on connect; use False behind `TcpServer(greeting=...)`),
-``seed``. Per-channel faults: ``channel_errors[channel] = code``.
+Options: ``channels`` ({channel: laser name}), ``version_reply`` (above), ``greet`` (queue
+the ``200`` greeting at construction, as the server sends it on connect; use False behind
+`TcpServer(greeting=...)`), ``seed``. Per-channel faults: ``channel_errors[channel] = code``.
 """
 
 from __future__ import annotations
@@ -36,6 +59,9 @@ NOMINAL_HZ = {
 }
 
 DEFAULT_CHANNELS = {1: "397", 2: "866", 3: "854", 4: "729", 5: "423", 6: "214.5"}
+
+#: getVersion's four numbers: device type (8: WS8), version, revision, software build.
+VERSION = ("8", "1234", "567", "8901")
 
 
 class LaserBank:
@@ -66,8 +92,14 @@ class SimWavemeterServer(SimInstrument):
     output_terminator = b"\r\n"
     name = "sim-wavemeter"
 
+    VERSION_REPLIES = ("line", "lines")
+
     def __init__(self, world=None, channels: dict[int, str] | None = None, greet: bool = True,
-                 noise_hz: float = 0.2e6, seed: int | None = 0):
+                 noise_hz: float = 0.2e6, seed: int | None = 0, version_reply: str = "line"):
+        if version_reply not in self.VERSION_REPLIES:
+            raise ValueError(f"version_reply must be one of {self.VERSION_REPLIES}, "
+                             f"got {version_reply!r}")
+        self.version_reply = version_reply
         self.channel_names = dict(DEFAULT_CHANNELS if channels is None else channels)
         self.noise_hz = noise_hz
         self._noise = np.random.default_rng([seed or 0, 12])
@@ -121,8 +153,10 @@ class SimWavemeterServer(SimInstrument):
             return f"{self.temperature_c:.2f}"
         if cmd == "getPressure":
             return f"{self.pressure_mbar:.1f}"
-        if cmd == "getChannelsCount":
+        if cmd == "getChannelCount":
             return "8"
         if cmd == "getVersion":
-            return "8,1234,567,8901"
+            if self.version_reply == "lines":
+                return "\r\n".join(VERSION)
+            return ",".join(VERSION)
         return "-6"  # the server answers an unknown function as "not available"

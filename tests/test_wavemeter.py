@@ -6,6 +6,7 @@ import math
 import shutil
 import socket
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -144,7 +145,7 @@ TRANSCRIPTS = [
     ("temperature", lambda w: w.temperature, 24.62 + 273.15, [("getTemperature", "24.62")]),
     ("pressure", lambda w: w.pressure, 100430.0, [("getPressure", "1004.3")]),
     ("exposure", lambda w: w.exposure(1, 2), 0.040, [("getExposureNum 1,2", "40")]),
-    ("channel_count", lambda w: w.channel_count, 8, [("getChannelsCount", "8")]),
+    ("channel_count", lambda w: w.channel_count, 8, [("getChannelCount", "8")]),
     ("ping", lambda w: w.ping(), True, [("getVersion", "8,1234,567,8901")]),
     ("no_signal", lambda w: w.frequency(7), NoSignalError, [("getFrequencyNum 7", "-1")]),
     ("overexposed", lambda w: w.frequency(2), OverexposedError,
@@ -162,6 +163,23 @@ def test_tcp_protocol(name, action, expected, pairs):
             return
         result = action(inst)
     assert result == pytest.approx(expected, rel=1e-9)
+
+
+#: getVersion in each server reading (quartiq/highfinesse-net commits 8238cc1 and 9476e49).
+VERSION_TRANSCRIPTS = {
+    "line": [("getVersion", "8,1234,567,8901")],
+    "lines": [("getVersion", "8"), (None, "1234"), (None, "567"), (None, "8901")],
+}
+
+
+@pytest.mark.parametrize("reading", sorted(VERSION_TRANSCRIPTS))
+def test_tcp_version_in_each_server_reading(reading):
+    with expected_protocol(WavemeterTCP, VERSION_TRANSCRIPTS[reading],
+                           expect_greeting=False) as inst:
+        assert inst.version == (8, 1234, 567, 8901)
+    with expected_protocol(WavemeterTCP, VERSION_TRANSCRIPTS[reading],
+                           expect_greeting=False) as inst:
+        assert inst.ping() is True
 
 
 def test_tcp_bad_greeting():
@@ -194,6 +212,30 @@ def test_check_result_never_returns_an_error_code(value):
 
 
 # --- twin ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("reading", sorted(VERSION_TRANSCRIPTS))
+def test_twin_version_matches_transcripts(reading):
+    twin = SimWavemeterServer(None, greet=False, version_reply=reading)
+    twin.write(b"getVersion\r\n")
+    expected = "".join(reply + "\r\n" for _, reply in VERSION_TRANSCRIPTS[reading])
+    assert twin.read_available() == expected.encode()
+    with pytest.raises(ValueError):
+        SimWavemeterServer(None, version_reply="csv")
+
+
+@pytest.mark.parametrize("reading", sorted(VERSION_TRANSCRIPTS))
+def test_driver_against_twin_in_each_server_reading(reading):
+    """The server's spelling getChannelCount, and getVersion on one line or four."""
+    w = open_instrument("wavemeter_tcp", "sim://wavemeter_tcp", world=SimpleNamespace(),
+                        twin_options={"version_reply": reading, "noise_hz": 0.0})
+    assert w.ping() is True
+    assert w.version == (8, 1234, 567, 8901)
+    assert w.channel_count == 8
+    assert w.frequency(1) == pytest.approx(NOMINAL_HZ["397"])  # nothing left unread
+    twin = SimWavemeterServer(None, greet=False)
+    twin.write(b"getChannelsCount\r\n")  # the library's spelling is not a server command
+    assert twin.read_available() == b"-6\r\n"
+
+
 def test_twin_parser_matches_transcripts():
     twin = SimWavemeterServer(None, noise_hz=0.0, greet=False)
     twin.channel_errors = {2: -4}
