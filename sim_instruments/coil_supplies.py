@@ -1,14 +1,74 @@
-"""Twins of the coil supplies: Keysight E36312A and Rigol DP832, SCPI over LF-terminated lines.
+r"""Twins of the coil supplies: Keysight E36312A and Rigol DP832, SCPI over LF-terminated lines.
 
 Both keep per-channel setpoints (current, compliance voltage) and output state, drive a coil of
 `coil_ohm` ohms (constant current while ``I * R`` is below the compliance, else constant
 voltage), answer ``MEAS:CURR?`` with the output current (0 when off) plus small seeded noise,
 call ``world.coil_changed(channel, current_a)`` with the effective current whenever it changes
-(when the world has that hook), and keep a SCPI error queue with the standard messages
-(``-113,"Undefined header"``, ``-222,"Data out of range"``, ...), read by ``SYST:ERR?``.
+(when the world has that hook), and keep a SCPI error queue (``-113,"Undefined header"``,
+``-222,"Data out of range"``, ...), read by ``SYST:ERR?``. A setpoint changes the output at
+once: the units have no slew setting the driver uses, so ramping is the driver's job
+(docs/decisions/0102-coil-current-safety.md).
 
 Headers match SCPI style: long or short form of each node, case-insensitive, optional nodes
 in brackets, several commands per line separated by ``;``.
+
+Sources for what the driver relies on (the twin follows the units, not the driver):
+
+Keysight E36312A
+- Channel lists on every channel command, ``CURR <A>,(@n)`` / ``CURR? (@n)`` / ``VOLT`` /
+  ``MEAS:CURR? (@n)`` / ``MEAS:VOLT? (@n)`` / ``OUTP {0|1|ON|OFF},(@n)``: Keysight E36300
+  Series Programming Guide (E36311-90008), OUTPut[:STATe] p. 71, as quoted in the review of
+  QCoDeS/Qcodes_contrib_drivers PR 46; the same commands in
+  qcodes_contrib_drivers/drivers/Keysight/Keysight_E36313A.py (``CURR {},(@n)``, no space)
+  and pymeasure/instruments/keysight/keysightE36312A.py (``CURR %g, (@n)``, with a space):
+  the twin takes both spellings.
+- ``OUTP? (@n)`` answers ``0`` or ``1``: pymeasure tests/instruments/keysight/
+  test_keysightE36312A.py (``OUTPut? (@1)`` -> ``0``) and Keysight_E36313A.py's
+  ``val_mapping={'on': 1, 'off': 0}``.
+- Numeric replies are SCPI NR3 text (``+2.50000000E-01``); both drivers above parse them with
+  ``float`` only, so the digit count is not relied on.
+- LF terminator: Keysight_E36313A.py (``terminator='\n'``).
+- Ratings 6 V / 5 A (output 1) and 25 V / 1 A (outputs 2, 3): pymeasure keysightE36312A.py
+  (``voltage_setpoint_values``/``current_limit_values``). No source read gives the unit's
+  programming maximum above the rating; the twin accepts up to 102 % of it and answers
+  ``-222`` beyond (the SCPI "Data out of range" error). The driver never sends a value above
+  the rating, so it does not rely on where the unit draws that line.
+- ``SYST:ERR?`` answers ``+0,"No error"`` when the queue is empty (the SCPI-1999
+  SYSTem:ERRor? form as Keysight units give it; the driver parses the code before the comma,
+  with or without ``+``).
+
+Rigol DP832
+- ``:INSTrument:NSELect n`` selects the channel that ``[:SOURce]:CURRent[:LEVel][:IMMediate]
+  [:AMPLitude]`` and ``...:VOLTage...`` (and their queries) act on, and both may share one
+  line: QCoDeS src/qcodes/instrument_drivers/rigol/private/DP8xx.py sends
+  ``:INSTrument:NSELect n; :SOURce:CURRent:LEVel:IMMediate:AMPLitude <A>`` to real units;
+  Rigol DP800 Programming Guide, :INSTrument and :SOURce commands.
+- ``:OUTPut[:STATe] CHn,{ON|OFF}`` and ``:OUTPut[:STATe]? CHn`` answering ``ON``/``OFF``:
+  DP800 Programming Guide :OUTPut[:STATe]; nominal-io/instro instro/psu/drivers/rigol_dp800.py
+  (``:OUTP CH{n},ON``, ``:OUTP? CH{n}``); QCoDeS DP8xx.py parses the state as ON/OFF.
+- ``:MEASure:CURRent[:DC]? [CHn]`` and ``:MEASure[:VOLTage][:DC]? [CHn]``: DP800 Programming
+  Guide :MEASure; instro rigol_dp800.py (``:MEAS:CURR? CH{n}``).
+- Reply formats: voltage with 3 decimals (``5.000``), current with 4 (``1.0000``): DP800
+  Programming Guide §2 :APPLy, Return Format (p. 2-6, DP832 edition).
+- Programming ranges: CH1/CH2 0-32 V and 0-3.2 A, CH3 0-5.3 V and 0-3.2 A (DP800 Programming
+  Guide §2 :APPLy, p. 2-6, the DP832 table); beyond them ``-222``. The ratings (30 V / 3 A,
+  5 V / 3 A) are what the driver allows.
+- OCP level ``[:SOURce]:CURRent:PROTection[:LEVel]`` 0.001-3.3 A, ``...:PROTection:STATe
+  {ON|OFF}``: QCoDeS src/qcodes/instrument_drivers/rigol/Rigol_DP832.py (``ocp_ranges_std``)
+  and DP8xx.py (``:CURRent:PROTection:LEVel``/``:STATe`` after ``:INSTrument:NSELect``).
+- ``:OUTPut:MODE? [CHn]`` answers ``CV``, ``CC`` or ``UR``: DP800 Programming Guide
+  :OUTPut:MODE?; QCoDeS DP8xx.py ``val_mapping``. With the output **off** the sources differ:
+  instro rigol_dp800.py ``get_operating_mode`` notes that the unit "still answers CV for a
+  disabled channel", while the guide names no reading for it (the twin's old answer was
+  ``UR``). Option `off_mode` (``"UR"`` default, or ``"CV"``) gives either; the driver reads the
+  output state from ``:OUTP? CHn``, never from the mode.
+- ``:SYST:ERR?`` answers ``0,"No error"`` (no ``+``) when empty: DP800 Programming Guide
+  :SYSTem:ERRor?; instro rigol_dp800.py strips an optional ``+`` before comparing the code
+  with ``0``.
+- LF terminator over USB/LAN: DP800 Programming Guide, command notation (RS-232 ends
+  ``\r\n``; the twin speaks the LAN form).
+
+The units need no ``*OPC?`` between these commands: none of the drivers above sends one.
 """
 
 from __future__ import annotations
@@ -70,6 +130,7 @@ class _ScpiSupply(SimInstrument):
     input_terminator = b"\n"
     output_terminator = b"\n"
     ratings: dict[int, tuple[float, float]] = {}
+    program_max: dict[int, tuple[float, float]] = {}   # (V, A) the unit accepts; -222 beyond
     idn = ""
     COMMANDS: list[tuple[str, str]] = []
 
@@ -235,7 +296,7 @@ class _ScpiSupply(SimInstrument):
         raise CommandError("-224" if word else "-109")
 
     def _set_level(self, table: dict, ch: int, value: float, index: int) -> None:
-        if not 0.0 <= value <= self.ratings[ch][index] * 1.02:
+        if not 0.0 <= value <= self.program_max[ch][index]:
             raise CommandError("-222")
         table[ch] = value
 
@@ -245,6 +306,8 @@ class SimKeysightE36312A(_ScpiSupply):
 
     name = "sim Keysight E36312A"
     ratings = {1: (6.0, 5.0), 2: (25.0, 1.0), 3: (25.0, 1.0)}
+    # No source read gives the programming maximum: 102 % of the rating (module docstring).
+    program_max = {ch: (v * 1.02, a * 1.02) for ch, (v, a) in ratings.items()}
     idn = "Keysight Technologies,E36312A,MY00000000,2.1.0-1.0.4-1.12"
     COMMANDS = [
         ("[SOURce:]CURRent[:LEVel][:IMMediate][:AMPLitude]", "curr"),
@@ -335,10 +398,17 @@ class SimKeysightE36312A(_ScpiSupply):
 
 
 class SimRigolDP832(_ScpiSupply):
-    """Rigol DP832 twin: ``:INST:NSEL n`` selects the channel for SOUR/level commands."""
+    """Rigol DP832 twin: ``:INST:NSEL n`` selects the channel for SOUR/level commands.
+
+    Option `off_mode`: what ``:OUTP:MODE?`` answers for a channel whose output is off, ``"UR"``
+    (default) or ``"CV"`` (what instro reports of real units; module docstring).
+    """
 
     name = "sim Rigol DP832"
     ratings = {1: (30.0, 3.0), 2: (30.0, 3.0), 3: (5.0, 3.0)}
+    # DP800 Programming Guide §2 :APPLy (p. 2-6), the DP832 table.
+    program_max = {1: (32.0, 3.2), 2: (32.0, 3.2), 3: (5.3, 3.2)}
+    ocp_range = (0.001, 3.3)   # QCoDeS Rigol_DP832.py ocp_ranges_std
     idn = "RIGOL TECHNOLOGIES,DP832,DP8C000000000,00.01.16"
     COMMANDS = [
         (":INSTrument:NSELect", "nsel"),
@@ -357,9 +427,15 @@ class SimRigolDP832(_ScpiSupply):
         ("*RST", "rst"),
     ]
 
+    def __init__(self, world=None, seed: int | None = 0, *, off_mode: str = "UR", **options):
+        if off_mode not in ("UR", "CV"):
+            raise ValueError(f"off_mode must be 'UR' or 'CV', got {off_mode!r}")
+        self.off_mode = off_mode
+        super().__init__(world, seed, **options)
+
     def reset_settings(self) -> None:
         super().reset_settings()
-        self.ocp_level = {ch: self.ratings[ch][1] * 1.1 for ch in self.ratings}
+        self.ocp_level = {ch: self.ocp_range[1] for ch in self.ratings}
         self.ocp_on = {ch: False for ch in self.ratings}
 
     def format_error(self, code: int) -> str:
@@ -404,7 +480,7 @@ class SimRigolDP832(_ScpiSupply):
         if query:
             return f"{self.ocp_level[ch]:.3f}"
         value = self._number(args)
-        if not 0.0 < value <= self.ratings[ch][1] * 1.1:
+        if not self.ocp_range[0] <= value <= self.ocp_range[1]:
             raise CommandError("-222")
         self.ocp_level[ch] = value
         return None
@@ -429,7 +505,8 @@ class SimRigolDP832(_ScpiSupply):
         return f"{self.effective_current(ch) * self.coil_ohm:.3f}"
 
     def _cmd_mode(self, query: bool, args: str) -> str:
-        return self.mode(self._query_channel(query, args))
+        ch = self._query_channel(query, args)
+        return self.mode(ch) if self.output[ch] else self.off_mode
 
     def _cmd_outp(self, query: bool, args: str) -> str | None:
         if query:
