@@ -318,6 +318,7 @@ class CoilSupplyE36312A(_SupplyErrors, KeysightE36312A):
 
 # --- Rigol DP832 ------------------------------------------------------------------------------
 DP832_RATINGS = {1: (30.0, 3.0), 2: (30.0, 3.0), 3: (5.0, 3.0)}  # (V, A)
+DP832_OCP_RANGE = (0.001, 3.3)  # A; QCoDeS rigol/Rigol_DP832.py ocp_ranges_std
 
 
 class CoilChannelDP832(CoilChannelMixin, Channel):
@@ -344,7 +345,12 @@ class CoilChannelDP832(CoilChannelMixin, Channel):
     _voltage_meas_cmd = ":MEAS:VOLT:DC? CH{ch}"
 
     output_mode = Channel.measurement(
-        ":OUTP:MODE? CH{ch}", """Get the regulation mode: 'CC', 'CV' or 'UR' (unregulated).""",
+        ":OUTP:MODE? CH{ch}",
+        """Get the regulation mode: 'CC', 'CV' or 'UR' (unregulated), as the unit words it.
+
+        Meaningful only while the output is on: with it off, units are reported to answer
+        'CV' (instro's DP800 driver) where the guide names no reading; `output_enabled`
+        says whether the output is on.""",
         cast=str)
 
     def _parse_output(self, reply: str) -> bool:
@@ -353,10 +359,16 @@ class CoilChannelDP832(CoilChannelMixin, Channel):
         raise ReplyError(self.parent.name, f"bad output state reply {reply!r}")
 
     def enable_overcurrent_protection(self, level_a: float | None = None) -> None:
-        """Arm the unit's own OCP at `level_a` (default: the hard limit), a second guard."""
+        """Arm the unit's own OCP at `level_a` (default: the hard limit), a second guard.
+
+        The level must be within the unit's OCP range, 0.001 to 3.3 A (`DP832_OCP_RANGE`);
+        ValueError before any byte is written otherwise.
+        """
         level = self.current_limit if level_a is None else level_a
-        if not 0.0 < level <= DP832_RATINGS[self.id][1] * 1.1:
-            raise ValueError(f"OCP level must be within (0, {DP832_RATINGS[self.id][1]}] A")
+        low, high = DP832_OCP_RANGE
+        if (isinstance(level, bool) or not isinstance(level, (int, float))
+                or not low <= level <= high):
+            raise ValueError(f"OCP level must be within [{low:g}, {high:g}] A, got {level!r}")
         self.write(f":INST:NSEL {self.id};:SOUR:CURR:PROT:LEV {level:g}")
         self.check_set_errors()
         self.write(f":INST:NSEL {self.id};:SOUR:CURR:PROT:STAT ON")

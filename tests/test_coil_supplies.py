@@ -218,6 +218,67 @@ def test_twin_error_queue(twin_cls, line, code):
     assert twin.read_available().strip().split(b",")[0] in (b"+0", b"0")
 
 
+def _error_code(twin, line: bytes) -> int:
+    twin.write(line + b"\n")
+    assert twin.read_available() == b""
+    twin.write(b":SYST:ERR?\n")
+    return int(twin.read_available().split(b",")[0])
+
+
+@pytest.mark.parametrize("line, code", [
+    # DP800 Programming Guide, :APPLy (p. 2-6): CH1/CH2 0-32 V, 0-3.2 A; CH3 0-5.3 V, 0-3.2 A
+    (b":INST:NSEL 1;:SOUR:CURR:LEV:IMM:AMPL 3.2", 0),
+    (b":INST:NSEL 1;:SOUR:CURR:LEV:IMM:AMPL 3.21", -222),
+    (b":INST:NSEL 2;:SOUR:VOLT:LEV:IMM:AMPL 32", 0),
+    (b":INST:NSEL 2;:SOUR:VOLT:LEV:IMM:AMPL 32.01", -222),
+    (b":INST:NSEL 3;:SOUR:VOLT:LEV:IMM:AMPL 5.3", 0),
+    (b":INST:NSEL 3;:SOUR:VOLT:LEV:IMM:AMPL 5.31", -222),
+    # QCoDeS Rigol_DP832.py: OCP level 0.001-3.3 A
+    (b":INST:NSEL 2;:SOUR:CURR:PROT:LEV 0.001", 0),
+    (b":INST:NSEL 2;:SOUR:CURR:PROT:LEV 0.0005", -222),
+    (b":INST:NSEL 2;:SOUR:CURR:PROT:LEV 3.3", 0),
+    (b":INST:NSEL 2;:SOUR:CURR:PROT:LEV 3.31", -222)])
+def test_twin_dp832_programming_ranges_follow_the_guide(line, code):
+    assert _error_code(SimRigolDP832(None), line) == code
+
+
+@pytest.mark.parametrize("level", [0.0005, 0.0, 3.31])
+def test_dp832_ocp_level_outside_the_units_range_writes_nothing(level):
+    with expected_protocol(CoilSupplyDP832, []) as supply:
+        with pytest.raises(ValueError, match="OCP level"):
+            supply.ch_2.enable_overcurrent_protection(level)
+
+
+def test_dp832_ocp_at_the_units_minimum_against_the_twin():
+    supply = open_instrument("rigol_dp832", "sim://rigol_dp832", world=CoilWorld())
+    with pytest.raises(ValueError, match="OCP level"):
+        supply.ch_2.enable_overcurrent_protection(0.0005)   # the unit would answer -222
+    supply.ch_2.enable_overcurrent_protection(0.001)
+    assert supply.twin.ocp_level[2] == 0.001 and supply.twin.ocp_on[2]
+
+
+@pytest.mark.parametrize("off_mode", ["UR", "CV"])
+def test_dp832_driver_with_either_reading_of_the_mode_when_off(off_mode):
+    world = CoilWorld()
+    supply = open_instrument("rigol_dp832", "sim://rigol_dp832", world=world,
+                             twin_options={"off_mode": off_mode}, slew_a_per_s=1.0)
+    ch = supply.ch_2
+    assert ch.output_mode == off_mode
+    assert ch.output_enabled is False
+    ch.voltage_setpoint = 5.0
+    ch.output_enabled = True
+    ch.ramp_to(0.3, sleep=lambda s: None)
+    assert ch.output_mode == "CC" and ch.output_enabled is True
+    ch.ramp_down_and_disable(sleep=lambda s: None)
+    assert ch.output_enabled is False and ch.output_mode == off_mode
+    assert world.changes[-1] == (2, 0.0)
+
+
+def test_twin_off_mode_is_checked():
+    with pytest.raises(ValueError, match="off_mode"):
+        SimRigolDP832(None, off_mode="OFF")
+
+
 def test_twin_error_queue_overflows():
     twin = SimKeysightE36312A(None)
     twin.write(b"FOO\n" * 25)
