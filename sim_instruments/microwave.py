@@ -3,9 +3,31 @@
 Commands: ``:FREQ <x> [Hz|kHz|MHz|GHz]``, ``:FREQ?``, ``:POW <x> [dBm]``, ``:POW?``,
 ``:OUTP 0|1|ON|OFF`` (also ``:OUTPUT``), ``:OUTP?``, ``:SYST:ERR?``, ``*IDN?``, ``*RST``,
 ``*CLS``; a trailing ``;`` (as pymeasure's base class sends) is accepted. Errors go to the
-SCPI queue: -113 undefined header, -222 data out of range. Each change of the output calls
-``world.microwave_changed(frequency_hz, power_dbm, on)`` where the world has it.
-Options: ``max_frequency_hz`` (installed option, default 20 GHz).
+SCPI queue, read one entry per ``:SYST:ERR?`` as ``<code>,"<text>"`` (``+0,"No error"`` when
+empty): -113 undefined header, -131 invalid suffix, -222 data out of range. Each change of
+the output calls ``world.microwave_changed(frequency_hz, power_dbm, on)`` where the world
+has it.
+
+Sources (the Keysight PSG programming guide was not at hand):
+
+- ``:FREQ``/``:POW``/``:OUTP`` forms and ``:OUTP?`` answering ``1``/``0``: QCoDeS
+  ``src/qcodes/instrument_drivers/agilent/Agilent_E8257D.py`` (``output_enabled`` maps
+  on/off to ``"1"``/``"0"`` on ``:OUTP?``), pymeasure ``instruments/agilent/agilent8257D.py``
+  (``:FREQ?;``, ``:POW?;``, ``:OUTPUT?`` read as numbers/booleans). Query replies are NR3
+  numbers; their digit count is this twin's choice (the drivers parse any float).
+- Ranges by option, QCoDeS (same file, from Keysight configuration guide 5989-1325 and data
+  sheet 5989-0698): frequency 100 kHz to 13/20/31.8/40/50/70 GHz for options
+  513/520/532/540/550/567 (521: from 10 MHz); power with the step attenuator (1E1) from
+  -135 dBm (-110 dBm above 40 GHz), without it from -20 dBm; maximum +10 dBm (+5 dBm above
+  40 GHz) in QCoDeS, which has no entry for the high-power option (decision 0302 takes
+  +25 dBm for it). QCoDeS's older contributed driver (``Keysight_E8257D``) starts at 250 kHz.
+  Options ``min_frequency_hz`` (100 kHz), ``max_frequency_hz`` (20 GHz, option 520),
+  ``min_power_dbm`` (-135 dBm, 1E1), ``max_power_dbm`` (+25 dBm) set them.
+- Out-of-range values: no source at hand says what the PSG does. SCPI's -222 "Data out of
+  range" means the value was not executed, while Agilent instruments of the same era also
+  answer -222 "Data out of range;value clipped to upper limit." (or lower) and apply the
+  limit. Option ``out_of_range``: ``"reject"`` (default: -222, setting unchanged) or
+  ``"clip"`` (-222 with the clipped text, setting moved to the limit).
 """
 
 from __future__ import annotations
@@ -26,13 +48,24 @@ class SimAgilent8257D(SimInstrument):
     name = "sim-e8257d"
     IDN = "Agilent Technologies, E8257D, US00000000, C.06.28"
 
-    def __init__(self, world=None, max_frequency_hz: float = 20e9, seed: int | None = 0):
+    OUT_OF_RANGE = ("reject", "clip")
+
+    def __init__(self, world=None, max_frequency_hz: float = 20e9, seed: int | None = 0, *,
+                 min_frequency_hz: float = 100e3, min_power_dbm: float = -135.0,
+                 max_power_dbm: float = 25.0, out_of_range: str = "reject"):
+        if out_of_range not in self.OUT_OF_RANGE:
+            raise ValueError(f"out_of_range must be one of {self.OUT_OF_RANGE}, "
+                             f"got {out_of_range!r}")
+        self.min_frequency_hz = min_frequency_hz
         self.max_frequency_hz = max_frequency_hz
+        self.min_power_dbm = min_power_dbm
+        self.max_power_dbm = max_power_dbm
+        self.out_of_range = out_of_range
         super().__init__(world, seed)
 
     def reset_settings(self) -> None:
         self.frequency_hz = 1e9
-        self.power_dbm = -135.0
+        self.power_dbm = self.min_power_dbm
         self.output_on = False
         self.errors: list[tuple[int, str]] = []
 
@@ -40,6 +73,16 @@ class SimAgilent8257D(SimInstrument):
         hook = getattr(self.world, "microwave_changed", None)
         if hook is not None:
             hook(self.frequency_hz, self.power_dbm, self.output_on)
+
+    def _in_range(self, value: float, low: float, high: float) -> float:
+        """Return `value` if within [low, high]; else queue -222 and clip or reject it."""
+        if low <= value <= high:
+            return value
+        if self.out_of_range == "reject":
+            raise CommandError("-222", "Data out of range")
+        side, limit = ("upper", high) if value > high else ("lower", low)
+        self.errors.append((-222, f"Data out of range;value clipped to {side} limit."))
+        return limit
 
     def error_reply(self, err: CommandError) -> str | None:
         self.errors.append((int(err.code), str(err)))
@@ -71,16 +114,13 @@ class SimAgilent8257D(SimInstrument):
             if m.group(2) not in _HZ:
                 raise CommandError("-131", "Invalid suffix")
             hz = float(m.group(1)) * _HZ[m.group(2)]
-            if not 250e3 <= hz <= self.max_frequency_hz:
-                raise CommandError("-222", "Data out of range")
+            hz = self._in_range(hz, self.min_frequency_hz, self.max_frequency_hz)
             self.frequency_hz = round(hz, 3)
             self._changed()
             return None
         m = re.fullmatch(r":?POW\s+" + _NUM + r"\s*(DBM)?", cmd)
         if m:
-            dbm = float(m.group(1))
-            if not -135.0 <= dbm <= 25.0:
-                raise CommandError("-222", "Data out of range")
+            dbm = self._in_range(float(m.group(1)), self.min_power_dbm, self.max_power_dbm)
             self.power_dbm = round(dbm, 2)
             self._changed()
             return None

@@ -128,3 +128,33 @@ def test_over_loopback_tcp_with_pyvisa():
             assert mw.power_dbm == 23.0
         finally:
             mw.close()
+
+
+@pytest.mark.parametrize("reading", SimAgilent8257D.OUT_OF_RANGE)
+def test_unit_with_less_range_than_configured_in_each_reading(reading):
+    """Option 513 without the high-power option, driven by a driver told 20 GHz / +25 dBm.
+
+    Both readings of an out-of-range value (rejected, or clipped to the limit) queue -222 and
+    the driver raises it; what the unit then holds differs, and a query reads it back.
+    """
+    twin = SimAgilent8257D(max_frequency_hz=13e9, min_power_dbm=-20.0, max_power_dbm=10.0,
+                           out_of_range=reading)
+    mw = MicrowaveSynth8257D(LoopbackAdapter(twin, "\n", "\n"))
+    with pytest.raises(InstrumentError) as info:
+        mw.tune_to_hfs(113)
+    assert info.value.code == "-222"
+    assert ("clipped to upper limit" in str(info.value)) == (reading == "clip")
+    assert mw.frequency == (13e9 if reading == "clip" else 1e9)
+    with pytest.raises(InstrumentError) as info:
+        mw.power_dbm = 23.0
+    assert info.value.code == "-222"
+    assert mw.power_dbm == (10.0 if reading == "clip" else -20.0)
+    with pytest.raises(InstrumentError) as info:
+        mw.power_dbm = -30.0
+    assert ("clipped to lower limit" in str(info.value)) == (reading == "clip")
+    assert mw.power_dbm == -20.0
+    mw.frequency = 12e9  # within the unit's range: no error left queued
+    assert mw.frequency == 12e9
+    assert twin.errors == []
+    with pytest.raises(ValueError):
+        SimAgilent8257D(out_of_range="ignore")
