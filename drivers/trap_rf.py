@@ -103,6 +103,10 @@ class TrapRFSource(LinkMixin, StrictRepliesMixin, SG380):
     `max_amplitude_dbm` is the lab's safety ceiling (the trap and its resonator would be
     damaged above it): no call can send a larger ``AMPR``. The hardware ceiling is
     +16.5 dBm (type-N, below 4 GHz).
+
+    `sg_model` ("SG382", "SG384" or "SG386") sets the frequency range the unit accepts:
+    2.025, 4.05 or 6.075 GHz (SG380 manual, frequency ranges by model); a larger
+    ``FREQ`` raises `ValueError` before the wire instead of error 10 from the unit.
     """
 
     write_termination = "\n"
@@ -110,11 +114,13 @@ class TrapRFSource(LinkMixin, StrictRepliesMixin, SG380):
 
     HW_MIN_DBM = -110.0
     HW_MAX_DBM = 16.5
+    #: Highest frequency of each model (Hz; type-N output).
+    MAX_FREQUENCY_HZ = {"SG382": 2.025e9, "SG384": 4.05e9, "SG386": 6.075e9}
 
     frequency = Instrument.control(
         "FREQ?", "FREQ%.6f",
-        """Control the RF frequency in Hz (float, 0 to 4.05e9; SG384 range).""",
-        validator=strict_range, values=(0.0, 4.05e9), check_set_errors=True)
+        """Control the RF frequency in Hz (float, 0 to the model's maximum).""",
+        validator=strict_range, values=(0.0, 4.05e9), dynamic=True, check_set_errors=True)
 
     amplitude_dbm = Instrument.control(
         "AMPR?", "AMPR%.2f",
@@ -124,7 +130,11 @@ class TrapRFSource(LinkMixin, StrictRepliesMixin, SG380):
 
     def __init__(self, adapter: Any, name: str = "SG380 trap RF", *,
                  min_amplitude_dbm: float = HW_MIN_DBM,
-                 max_amplitude_dbm: float = HW_MAX_DBM, **kwargs: Any):
+                 max_amplitude_dbm: float = HW_MAX_DBM, sg_model: str = "SG384",
+                 **kwargs: Any):
+        if sg_model not in self.MAX_FREQUENCY_HZ:
+            raise ValueError(
+                f"sg_model must be one of {sorted(self.MAX_FREQUENCY_HZ)}, got {sg_model!r}")
         lo, hi = float(min_amplitude_dbm), float(max_amplitude_dbm)
         if not (self.HW_MIN_DBM <= lo <= hi <= self.HW_MAX_DBM):
             raise ValueError(
@@ -135,6 +145,8 @@ class TrapRFSource(LinkMixin, StrictRepliesMixin, SG380):
         super(SCPIUnknownMixin, self).__init__(adapter, name, **kwargs)
         self.amplitude_dbm_values = (lo, hi)
         self._amplitude_limits = (lo, hi)
+        self.sg_model = sg_model
+        self.frequency_values = (0.0, self.MAX_FREQUENCY_HZ[sg_model])
 
     @property
     def output_enabled(self) -> bool:

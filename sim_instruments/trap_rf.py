@@ -173,19 +173,60 @@ _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 _FREQ_UNITS = {"": 1.0, "HZ": 1.0, "KHZ": 1e3, "MHZ": 1e6, "GHZ": 1e9}
 
 
-class SimSG380(SimInstrument):
-    """SRS SG384 twin: the SCPI subset `TrapRFSource` uses (FREQ, AMPR, ENBR, LERR?, *IDN?).
+#: Highest FREQ each SG38x model accepts (Hz): the model's type-N frequency range.
+SG38X_MAX_FREQUENCY_HZ = {"SG382": 2.025e9, "SG384": 4.05e9, "SG386": 6.075e9}
 
-    Errors follow the SG380 manual's LERR? codes: 10 illegal value, 110 illegal command.
-    Options: ``trap_rf`` (else ``world.trap_rf``), ``seed``.
+#: LERR? codes the twin raises (SG380 manual, "Error Codes", as transcribed in
+#: lupien/pyHegel pyHegel/instruments/srs.py, class sr384_rf, get_error()).
+SG_ILLEGAL_VALUE = "10"
+SG_UNDEFINED_COMMAND = "111"
+SG_ILLEGAL_UNITS = "127"
+
+
+class SimSG380(SimInstrument):
+    """SRS SG382/384/386 twin: the commands `TrapRFSource` uses (FREQ, AMPR, ENBR, LERR?, *IDN?).
+
+    What the driver relies on, and where it comes from:
+
+    - Commands ``FREQ``, ``AMPR`` (type-N amplitude, dBm), ``ENBR`` (type-N enable, 0/1),
+      their ``?`` forms, ``LERR?``, ``*IDN?``: SG380 manual, "Remote Programming"; the same
+      commands and formats in pymeasure ``pymeasure/instruments/srs/sg380.py`` (``FREQ?``,
+      ``FREQ%.6f``), QCoDeS ``qcodes/instrument_drivers/stanford_research/SG384.py``
+      (``AMPR {:.2f}`` in dBm, ``ENBR {}`` with 0/1) and pyHegel
+      ``pyHegel/instruments/srs.py`` (class ``sr384_rf``).
+    - Replies end CR LF; commands may end LF (the driver sends LF). A real SG384 over GPIB
+      answered with CR LF (qudi SG384 hardware module notes, "Command terminator confirmed via
+      raw read()"; *IDN? ``Stanford Research Systems,SG384,s/n…,ver1.21.26``). ``FREQ?``
+      answers Hz as a plain decimal, ``AMPR?`` dBm, ``ENBR?`` 0 or 1 (same notes).
+    - ``LERR?`` pops the oldest error, 0 when none. Codes (manual "Error Codes", transcribed
+      in pyHegel ``srs.py`` ``sr384_rf.get_error``): 10 Illegal Value (a parameter out of
+      range: the setting is not applied), 111 Undefined Command, 127 Illegal Units.
+    - Frequency range by model (type-N output): SG382 2.025 GHz, SG384 4.05 GHz, SG386
+      6.075 GHz (model table in the qudi SG380-series hardware module, taken from the manual's
+      frequency-range table; QCoDeS SG384 validates 0.95 MHz to 4.05 GHz). A FREQ beyond the
+      model's range is Illegal Value. Option ``sg_model`` picks the unit ("SG384" default).
+    - Type-N amplitude -110 to +16.5 dBm (QCoDeS SG384 ``amplitude_RF`` validator; pyHegel
+      notes the unit takes up to +16.53); beyond it, Illegal Value.
+
+    Not from a source: after `power_cycle()` the twin keeps frequency and amplitude and
+    comes up with the output off (the pessimistic case for the ion; the manual's power-on
+    behaviour was not checked). Options: ``trap_rf`` (else ``world.trap_rf``), ``seed``,
+    ``sg_model``.
     """
 
     input_terminator = b"\n"
     output_terminator = b"\r\n"
     name = "sim-sg380"
-    IDN = "Stanford Research Systems,SG384,s/n004025,ver1.036"
+    IDN_TEMPLATE = "Stanford Research Systems,{model},s/n004025,ver1.036"
 
-    def __init__(self, world=None, trap_rf: TrapRF | None = None, seed: int | None = 0):
+    def __init__(self, world=None, trap_rf: TrapRF | None = None, seed: int | None = 0,
+                 sg_model: str = "SG384"):
+        if sg_model not in SG38X_MAX_FREQUENCY_HZ:
+            raise ValueError(f"sg_model must be one of {sorted(SG38X_MAX_FREQUENCY_HZ)}, "
+                             f"got {sg_model!r}")
+        self.sg_model = sg_model
+        self.max_frequency_hz = SG38X_MAX_FREQUENCY_HZ[sg_model]
+        self.IDN = self.IDN_TEMPLATE.format(model=sg_model)
         self.trap_rf = trap_rf if trap_rf is not None else getattr(world, "trap_rf", None)
         super().__init__(world, seed)
 
@@ -230,33 +271,33 @@ class SimSG380(SimInstrument):
             return "0"
         m = re.fullmatch(r"(FREQ|AMPR|ENBR)\s*(\?|" + _NUM + r"\s*([A-Z]*))", cmd)
         if not m:
-            raise CommandError("110", f"illegal command {line!r}")
+            raise CommandError(SG_UNDEFINED_COMMAND, f"undefined command {line!r}")
         key, arg = m.group(1), m.group(2)
         if key == "FREQ":
             if arg == "?":
                 return f"{self.frequency_hz:.6f}"
             unit = m.group(4)
             if unit not in _FREQ_UNITS:
-                raise CommandError("10")
+                raise CommandError(SG_ILLEGAL_UNITS)
             hz = float(m.group(3)) * _FREQ_UNITS[unit]
-            if not 0.0 <= hz <= 4.05e9:
-                raise CommandError("10")
+            if not 0.0 <= hz <= self.max_frequency_hz:
+                raise CommandError(SG_ILLEGAL_VALUE)
             self._apply(frequency_hz=hz)
             return None
         if key == "AMPR":
             if arg == "?":
                 return f"{self.amplitude_dbm:.2f}"
             if m.group(4) not in ("", "DBM"):
-                raise CommandError("10")
+                raise CommandError(SG_ILLEGAL_UNITS)
             dbm = float(m.group(3))
             if not -110.0 <= dbm <= 16.5:
-                raise CommandError("10")
+                raise CommandError(SG_ILLEGAL_VALUE)
             self._apply(amplitude_dbm=round(dbm, 2))
             return None
         if arg == "?":
             return "1" if self.output_on else "0"
         if m.group(3) not in ("0", "1") or m.group(4):
-            raise CommandError("10")
+            raise CommandError(SG_ILLEGAL_VALUE)
         self._apply(on=m.group(3) == "1")
         return None
 

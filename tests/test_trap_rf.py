@@ -197,8 +197,49 @@ def test_sg380_twin_rejects_and_reports():
     inst.write("AMPR20")
     assert inst.ask("LERR?") == "10"
     inst.write("BOGUS")
-    assert inst.ask("LERR?") == "110"
+    assert inst.ask("LERR?") == "111"  # Undefined Command (110 is Illegal Command)
+    inst.write("FREQ 24.801 FURLONG")
+    assert inst.ask("LERR?") == "127"  # Illegal Units
     assert inst.ask("LERR?") == "0"
+
+
+# The frequency range is the model's (SG382 2.025 GHz, SG384 4.05 GHz, SG386 6.075 GHz).
+SG_MODELS = [("SG382", 2.025e9), ("SG384", 4.05e9), ("SG386", 6.075e9)]
+
+
+@pytest.mark.parametrize("model, f_max", SG_MODELS, ids=[m for m, _ in SG_MODELS])
+def test_sg380_twin_frequency_range_is_the_models(model, f_max):
+    twin = SimSG380(sg_model=model)
+    assert twin.IDN.split(",")[1] == model
+    inst = TrapRFSource(LoopbackAdapter(twin, "\n", "\r\n"))
+    inst.write(f"FREQ{f_max:.6f}")
+    assert inst.ask("LERR?") == "0"
+    inst.write(f"FREQ{f_max + 1e3:.6f}")
+    assert inst.ask("LERR?") == "10"  # Illegal Value: the setting is not applied
+    assert float(inst.ask("FREQ?")) == f_max
+
+
+@pytest.mark.parametrize("model, f_max", SG_MODELS, ids=[m for m, _ in SG_MODELS])
+def test_sg380_driver_follows_the_models_frequency_range(model, f_max):
+    world = RFWorld(seed=6)
+    sg = open_instrument("sg380", "sim://sg380", world=world, twin_options={"sg_model": model},
+                         sg_model=model)
+    assert sg.ping()
+    sg.frequency = f_max
+    assert sg.frequency == f_max
+    sg.twin.record_transcript = True
+    with pytest.raises(ValueError):
+        sg.frequency = f_max + 1e3
+    assert sg.twin.transcript == []  # refused before the wire
+    sg.frequency = 24.801e6
+    assert world.trap_rf.rf_frequency_hz == 24.801e6
+
+
+def test_sg380_unknown_model_rejected():
+    with pytest.raises(ValueError):
+        SimSG380(sg_model="SG380")
+    with pytest.raises(ValueError):
+        TrapRFSource(LoopbackAdapter(SimSG380()), sg_model="SG380")
 
 
 def test_registry_sim_drives_world_and_hook():
