@@ -211,7 +211,8 @@ class PickoffDMM(ScpiErrorQueueMixin, LinkMixin, StrictRepliesMixin, Agilent3441
     max_errors_read = 1
 
     RANGES_V = (0.1, 1.0, 10.0, 100.0, 1000.0)
-    NPLCS = (0.02, 0.2, 1.0, 10.0, 100.0)
+    # 34465A without the DIG option; 0.06 also exists on the 34410A (Truevolt guide, NPLC).
+    NPLCS = (0.02, 0.06, 0.2, 1.0, 10.0, 100.0)
 
     def __init__(self, adapter: Any, name: str = "pickoff DMM", **kwargs: Any):
         # Agilent34410A derives from SCPIUnknownMixin (FutureWarning); the 34410A/34465A

@@ -302,11 +302,28 @@ class SimSG380(SimInstrument):
         return None
 
 
+#: NPLC settings of a 34465A without the DIG option (Truevolt guide, ``[SENSe:]...:NPLC``).
+DMM_NPLCS = (0.02, 0.06, 0.2, 1.0, 10.0, 100.0)
+
+
 class SimPickoffDMM(SimInstrument):
     """Keysight 34465A twin reading `TrapRF.pickoff_voltage` (READ?, MEAS:VOLT:DC?, CONF).
 
     Without a `trap_rf` (option, else ``world.trap_rf``) it reads ``standalone_v``.
-    Readings beyond 120 % of the range answer the overload marker +9.9E+37.
+    What the driver relies on, and where it comes from (Keysight Truevolt Series Operating
+    and Service Guide, "SCPI Programming Reference"; Agilent 34410A User's Guide):
+
+    - Readings in the form ``+6.27530000E-01`` (Truevolt guide, ``CURRent[:DC]:NPLC``
+      example "Typical Response", p. 329), one per ``READ?``, LF-terminated.
+    - A reading beyond the fixed range (more than 120 % of it: the autorange up-range
+      threshold) is the overload marker ``±9.9E+37`` with the sign of the input
+      (34410A/11A User's Guide: "±OVLD" on the panel, "±9.9E+37 from the remote
+      interface", remarks on the range parameter; Truevolt guide ``VOLTage:RANGe:AUTO``:
+      up-range above 120 %).
+    - NPLC 0.02, 0.06, 0.2, 1, 10, 100 on a 34465A without the DIG option (Truevolt
+      guide p. 329; the 34460A/61A lack 0.06); others are "Data out of range" here.
+    - ``SYST:ERR?`` answers ``+0,"No error"`` or ``<code>,"<text>"`` (SCPI-99, and the
+      Truevolt guide's error list: -113 Undefined header, -222 Data out of range).
     """
 
     input_terminator = b"\n"
@@ -332,7 +349,7 @@ class SimPickoffDMM(SimInstrument):
     def _reading(self, range_v: float) -> str:
         v = self.trap_rf.pickoff_voltage() if self.trap_rf is not None else self.standalone_v
         if abs(v) > 1.2 * range_v:
-            return "+9.90000000E+37"
+            return "+9.90000000E+37" if v > 0 else "-9.90000000E+37"
         return f"{v:+.8E}"
 
     def handle(self, line: str) -> str | None:
@@ -363,7 +380,7 @@ class SimPickoffDMM(SimInstrument):
         m = re.fullmatch(r"VOLT:DC:NPLC " + _NUM, cmd)
         if m:
             n = float(m.group(1))
-            if n not in (0.02, 0.2, 1.0, 10.0, 100.0):
+            if n not in DMM_NPLCS:
                 raise CommandError("-222", "Data out of range")
             self.nplc = n
             return None

@@ -242,6 +242,27 @@ def test_sg380_unknown_model_rejected():
         TrapRFSource(LoopbackAdapter(SimSG380()), sg_model="SG380")
 
 
+def test_dmm_nplc_0_06_accepted_by_twin_and_driver():
+    twin = SimPickoffDMM(None, standalone_v=0.5)
+    dmm = PickoffDMM(LoopbackAdapter(twin, "\n", "\n"))
+    dmm.configure_voltage_dc(1.0, 0.06)
+    assert twin.nplc == 0.06 and twin.range_v == 1.0
+    assert dmm.reading == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("volts, marker", [(20.0, "+9.90000000E+37"),
+                                           (-20.0, "-9.90000000E+37")])
+def test_dmm_overload_marker_carries_the_sign(volts, marker):
+    twin = SimPickoffDMM(None, standalone_v=volts)
+    dmm = PickoffDMM(LoopbackAdapter(twin, "\n", "\n"))
+    dmm.configure_voltage_dc(10.0, 10.0)
+    twin.record_transcript = True
+    with pytest.raises(InstrumentError) as info:
+        dmm.reading  # noqa: B018
+    assert info.value.code == "overload"
+    assert twin.transcript == [("READ?", marker)]
+
+
 def test_registry_sim_drives_world_and_hook():
     world = RFWorld(seed=3)
     sg = open_instrument("sg380", "sim://sg380", world=world)
