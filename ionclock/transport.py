@@ -56,6 +56,7 @@ class LoopbackAdapter(Adapter):
         self.encoding = encoding
         self._buffer = b""
         self._term = read_termination.encode(encoding)
+        self._term_cut = -len(self._term) or None   # slice end that drops the terminator
         # A twin's write-then-read in one call (`SimInstrument.exchange`), when it has one
         self._peer_exchange = getattr(peer, "exchange", None)
 
@@ -75,8 +76,8 @@ class LoopbackAdapter(Adapter):
             return self._read()
         reply = peer_exchange(data)
         term = self._term
-        if term and reply.endswith(term) and reply.find(term) == len(reply) - len(term):
-            return reply[:-len(term)].decode(self.encoding)   # one whole line: the usual case
+        if term and reply.endswith(term) and reply.count(term) == 1:
+            return reply[:self._term_cut].decode(self.encoding)   # one whole line: the usual case
         self._buffer = reply
         return self._read()
 

@@ -142,7 +142,7 @@ class SimNovatech409B(SimInstrument):
                 nxt = 0 if self._wrap else at
             else:
                 nxt = at + 1
-                if nxt == len(table):
+                if nxt == self.table_size:
                     nxt = 0 if self._wrap else at
             pointer[ch] = nxt
             if not external:

@@ -281,6 +281,7 @@ class ClockWorld:
         self._pattern = tuple(edges)
         self.detection_s = detection_s
         self._dds_callbacks = tuple(self._ttl.get("dds_step", ()))
+        self._dds_single = self._dds_callbacks[0] if len(self._dds_callbacks) == 1 else None
         handlers = {"dds_step": self._dds_step, "probe_end": self._probe_end,
                     "detection": self._detection_opens}
         out = []
@@ -339,11 +340,11 @@ class ClockWorld:
         self._edge_t = t0 + edges[i][0] if i < n else math.inf
 
     def _dds_step(self, t: float) -> None:
-        callbacks = self._dds_callbacks
-        if len(callbacks) == 1:
-            callbacks[0](t)
+        single = self._dds_single
+        if single is not None:
+            single(t)
         else:
-            for callback in callbacks:
+            for callback in self._dds_callbacks:
                 callback(t)
         self._segments.append((t, self.aom_hz, self.aom_phase_turns, self.aom_amplitude))
 
