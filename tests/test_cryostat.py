@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import simpy
+
 from ionclock.sim_instruments.cryostat import LOCATIONS, Cryostat
 
 DAY = 86400.0

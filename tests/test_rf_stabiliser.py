@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from benchmarks.bench_rf import run
+from ionclock.registry import open_instrument
 from ionclock.servo.rf_stabiliser import (
     RFStabiliserConfig,
     default_controller,
     rf_stabiliser,
 )
 from ionclock.sim_instruments.trap_rf import RFWorld
-
-from benchmarks.bench_rf import run
-from ionclock.registry import open_instrument
 
 
 class Recorder:

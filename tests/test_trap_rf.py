@@ -8,12 +8,16 @@ import pytest
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pymeasure.test import expected_protocol
+
 from ionclock.drivers.trap_rf import (
     PickoffDMM,
     TrapRFSource,
     dbm_to_vrms,
     vrms_to_dbm,
 )
+from ionclock.errors import InstrumentError, ReplyError
+from ionclock.registry import open_instrument
 from ionclock.sim_instruments.serve import TcpServer
 from ionclock.sim_instruments.trap_rf import (
     RFWorld,
@@ -22,10 +26,6 @@ from ionclock.sim_instruments.trap_rf import (
     TrapRF,
     TrapRFParams,
 )
-from pymeasure.test import expected_protocol
-
-from ionclock.errors import InstrumentError, ReplyError
-from ionclock.registry import open_instrument
 from ionclock.transport import LoopbackAdapter
 
 # --- transcripts shared by the protocol tests and the twin-parser check -------------------

@@ -11,6 +11,8 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pymeasure.test import expected_protocol
+
 from ionclock.drivers.wavemeter import (
     ERRORS,
     NoSignalError,
@@ -21,12 +23,10 @@ from ionclock.drivers.wavemeter import (
     WavemeterWlmData,
     check_result,
 )
-from ionclock.sim_instruments.serve import TcpServer
-from ionclock.sim_instruments.wavemeter import NOMINAL_HZ, SimWavemeterServer
-from pymeasure.test import expected_protocol
-
 from ionclock.errors import ReplyError
 from ionclock.registry import open_instrument
+from ionclock.sim_instruments.serve import TcpServer
+from ionclock.sim_instruments.wavemeter import NOMINAL_HZ, SimWavemeterServer
 
 FAKE_LIB = r"""
 #include <stdint.h>

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from ionclock.drivers.wavemeter import WavemeterError
 
+from ionclock.drivers.wavemeter import WavemeterError
 from ionclock.registry import open_instrument
 
 pytestmark = pytest.mark.device
