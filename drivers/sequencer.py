@@ -121,6 +121,15 @@ class PulseSequencer(Protocol):
         """
         ...
 
+    def prepare_rabi(self, probe_hz: float, kind: str = "fine") -> float:
+        """Load a Rabi cycle in the same TTL pattern; return the probe as run (Hz).
+
+        `kind` "fine": light in all four segments at `probe_hz`, phase 0, at the amplitude
+        whose area over the whole light time is pi (`rabi_fine_amplitude`); "coarse": a pi
+        pulse at full amplitude in the pi slot only (the other segments dark).
+        """
+        ...
+
     def start(self) -> None:
         """Start the loaded cycle now; it lasts `program.cycle_time_s`."""
         ...
@@ -137,6 +146,26 @@ class PulseSequencer(Protocol):
 #: The light's phases (turns) of the four segments: pi/2 at 0, free, pi at 1/2, final.
 _LIGHT_PHASE = (0.0, 0.0, 0.5)
 _FINAL_LIGHT = {+1: 0.25, -1: 0.75}
+
+#: Kinds of Rabi cycle (`PulseSequencer.prepare_rabi`).
+RABI_KINDS = ("fine", "coarse")
+
+#: The DDS's amplitude word: 10 bits (Novatech 409B, 0..1023 of full scale).
+AMPLITUDE_WORDS = 1023
+
+
+def rabi_fine_amplitude(program: PulseProgram, full: float = 1.0,
+                        words: int = AMPLITUDE_WORDS) -> float:
+    """Amplitude (fraction of full scale) of a Rabi pi pulse spread over all the light.
+
+    At `full` the pi slot (`pi_time_s`) is a pi pulse; the light of a cycle lasts
+    2 pi_time_s + ramsey_time_s (88 ms on the default program), so a pulse of that length
+    with area pi needs full * pi_time_s / light time (4/88 = 0.04545), rounded to the DDS's
+    amplitude grid (`words` steps): word 46 of 1023 on the default program, an area of
+    0.989 pi (excitation 0.9997 on resonance).
+    """
+    light = 2.0 * program.pi_time_s + program.ramsey_time_s
+    return round(full * program.pi_time_s / light * words) / words
 
 
 class TableSequencer:
@@ -252,6 +281,28 @@ class TableSequencer:
         """Load the next cycle's segments (changed entries only); the probe as run (Hz)."""
         table = self._table or self._reload()
         applied = table.prepare(self.entries(probe_hz, phase_sign, light))
+        return self.passes * (applied[1] - self.aom_center_hz)
+
+    def rabi_entries(self, probe_hz: float, kind: str = "fine"):
+        """The four segments (RF Hz, RF phase turns, amplitude) of a Rabi cycle.
+
+        Every segment at the probe frequency (no pulse step) and phase 0, so the light is one
+        continuous pulse: "fine" lights all four at `rabi_fine_amplitude` (an 88 ms pi pulse
+        on the default program, FWHM ~9 Hz), "coarse" only the pi slot at full amplitude.
+        """
+        if kind not in RABI_KINDS:
+            raise ValueError(f"kind must be one of {RABI_KINDS}, got {kind!r}")
+        f = self.aom_center_hz + probe_hz / self.passes
+        if kind == "fine":
+            a = rabi_fine_amplitude(self.program, self.amplitude)
+            return ((f, 0.0, a),) * 4
+        a = self.amplitude
+        return ((f, 0.0, 0.0), (f, 0.0, 0.0), (f, 0.0, a), (f, 0.0, 0.0))
+
+    def prepare_rabi(self, probe_hz: float, kind: str = "fine") -> float:
+        """Load a Rabi cycle (`rabi_entries`); the probe as run (Hz at the ion, DDS grid)."""
+        table = self._table or self._reload()
+        applied = table.prepare(self.rabi_entries(probe_hz, kind))
         return self.passes * (applied[1] - self.aom_center_hz)
 
     def start(self) -> None:
