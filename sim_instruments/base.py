@@ -174,3 +174,31 @@ class CommandError(Exception):
     def __init__(self, code: str, message: str = ""):
         self.code = code
         super().__init__(message or code)
+
+
+class ShortcutLines:
+    """Mixin (before `SimInstrument`) for a twin whose per-cycle lines have a shortcut.
+
+    The twin's `_fast(data)` returns the reply bytes of a line it handles itself (the same
+    grammar as its `handle`, without the generic framing), or None for the generic path.
+    `exchange` hands such a reply straight back when nothing else is queued before it.
+    """
+
+    def _fast(self, data: bytes) -> bytes | None:   # pragma: no cover - overridden
+        return None
+
+    def write(self, data: bytes) -> None:
+        """Receive bytes: a shortcut line's reply is queued, anything else goes the usual way."""
+        reply = self._fast(data)
+        if reply is None:
+            super().write(data)
+        else:
+            self._tx += reply
+
+    def exchange(self, data: bytes) -> bytes:
+        """`write` then `read_available`; a shortcut line's reply comes back directly."""
+        if not self._tx:
+            reply = self._fast(data)
+            if reply is not None:
+                return reply
+        return super().exchange(data)

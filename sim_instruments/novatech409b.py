@@ -44,7 +44,7 @@ capture (no source documents them).
 
 from __future__ import annotations
 
-from ionclock.sim_instruments.base import CommandError, SimInstrument
+from ionclock.sim_instruments.base import CommandError, ShortcutLines, SimInstrument
 
 F_MAX_MHZ = 171.1276031
 F_MAX_WORD = 1711276031
@@ -63,7 +63,7 @@ _from_bytes = int.from_bytes
 _ZERO_ENTRY = (0, 0, 0, 0)  # (frequency 0.1 Hz, phase, amplitude, dwell) of unwritten entries
 
 
-class SimNovatech409B(SimInstrument):
+class SimNovatech409B(ShortcutLines, SimInstrument):
     """Byte-level Novatech 409B twin (``Twin(world, **options)``).
 
     Options: `echo` (power-on echo, on like the unit), `firmware` (the last field of the
@@ -161,29 +161,13 @@ class SimNovatech409B(SimInstrument):
                 hook(ch, f / 10.0, p / 16384.0, a / 1023.0)
 
     # --- the byte stream, specialised for speed ------------------------------------------------
-    def write(self, data: bytes) -> None:
-        """Receive bytes; one whole F/P/V/t/m line with no fault or echo skips the generic path.
-
-        The shortcut (`_fast`) parses the same grammar as `handle` (it calls the same
-        `_set_output` / `_set_table` / `_start_table`) and exists only because the clock loop
-        sends these lines every cycle.
-        """
-        reply = self._fast(data)
-        if reply is None:
-            super().write(data)
-        else:
-            self._tx += reply
-
-    def exchange(self, data: bytes) -> bytes:
-        """`write` then `read_available`; a shortcut line's reply comes back directly."""
-        if not self._tx:
-            reply = self._fast(data)
-            if reply is not None:
-                return reply
-        return super().exchange(data)
-
     def _fast(self, data: bytes) -> bytes | None:
-        """The reply to one whole per-cycle line, or None: the generic path takes it."""
+        """The reply to one whole F/P/V/t/m line with no fault or echo, or None (generic path).
+
+        It parses the same grammar as `handle` (it calls the same `_set_output` / `_set_table`
+        / `_start_table`) and exists only because the clock loop sends these lines every cycle
+        (`ShortcutLines`).
+        """
         if (data[-2:] == _CRLF and not self._rx and not self.echo
                 and not self.record_transcript and data.count(b"\n") == 1):
             faults = self.faults

@@ -71,7 +71,7 @@ import math
 
 import numpy as np
 
-from ionclock.sim_instruments.base import CommandError, SimInstrument
+from ionclock.sim_instruments.base import CommandError, ShortcutLines, SimInstrument
 
 _CR = b"\r"
 _QA = (b"QA ", b"qa ")
@@ -81,7 +81,7 @@ _INF = math.inf
 _T_10MHZ, _T_INPUT2, _T_TRIG = 0, 2, 3
 
 
-class SimSR400(SimInstrument):
+class SimSR400(ShortcutLines, SimInstrument):
     r"""Byte-level SR400 twin (``SimSR400(world, seed, **options)``).
 
     Parameters
@@ -369,24 +369,12 @@ class SimSR400(SimInstrument):
                    if g[0] >= t0 and g[0] + g[1] <= now)
 
     # --- the byte stream, specialised for the per-cycle query ---------------------------------
-    def write(self, data: bytes) -> None:
-        """Receive bytes; a lone ``QA m`` line with no fault skips the generic path (`_fast`)."""
-        reply = self._fast(data)
-        if reply is None:
-            super().write(data)
-        else:
-            self._tx += reply
-
-    def exchange(self, data: bytes) -> bytes:
-        """`write` then `read_available`; the shortcut's reply comes back directly."""
-        if not self._tx:
-            reply = self._fast(data)
-            if reply is not None:
-                return reply
-        return super().exchange(data)
-
     def _fast(self, data: bytes) -> bytes | None:
-        """The reply bytes to a lone ``QA m`` line, or None: the generic path takes it."""
+        """The reply bytes to a lone ``QA m`` line with no fault, or None (generic path).
+
+        The per-cycle count query (`ShortcutLines`): the same `_sync` and `_qa_point` as the
+        parser's ``QA``.
+        """
         if (data[:3] in _QA and data[-1:] == _CR and not self._rx
                 and not self.record_transcript and data.count(_CR) == 1):
             faults = self.faults
