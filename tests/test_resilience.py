@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 import types
@@ -133,11 +134,16 @@ def _python_calls(fn) -> int:
         if event == "call":
             calls[0] += 1
 
+    # no collection meanwhile: finalizers it would run (other tests' objects) are not fn's
+    enabled = gc.isenabled()
+    gc.disable()
     sys.setprofile(prof)
     try:
         fn()
     finally:
         sys.setprofile(None)
+        if enabled:
+            gc.enable()
     return calls[0]
 
 
