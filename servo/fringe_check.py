@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 
-from ionclock.servo.ion_presence import SequentialOutcome
+from ionclock.servo.ion_presence import SequentialOutcome, WaldTest
 
 CENTRED = "centred"
 OFF = "off"
 
 
-class FringeTest:
+class FringeTest(WaldTest):
     """Wald's SPRT of "off the central fringe" against "centred" on dark/bright outcomes.
 
     p_centred, p_off: dark probability of a fine Rabi probe on a centred line and on one a
@@ -41,31 +41,23 @@ class FringeTest:
         for name, rate in (("false_alarm", false_alarm), ("miss", miss)):
             if not 0.0 < rate < 0.5:
                 raise ValueError(f"{name} must be in (0, 0.5), got {rate}")
+        super().__init__(false_alarm, miss)     # log A: off, log B: centred
         self.p_centred = p_centred
         self.p_off = p_off
-        self.upper = math.log((1.0 - miss) / false_alarm)      # log A: off
-        self.lower = math.log(miss / (1.0 - false_alarm))      # log B: centred
         self.llr_dark = math.log(p_off / p_centred)
         self.llr_bright = math.log((1.0 - p_off) / (1.0 - p_centred))
-        self.llr = 0.0
-        self.probes = 0
 
-    def reset(self) -> None:
-        """Forget the evidence: the next probe starts a new test."""
-        self.llr = 0.0
-        self.probes = 0
+    high = OFF
+    low = CENTRED
+
+    @property
+    def probes(self) -> int:
+        """Probes of the test in progress."""
+        return self.n
 
     def update(self, dark: bool) -> str | None:
         """Add one probe's outcome; `OFF`, `CENTRED`, or None while undecided."""
-        if self.probes and (self.llr >= self.upper or self.llr <= self.lower):
-            self.reset()
-        self.probes += 1
-        self.llr += self.llr_dark if dark else self.llr_bright
-        if self.llr >= self.upper:
-            return OFF
-        if self.llr <= self.lower:
-            return CENTRED
-        return None
+        return self._add(self.llr_dark if dark else self.llr_bright)
 
     def outcome(self, p_dark: float, max_probes: int = 200) -> SequentialOutcome:
         """The test's exact behaviour on probes of dark probability `p_dark`.

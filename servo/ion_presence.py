@@ -61,7 +61,42 @@ class SequentialOutcome:
                          f"{len(self.decided_within)} checks")
 
 
-class IonPresenceTest:
+class WaldTest:
+    """The running part of a Wald SPRT: a log-likelihood sum between log B and log A.
+
+    Subclasses give the boundaries' decisions (`high`: S >= log A, `low`: S <= log B) and
+    each observation's log-likelihood ratio; `_add` takes one, and after a decision the next
+    observation starts a new test. `n` counts the observations of the test in progress.
+    """
+
+    high: str
+    low: str
+
+    def __init__(self, alpha: float, beta: float):
+        """Boundaries from `alpha` = P(high | truth low) and `beta` = P(low | truth high)."""
+        self.upper = math.log((1.0 - beta) / alpha)     # log A
+        self.lower = math.log(beta / (1.0 - alpha))     # log B
+        self.llr = 0.0
+        self.n = 0
+
+    def reset(self) -> None:
+        """Forget the evidence: the next observation starts a new test."""
+        self.llr = 0.0
+        self.n = 0
+
+    def _add(self, llr: float) -> str | None:
+        if self.n and (self.llr >= self.upper or self.llr <= self.lower):
+            self.reset()   # the previous test had decided: this observation starts a new one
+        self.n += 1
+        self.llr += llr
+        if self.llr >= self.upper:
+            return self.high
+        if self.llr <= self.lower:
+            return self.low
+        return None
+
+
+class IonPresenceTest(WaldTest):
     """Wald's SPRT of "ion lost" (Poisson mean `dark_counts`) against "present" (`bright_counts`).
 
     bright_counts, dark_counts: mean counts per detection gate of a bright ion and of the
@@ -81,37 +116,29 @@ class IonPresenceTest:
         for name, rate in (("false_loss", false_loss), ("false_presence", false_presence)):
             if not 0.0 < rate < 0.5:
                 raise ValueError(f"{name} must be in (0, 0.5), got {rate}")
+        super().__init__(false_loss, false_presence)    # log A: lost, log B: present
         self.bright_counts = bright_counts
         self.dark_counts = dark_counts
         self.false_loss = false_loss
         self.false_presence = false_presence
-        self.upper = math.log((1.0 - false_presence) / false_loss)     # log A: lost
-        self.lower = math.log(false_presence / (1.0 - false_loss))     # log B: present
         self._offset = bright_counts - dark_counts
         self._slope = math.log(bright_counts / dark_counts)
-        self.llr = 0.0
-        self.checks = 0
 
     def llr_of(self, counts: int) -> float:
         """One check's evidence for "lost": log P_d(counts) / P_b(counts) (< 0: present)."""
         return self._offset - counts * self._slope
 
-    def reset(self) -> None:
-        """Forget the evidence: the next check starts a new test."""
-        self.llr = 0.0
-        self.checks = 0
+    high = LOST
+    low = PRESENT
+
+    @property
+    def checks(self) -> int:
+        """Checks of the test in progress."""
+        return self.n
 
     def update(self, counts: int) -> str | None:
         """Add one check's counts; `LOST`, `PRESENT`, or None while undecided."""
-        if self.checks and (self.llr >= self.upper or self.llr <= self.lower):
-            self.reset()   # the previous test had decided: this check starts a new one
-        self.checks += 1
-        self.llr += self.llr_of(counts)
-        if self.llr >= self.upper:
-            return LOST
-        if self.llr <= self.lower:
-            return PRESENT
-        return None
+        return self._add(self.llr_of(counts))
 
     def outcome(self, mean_counts: float, max_checks: int = 200) -> SequentialOutcome:
         """The test's exact behaviour on checks of Poisson mean `mean_counts`.
