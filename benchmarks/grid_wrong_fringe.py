@@ -11,7 +11,8 @@ A cell is ``KIND:VALUE``:
     offset:HZ     the laser starts HZ off the line mean (twin.laser_offset_hz)
     jump:HZ       the clock laser jumps HZ at --event-at of the run (a laser_jump event)
     q0:HZ         the quadrupole amplitude is HZ from the start (twin.q0_hz)
-    q0jump:HZ     Q0 changes to HZ at --event-at of the run (a q0 event)
+    q0jump:HZ     Q0 changes to HZ at --event-at of the run (a q0 event); q0jump:A>B
+                  starts at Q0 = A Hz and changes to B
     bstep:T       the field steps T at --event-at of the run (a b_step event)
     nominal:0     the base config as it is
 
@@ -32,6 +33,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
+import sqlite3  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -42,15 +44,17 @@ SIM = ROOT / "configs" / "sim.toml"
 
 FULL_GRID = (
     "nominal:0",
-    "offset:5", "offset:-9", "offset:12.5", "offset:-20", "offset:60", "offset:-250",
-    "offset:1000",
-    "jump:4", "jump:-7", "jump:12.5", "jump:-25", "jump:100",
-    "q0:10", "q0:30", "q0:-60",
-    "q0jump:30", "q0jump:-60",
-    "bstep:0.3e-9", "bstep:-1e-9", "bstep:5e-9",
+    "offset:5", "offset:-9", "offset:12.5", "offset:-20", "offset:30", "offset:60",
+    "offset:-100", "offset:100", "offset:-150",
+    "jump:3", "jump:-3", "jump:7", "jump:12.5", "jump:-25", "jump:50", "jump:-100",
+    "jump:100",
+    "q0:-30", "q0:-15", "q0:15", "q0:30",
+    "q0jump:0>30", "q0jump:1>20", "q0jump:-30>30", "q0jump:30>-30", "q0jump:15>-15",
+    "bstep:0.1e-9", "bstep:-0.3e-9", "bstep:1e-9", "bstep:1.5e-9", "bstep:-2.23e-9",
+    "bstep:5e-9", "bstep:-10e-9",
 )
-QUICK_GRID = ("nominal:0", "offset:12.5", "offset:-250", "jump:12.5", "q0jump:40",
-              "bstep:-1e-9")
+QUICK_GRID = ("nominal:0", "offset:12.5", "offset:-100", "jump:12.5", "q0jump:1>20",
+              "bstep:-1.5e-9")
 KINDS = ("offset", "jump", "q0", "q0jump", "bstep", "nominal")
 
 
@@ -59,14 +63,22 @@ def cell_overrides(cell: str, duration_s: float, event_at: float) -> dict:
     kind, _, text = cell.partition(":")
     if kind not in KINDS:
         raise ValueError(f"unknown cell kind {kind!r} in {cell!r} (known: {', '.join(KINDS)})")
-    value = float(text or 0.0)
+    start, _, text = text.rpartition(">") if kind == "q0jump" else ("", "", text)
+    try:
+        value = float(text or 0.0)
+        q0_start = float(start) if start else None
+    except ValueError:
+        raise ValueError(f"bad value in cell {cell!r}") from None
     at = f"{event_at * duration_s:g}s"
+    q0jump = {"events": [{"at": at, "kind": "q0", "value": value}]}
+    if q0_start is not None:
+        q0jump["q0_hz"] = q0_start
     return {
         "nominal": {},
         "offset": {"laser_offset_hz": value},
         "q0": {"q0_hz": value},
         "jump": {"events": [{"at": at, "kind": "laser_jump", "value": value}]},
-        "q0jump": {"events": [{"at": at, "kind": "q0", "value": value}]},
+        "q0jump": q0jump,
         "bstep": {"events": [{"at": at, "kind": "b_step", "value": value}]},
     }[kind]
 
@@ -91,6 +103,13 @@ def run_one(job: tuple) -> dict:
             mask = analysis_mask(data, settle_s)
             silent = silent_wrong_lock(data, settle_s)
             slips = find_slips(data, mask if mask.any() else data.locked & ~data.holdover)
+            db = sqlite3.connect(out / "run" / "ionclock.sqlite")
+            errors = [t for (t,) in db.execute(
+                "SELECT t FROM events WHERE kind = 'fringe_error' AND source = 'servo'")]
+            db.close()
+            t_event = event_at * duration_s if "events" in twin else None
+            after = [t - t_event for t in errors if t_event is not None and t >= t_event]
+            row.update(fringe_errors=len(errors), delay_s=min(after) if after else None)
             row.update(locked_fraction=summary["locked_fraction"],
                        silent_after=silent["frames_after_settling"],
                        silent_all=silent["frames"], slips=len(slips["times"]),
@@ -101,10 +120,17 @@ def run_one(job: tuple) -> dict:
     return row
 
 
+def _delay(rows: list[dict]) -> str:
+    """The longest delay from a cell's event to the first fringe error after it ('-': none)."""
+    delays = [r["delay_s"] for r in rows if r.get("delay_s") is not None]
+    return f"{max(delays):.0f}" if delays else "-"
+
+
 def table(rows: list[dict], cells: list[str]) -> str:
     """Per cell: seeds, locked fraction (mean, min), silent wrong-lock frames, slips."""
     head = (f"{'cell':<16} {'seeds':>5} {'locked (mean/min)':>18} "
-            f"{'silent after settling (seeds >0)':>33} {'silent all':>10} {'slips':>6}")
+            f"{'silent after settling (seeds >0)':>33} {'silent all':>10} {'slips':>6} "
+            f"{'fringe errors':>13} {'delay max (s)':>13}")
     lines = [head, "-" * len(head)]
     for cell in cells:
         mine = [r for r in rows if r["cell"] == cell]
@@ -118,7 +144,8 @@ def table(rows: list[dict], cells: list[str]) -> str:
         lines.append(
             f"{cell:<16} {len(ok):>5} {sum(lf) / len(lf):>11.4f}/{min(lf):.4f} "
             f"{sum(silent):>24} ({bad}/{len(ok)}) {sum(r['silent_all'] for r in ok):>10} "
-            f"{sum(r['slips'] for r in ok):>6}"
+            f"{sum(r['slips'] for r in ok):>6} {sum(r['fringe_errors'] for r in ok):>13} "
+            f"{_delay(ok):>13}"
             + (f"  ({len(mine) - len(ok)} failed)" if len(ok) < len(mine) else ""))
     return "\n".join(lines)
 

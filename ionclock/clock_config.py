@@ -82,6 +82,10 @@ SCHEMA = {
                          doc="mean background counts per detection gate (calibration), "
                              "below bright_counts"),
         "aom_center_hz": F(float, 80e6, min=1e6, max=170e6),
+        "verify_every_frames": F(int, 3, min=0, max=1000000,
+                                 doc="locked frames per fringe-verification probe (a fine "
+                                     "Rabi probe of the next line in turn, decision 0008); "
+                                     "0: none, and locks are declared unverified"),
         "nu_initial_hz": F(float, 0.0, min=-1e3, max=1e3),
         "acquire_frames": F(int, 10, min=1, max=10000),
         "prepare_s": F(float, 0.0125, min=0.0, max=1.0,

@@ -15,7 +15,10 @@ What is measured (DOMAIN §5):
   the chi-squared 68 % interval with Greenhall's equivalent degrees of freedom for white
   frequency noise, the noise type the lock shows on every tau it resolves.
 - The QPN limit sigma0(tau) = 1 / (2 pi nu0 T C (1 - 2 eps)) sqrt(Tc / tau) from the run's
-  servo parameters (`ionclock.physics.qpn_sigma`); each single line is sqrt(6) worse.
+  servo parameters (`ionclock.physics.qpn_sigma`); each single line is sqrt(6) worse. Tc is
+  the time per clock probe: the cycle time over the clock-probe duty cycle, the fraction of
+  the locked cycles that are hyper-Ramsey probes (`servo_cycles.line` 0..5; ion checks and
+  the fringe verification's Rabi probes, decision 0008, are not), when the store has them.
 - Bias: the mean fractional lock error over the same frames; its standard error by batch
   means (robust to the loop's correlations). Twin runs only.
 - Fringe slips (DOMAIN §5): episodes where one line sits a Ramsey fringe (1/T) off. Found
@@ -92,6 +95,7 @@ class RunData:
     t_start: float = 0.0
     nu0_hz: float = NU0_CA
     servo: dict = field(default_factory=dict)
+    probe_duty: float | None = None  # hyper-Ramsey probes / all locked cycles (None: unknown)
 
     @property
     def has_truth(self) -> bool:
@@ -190,6 +194,12 @@ def _load(db: sqlite3.Connection, store: Path) -> RunData:
     data.nu0_hz = float(nu0) if nu0 else NU0_CA
     data.servo = meta.get("servo") if isinstance(meta.get("servo"), dict) else {}
     data.t_start = _run_start(data)
+    if "servo_cycles" in tables:
+        probes, total = db.execute(
+            "SELECT SUM(line BETWEEN 0 AND 5), COUNT(*) FROM servo_cycles "
+            "WHERE state = 'locked'").fetchone()
+        if total:
+            data.probe_duty = float(probes) / float(total)
     return data
 
 
@@ -284,8 +294,9 @@ def uptime(data: RunData) -> float:
 def qpn_params(data: RunData) -> dict:
     """Arguments of `qpn_sigma` from the run's servo parameters (meta `servo`)."""
     s = data.servo
+    duty = data.probe_duty if data.probe_duty else 1.0
     return {"ramsey_time_s": float(s.get("ramsey_time_s", 0.080)),
-            "cycle_time_s": float(s.get("cycle_time_s", 0.105)),
+            "cycle_time_s": float(s.get("cycle_time_s", 0.105)) / duty,
             "contrast": s.get("contrast"),
             "detection_error": float(s.get("detection_error", DEFAULT_DETECTION_ERROR)),
             "nu0_hz": data.nu0_hz}
@@ -512,6 +523,7 @@ def summarise(data: RunData, settle_s: float = DEFAULT_SETTLE_S,
         "adev_detrended": _pairs(detrended) if detrended is not None else None,
         "qpn_sigma_1s": sigma0_1s,
         "qpn_params": qp,
+        "probe_duty_cycle": data.probe_duty,
         "adev_over_qpn": over_qpn,
         "bias": _finite(bias),
         "bias_sigma": _finite(bias_sigma),
@@ -832,7 +844,10 @@ def format_summary(s: dict) -> str:
         f"lock report ({s['reference']})",
         f"  frames          {s['frames']:,} ({s['frames_used']:,} used; settle "
         f"{s['settle_s']:g} s), span {s['span_s'] / 3600:.2f} h, uptime {s['uptime']:.4f}",
-        f"  QPN sigma0(1s)  {s['qpn_sigma_1s']:.3e}",
+        f"  QPN sigma0(1s)  {s['qpn_sigma_1s']:.3e}" + (
+            "" if s.get("probe_duty_cycle") is None else
+            f" (clock-probe duty cycle {s['probe_duty_cycle']:.4f}: ion checks and fringe "
+            "verification excluded)"),
     ]
     for tau, r in s["adev_over_qpn"].items():
         lines.append(f"  ADEV/QPN @{tau:>5} s {r:.2f}")

@@ -39,7 +39,8 @@ def servo_params(cfg: dict) -> ServoParams:
         residual_gain=s["residual_gain"],
         b_initial_t=cfg["clock"]["b_nominal_t"],
         nu_initial_hz=s["nu_initial_hz"], acquire_frames=s["acquire_frames"],
-        bright_counts=s["bright_counts"], dark_counts=s["dark_counts"])
+        bright_counts=s["bright_counts"], dark_counts=s["dark_counts"],
+        verify_every_frames=s["verify_every_frames"])
 
 
 class ClockRun:

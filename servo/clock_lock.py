@@ -16,6 +16,9 @@ Structure (DOMAIN §5, "servo structure that works"):
   structure. B therefore follows from the splittings alone, free of the quadrupole shift.
 - Between updates the common frequency and B advance with their integrated drift rates, so a
   linear cavity or field drift leaves no lag (a first-order loop would lag D t_u (1/g - 1/2)).
+- Hyper-Ramsey repeats every 1/T, so the lock is declared only once fine Rabi probes (one
+  maximum) have found every line on its central fringe, and while locked a Rabi probe of one
+  line every `verify_every_frames` frames watches for a line that leaves it (decision 0008).
 
 The pulses within a cycle are timed by the pulse sequencer, not by Python
 (`ionclock.drivers.sequencer`): each cycle the servo hands it the probe frequency and the
@@ -37,12 +40,24 @@ from dataclasses import dataclass
 from ionclock.errors import IonclockError
 from ionclock.physics import ZEEMAN_LINES, ramsey_contrast
 from ionclock.servo.clock_output import ClockOutput
+from ionclock.servo.fringe_check import (
+    CENTRED,
+    FringeMonitor,
+    FringeTest,
+    predict_fringes,
+    search_order,
+)
 from ionclock.servo.ion_presence import LOST, PRESENT, IonPresenceTest
 from ionclock.servo.slip_guard import SlipGuard
 
 TWO_PI = 2.0 * math.pi
 _Z = tuple(line.zeeman_hz_per_t for line in ZEEMAN_LINES)
 _ZZ = sum(z * z for z in _Z)
+_W = tuple(line.quadrupole_weight for line in ZEEMAN_LINES)
+
+#: `servo_cycles.line` of a fine Rabi probe of line k (fringe verification and search):
+#: VERIFY_LINE + k, phase 0. Ion checks are line -1, hyper-Ramsey probes 0..5.
+VERIFY_LINE = 10
 
 
 @dataclass
@@ -75,6 +90,15 @@ class ServoParams:
     field_step_t: float = 0.15e-9        # B jump reported as a field step
     field_step_window_s: float = 25.0    # ... compared over this long
     flag_margin_s: float = 30.0          # flagged before a fault's first sign
+    # Fringe verification (decision 0008): fine Rabi probes, one line per slot
+    verify_every_frames: int = 3         # locked frames per verification probe; 0: none
+    verify_p_centred: float = 0.8        # design dark fraction of a probe on a centred line
+    verify_p_off: float = 0.15           # ... on a line a fringe or more off
+    verify_h: float = 16.0               # the monitor's CUSUM threshold (ARL0 > e^h probes)
+    verify_false_alarm: float = 1e-6     # the acceptance test: P(off | centred)
+    verify_miss: float = 1e-6            # ... P(centred | off)
+    search_false_alarm: float = 1e-3     # the search's quick test per fringe tried
+    search_fringes: int = 24             # the search covers +-this many fringes (300 Hz)
 
     def correction_hz_per_unit_error(self) -> float:
         """Hz per unit of e = n+ - n-, before the gain: 1 / (2 pi T C) (DOMAIN §5)."""
@@ -171,6 +195,18 @@ class ClockServo:
         self._b_track: deque = deque()       # (t, b) of recent locked frames
         self._b_jump_frames = 0
         self._last_field_step = -math.inf
+        # Fringe verification and search (decision 0008)
+        self._prepare_rabi = getattr(sequencer, "prepare_rabi", None)
+        self._fringe_accept = FringeTest(p.verify_p_centred, p.verify_p_off,
+                                         p.verify_false_alarm, p.verify_miss)
+        self._fringe_quick = FringeTest(p.verify_p_centred, p.verify_p_off,
+                                        p.search_false_alarm, p.search_false_alarm)
+        self._monitor = FringeMonitor(p.verify_p_centred, p.verify_p_off, p.verify_h)
+        self._order = (0, 1, 2, 3, 4, 5)     # the next frame's probing order
+        self._frames_since_verify = 0
+        self._verify_next = 0                # the line the next monitor probe goes to
+        self.verify_cycles = 0               # Rabi cycles (monitor and search)
+        self.fringe_errors = 0
 
     # --- the model of where each line is ------------------------------------------------
     def line_offsets_hz(self, t: float) -> tuple[float, ...]:
@@ -228,6 +264,107 @@ class ClockServo:
             return LOST if dark >= 0.5 else PRESENT
         return self._presence.update(counts)
 
+    # --- fringe verification and search (decision 0008) ---------------------------------
+    def _rabi(self, k: int, offset_hz: float = 0.0):
+        """A fine Rabi probe of line k at its estimate + offset_hz; the dark outcome.
+
+        Not part of the error signal: the loops hold meanwhile. Recorded as line
+        VERIFY_LINE + k, phase 0.
+        """
+        env = self.env
+        t = env.now
+        dt = t - self.t_ref
+        probe_hz = (self.nu_hz + self.drift_hz_s * dt + _Z[k] * (self.b_t + self.b_rate * dt)
+                    + self.residual[k] + offset_hz)
+        applied = self._prepare_rabi(probe_hz, "fine")
+        self._start()
+        yield env.timeout(self.p.cycle_time_s)
+        dark, counts = self._read()
+        self.cycles += 1
+        self.verify_cycles += 1
+        if self.state == "locked":   # a check of the running lock
+            self.locked_cycles += 1
+        if self._cycle_rows is not None:
+            self._cycle_rows.append((env.now, self.frame_index, VERIFY_LINE + k, 0, applied,
+                                     counts, dark, self.state))
+        return dark >= 0.5
+
+    def _test_at(self, k: int, offset_hz: float, test: FringeTest):
+        """Run `test` on line k at its estimate + offset_hz until it decides: centred or not.
+
+        A hyper-Ramsey frame first (`_frame(tracking=True)`): the lock keeps every line on
+        the fringe where it sits (and follows the drifts) between the tests of a search.
+        """
+        yield from self._frame(tracking=True)
+        test.reset()
+        decision = None
+        while decision is None:
+            decision = test.update((yield from self._rabi(k, offset_hz)))
+        return decision == CENTRED
+
+    def _search_line(self, k: int, predicted: list[int]):
+        """Find where line k has its centre: n (fringes from its estimate), or None.
+
+        Tries n/T in `search_order` with the quick test (error rates `search_false_alarm`)
+        and accepts the first n that the acceptance test confirms. A line the hyper-Ramsey
+        lock holds sits on a fringe, n/T from its centre; one it does not hold (kicked far
+        beyond its capture, e.g. by a field step of many nT) may sit anywhere, and a second
+        pass tries the half fringes (n + 1/2)/T: the fine probe's FWHM is 9.1 Hz, so
+        every point is within 3.2 Hz of a point tried.
+        """
+        fringe = 1.0 / self.p.ramsey_time_s
+        for half in (0.0, 0.5):
+            for n in search_order(predicted, self.p.search_fringes):
+                x = n + half
+                if (yield from self._test_at(k, x * fringe, self._fringe_quick)):
+                    if (yield from self._test_at(k, x * fringe, self._fringe_accept)):
+                        return x
+        return None
+
+    def _find_fringes(self, first=()):
+        """Verify every line's fringe; search and step the lines found off.
+
+        The lines in `first` go first. After each line found, the others are predicted
+        from the common, Zeeman and quadrupole patterns of the moves found so far
+        (`predict_fringes`), so a common jump or a field step is searched for once.
+        Returns the fringes each line was moved by (whole, or half from the second pass),
+        or None when some line was not found within +-`search_fringes` (the lines found
+        before it keep their moves: they passed the acceptance test).
+        """
+        fringe = 1.0 / self.p.ramsey_time_s
+        order = list(first) + [k for k in range(6) if k not in first]
+        found: dict[int, float] = {}
+        moved = [0.0] * 6
+        for k in order:
+            predicted = [v[k] for v in predict_fringes(found, fringe, _Z, _W)]
+            n = yield from self._search_line(k, predicted)
+            if n is None:
+                self._event("fringe_not_found", line=k, fringes=_fringes(moved),
+                            searched=self.p.search_fringes)
+                return None
+            if n:
+                step = [0.0] * 6
+                step[k] = n * fringe
+                self._step(step)
+                moved[k] += n
+            found[k] = moved[k] * fringe
+        return _fringes(moved)
+
+    def _verify_probe(self):
+        """One monitor probe of the running lock (the next line in turn); raises on alarm."""
+        k = self._verify_next
+        self._verify_next = (k + 1) % 6
+        dark = yield from self._rabi(k)
+        slot = self._monitor.update(k, dark, self.env.now)
+        if slot is not None:
+            lines = list(range(6)) if slot == self._monitor.pooled else [k]
+            # the fault began after the statistic last sat at 0; one of that slot's probe
+            # intervals more, as a probe just after the fault may still read dark
+            interval = self.p.verify_every_frames * 12 * self.p.cycle_time_s * (
+                1 if slot == self._monitor.pooled else 6)
+            raise _Hold("fringe_error", {"lines": lines,
+                                         "since": self._monitor.since(slot) - interval})
+
     def _use_direct(self, direct: bool) -> None:
         """Per-cycle calls through the instruments' direct handles, or through themselves.
 
@@ -251,8 +388,14 @@ class ClockServo:
             self._event(state, **detail)
 
     # --- the frame update ----------------------------------------------------------------
-    def _update(self, corrections: list[float], t_frame: float) -> None:
-        """Apply one frame of corrections (Hz, already gained by g) to the three loops."""
+    def _update(self, corrections: list[float], t_frame: float,
+                learn_drift: bool = True) -> None:
+        """Apply one frame of corrections (Hz, already gained by g) to the three loops.
+
+        `learn_drift` False (acquiring, before the search): the drift integrators hold; the
+        slew onto a fringe is no drift, and a rate learnt from it would carry the lines off
+        (decision 0008).
+        """
         p = self.p
         t = self.env.now
         # Re-reference the integrators to now, then correct.
@@ -261,9 +404,10 @@ class ClockServo:
         self.t_ref = t
         common, db, res = _decompose(corrections)
         self.nu_hz += common
-        self.drift_hz_s += p.drift_gain / p.gain * common / t_frame
         self.b_t += p.b_gain / p.gain * db
-        self.b_rate += p.b_drift_gain / p.gain * db / t_frame
+        if learn_drift:
+            self.drift_hz_s += p.drift_gain / p.gain * common / t_frame
+            self.b_rate += p.b_drift_gain / p.gain * db / t_frame
         g_r = p.residual_gain / p.gain
         self.residual = [r + g_r * x for r, x in zip(self.residual, res)]
 
@@ -381,6 +525,16 @@ class ClockServo:
         (self.nu_hz, self.drift_hz_s), (self.b_t, self.b_rate) = nu, b
         self.t_ref = self.env.now
 
+    def _fit_drift_rates(self) -> None:
+        """Keep the laser and field estimates now; take their drift rates from the fit."""
+        nu, b = self._linear_fit(1), self._linear_fit(2)
+        if nu is None or b is None:
+            return
+        t = self.env.now
+        self.nu_hz, self.b_t = self.common_hz(t), self.b_t + self.b_rate * (t - self.t_ref)
+        self.t_ref = t
+        self.drift_hz_s, self.b_rate = nu[1], b[1]
+
     def _record_frame(self) -> Frame:
         t = self.env.now
         nu = self.common_hz(t)
@@ -411,32 +565,43 @@ class ClockServo:
         frames are flagged, and the lock is re-acquired once the cause has cleared.
         """
         p = self.p
-        order = (0, 1, 2, 3, 4, 5)
         self._event("servo_started", gain=p.gain, drift_gain=p.drift_gain,
                     b_gain=p.b_gain, b_drift_gain=p.b_drift_gain,
                     residual_gain=p.residual_gain)
         self._use_direct(True)
+        hold = None
         while True:
             try:
-                yield from self._frame(order)
-                order = order[::-1]   # reverse the probing order every frame (DOMAIN §5)
-            except _Hold as hold:
-                yield from self._holdover(hold.reason, hold.detail)
-            except (IonclockError, OSError) as err:   # an instrument failed mid-frame
+                if hold is None:
+                    yield from self._frame()
+                else:
+                    reason, detail, hold = hold.reason, hold.detail, None
+                    yield from self._holdover(reason, detail)
+            except _Hold as raised:   # also from within a holdover (a search's frames)
+                hold = raised
+            except (IonclockError, OSError) as err:   # an instrument failed
                 self._use_direct(False)   # retry through the wrappers: they reconnect
-                yield from self._holdover("instrument_offline",
-                                          {"error": f"{type(err).__name__}: {err}"})
-                self._use_direct(True)    # the driver objects may be new ones now
+                hold = _Hold("instrument_offline", {"error": f"{type(err).__name__}: {err}"})
 
-    def _frame(self, order):
-        """Probe the six lines once (12 cycles), then update the loops."""
+    def _frame(self, tracking: bool = False):
+        """Probe the six lines once (12 cycles), then update the loops.
+
+        `tracking`: a frame within a fringe search, which keeps the lines where they are
+        locked meanwhile; it does not end an acquisition, guard slips or verify.
+        """
         p = self.p
+        if (not tracking and self.state == "acquiring"
+                and self._frames_since_acquire >= p.acquire_frames):
+            yield from self._acquire()    # the lines have settled on fringes: verify them
+        order = self._order
+        self._order = order[::-1]   # reverse the probing order every frame (DOMAIN §5)
         gain_k = p.gain * self.k_hz
         t0 = self.env.now
         corrections = [0.0] * 6
         first = +1
         cusum = self._cusum
-        ld, lb = self._llr_dark, self._llr_bright
+        # (a search's tracking frames probe lines it has not found yet: no contrast data)
+        ld, lb = (0.0, 0.0) if tracking else (self._llr_dark, self._llr_bright)
         for k in order:
             # Phase order alternates line by line (+- then -+): the phase register then
             # changes every other cycle, and each line's pair is symmetric in time.
@@ -471,20 +636,48 @@ class ClockServo:
                     self._cusum = cusum
                     raise _Hold("ion_lost", {"checks": checks, "since": self._dark_since})
         self._cusum = cusum
-        if cusum > p.contrast_alarm_h:
+        if not tracking and cusum > p.contrast_alarm_h:
             # The D5/2 population is being emptied during the probe (stray 854 nm light: a
             # shutter stuck open) and the line is light-shifted: hold, and flag back to the
             # test's estimate of the onset.
             raise _Hold("contrast_lost", {"since": self._cusum_since})
-        self._update(corrections, self.env.now - t0)
+        self._update(corrections, self.env.now - t0,
+                     learn_drift=tracking or self.state != "acquiring")
         self._frames_since_acquire += 1
-        if self.state == "acquiring" and self._frames_since_acquire >= p.acquire_frames:
-            self._set_state("locked", b_t=self.b_t, nu_hz=self.nu_hz)
         self._record_frame()
         self.frame_index += 1
+        if tracking:
+            return
         # after recording: a slip found now flags this frame too (its probes were off)
         self._guard_slips()
         self._watch_field()
+        if self.state == "locked" and p.verify_every_frames and self._prepare_rabi:
+            self._frames_since_verify += 1
+            if self._frames_since_verify >= p.verify_every_frames:
+                self._frames_since_verify = 0
+                yield from self._verify_probe()
+
+    def _acquire(self):
+        """End of acquisition: the hyper-Ramsey lock has settled on some fringe of each line.
+
+        Verify every line with fine Rabi probes (one maximum, on the line) and step the
+        lines found off to their centres; 'locked' only once all six pass where they sit.
+        Without Rabi cycles (a sequencer that has none) the lock is declared unverified.
+        """
+        p = self.p
+        if not (p.verify_every_frames and self._prepare_rabi):
+            self._set_state("locked", b_t=self.b_t, nu_hz=self.nu_hz, verified=False)
+            return
+        moved = yield from self._find_fringes()
+        if moved is not None and not any(moved):
+            self._monitor.reset(self.env.now)
+            self._frames_since_verify = 0
+            self._set_state("locked", b_t=self.b_t, nu_hz=self.nu_hz, verified=True)
+            return
+        # lines were stepped (settle the hyper-Ramsey lock there and verify again) or some
+        # line was not found (acquire afresh)
+        self._event("fringe_search", fringes=moved)
+        self._frames_since_acquire = 0
 
     def _holdover(self, reason: str, detail: dict | None = None):
         """Hold the laser on its drift model and flag the data until `reason` clears."""
@@ -496,16 +689,33 @@ class ClockServo:
             # the frame whose probes went dark for good is not clock data: flag back to the
             # start of the dark run that led to the ion checks (and one frame before it)
             self._flag(detail["since"] - 12 * self.p.cycle_time_s, self.env.now)
-        self._fit_drift_model()
+        elif reason == "fringe_error":
+            # lines off a whole fringe since about `since` (the monitor's onset estimate)
+            self.fringe_errors += 1
+            self._flag(detail["since"] - self.p.flag_margin_s, self.env.now)
+        if reason == "fringe_error":
+            # the estimates are right but for whole fringes: kept; the drift rates (kicked
+            # by the slew onto the wrong fringe) from the locked frames before the fault
+            self._fit_drift_rates()
+        else:
+            self._fit_drift_model()
         self._set_state("holdover", reason=reason, **detail)
         self._event(reason, **detail)
         last_frame = self.env.now
         probes: deque = deque(maxlen=self.p.contrast_restore_probes)   # the latest n
         k = 0
         self._presence.reset()
+        cleared_detail: dict = {}
         while True:
             try:
-                if reason == "ion_lost":
+                if reason == "fringe_error":
+                    # search the alarmed lines' fringes (the others are verified after
+                    # them); without a result keep holding and search again
+                    moved = yield from self._find_fringes(detail["lines"])
+                    cleared = moved is not None
+                    if cleared:
+                        cleared_detail = {"fringes": moved}
+                elif reason == "ion_lost":
                     # the presence test until it declares an ion (a burst of background
                     # counts is not one); a test that ends in "lost" starts over
                     cleared = (yield from self._presence_step()) == PRESENT
@@ -528,12 +738,19 @@ class ClockServo:
                 last_frame = self.env.now
                 self._record_frame()
                 self.frame_index += 1
-        self._event(_CLEARED[reason])
+        self._event(_CLEARED[reason], **cleared_detail)
+        if reason == "instrument_offline":
+            self._use_direct(True)    # the driver objects may be new ones now
         self._frames_since_acquire = 0
         self._dark_run = 0
         self._cusum = 0.0
         self._cusum_since = self.env.now
         self._set_state("acquiring", reason="reacquire")
+
+
+def _fringes(moved: list[float]) -> list:
+    """Fringe moves for an event: whole numbers as int, half fringes as they are."""
+    return [int(m) if m == int(m) else m for m in moved]
 
 
 def _decompose(corrections: list[float]) -> tuple[float, float, list[float]]:
@@ -548,7 +765,7 @@ def _decompose(corrections: list[float]) -> tuple[float, float, list[float]]:
 
 
 _CLEARED = {"ion_lost": "ion_reloaded", "contrast_lost": "contrast_restored",
-            "instrument_offline": "instrument_online"}
+            "instrument_offline": "instrument_online", "fringe_error": "fringe_restored"}
 
 
 class _Hold(Exception):

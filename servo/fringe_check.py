@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ionclock.servo.ion_presence import SequentialOutcome, WaldTest
 
 CENTRED = "centred"
@@ -89,3 +91,103 @@ class FringeTest(WaldTest):
             if not alive or sum(alive.values()) < 1e-300:
                 break
         return SequentialOutcome(p_off, p_cen, mean, tuple(decided))
+
+
+class FringeMonitor:
+    """Page's CUSUM per line (and pooled) on the Rabi probes interleaved in a running lock.
+
+    A lock that was verified can leave its fringe at any moment (a laser jump, a field or
+    quadrupole step): a change-point problem, for which Page's CUSUM is the optimal
+    sequential test (E. S. Page, "Continuous inspection schemes", Biometrika 41, 100
+    (1954)). Per probe S <- max(0, S + l), l the log-likelihood ratio of "off" against
+    "centred" (as in `FringeTest`); an alarm at S >= h. With the ion centred the mean run
+    to a false alarm is at least e^h probes; once off, the delay is ~ h / E[l | off] probes
+    (13 at h = 16 with the twin's 0.08 dark one fringe off).
+
+    There is a statistic per line (a slip of one line) and one pooled over all probes (a
+    slip common to all lines, e.g. a laser jump: found ~6x sooner). `since(slot)` is the
+    last probe time at which that statistic was 0: the fault began after it.
+    """
+
+    def __init__(self, p_centred: float = 0.8, p_off: float = 0.15, h: float = 16.0,
+                 lines: int = 6):
+        if not 1.0 > p_centred > p_off > 0.0:
+            raise ValueError(f"need 1 > p_centred > p_off > 0, got {p_centred} and {p_off}")
+        if not h > 0.0:
+            raise ValueError(f"h must be > 0, got {h}")
+        self.llr_dark = math.log(p_off / p_centred)
+        self.llr_bright = math.log((1.0 - p_off) / (1.0 - p_centred))
+        self.h = h
+        self.lines = lines
+        self.pooled = lines                      # the pooled statistic's slot
+        self.s = [0.0] * (lines + 1)
+        self._since = [0.0] * (lines + 1)
+
+    def reset(self, t: float) -> None:
+        """Start over at time t (a freshly verified lock)."""
+        self.s = [0.0] * (self.lines + 1)
+        self._since = [t] * (self.lines + 1)
+
+    def since(self, slot: int) -> float:
+        return self._since[slot]
+
+    def update(self, k: int, dark: bool, t: float) -> int | None:
+        """Add a probe of line k at time t: the alarmed slot (k or `pooled`), or None."""
+        step = self.llr_dark if dark else self.llr_bright
+        alarm = None
+        for slot in (k, self.pooled):
+            s = self.s[slot] + step
+            if s <= 0.0:
+                s = 0.0
+                self._since[slot] = t
+            self.s[slot] = s
+            if s >= self.h and alarm is None:
+                alarm = slot
+        return alarm
+
+
+def search_order(predicted, width: int) -> list[int]:
+    """Fringe numbers to try for one line: where it sits (0), the predictions, then outward.
+
+    `predicted`: fringe numbers predicted by the lines found before (none, or one per
+    hypothesis; one beyond the range counts as its edge). All of -width..width once, nearest
+    to 0 or to a prediction first (+ before -, 0 before the predictions).
+    """
+    centres = [0] + [max(-width, min(width, int(n))) for n in predicted]
+    order: list[int] = []
+    seen = set()
+    for d in range(max(abs(c) for c in centres) + width + 1):
+        for c in centres:
+            for n in ((c + d, c - d) if d else (c,)):
+                if abs(n) <= width and n not in seen:
+                    seen.add(n)
+                    order.append(n)
+    return order
+
+
+def predict_fringes(found: dict[int, float], fringe_hz: float,
+                    zeeman: tuple, quadrupole: tuple) -> list[list[int]]:
+    """Fringes to move each line by, from the moves found so far (Hz by line): hypotheses.
+
+    The six lines move together only as common + Zeeman (B) + quadrupole (Q0) patterns
+    (DOMAIN §5). One line's move is any one of them (a laser jump, a field step, a Q0
+    change): three hypotheses, one prediction each. More lines are fitted by as many
+    patterns as they determine well (2 or 3: common + B; 4 or more: + Q0; each move is the
+    true move rounded to the search's grid, and three lines would fit Q0 to that rounding):
+    one prediction. Each prediction is rounded to whole fringes, the found lines' own
+    entries being their moves.
+    """
+    lines = sorted(found)
+    n_lines = len(zeeman)
+    if not lines:
+        return []
+    basis = np.array([[1.0] * n_lines, list(zeeman), list(quadrupole)]).T
+    if len(lines) == 1:
+        (k,) = lines
+        models = [basis[:, j] * (found[k] / basis[k, j]) for j in range(3) if basis[k, j]]
+    else:
+        a = basis[lines][:, :2 if len(lines) < 4 else 3]
+        coef, *_ = np.linalg.lstsq(a, np.array([found[k] for k in lines]), rcond=None)
+        models = [basis[:, :a.shape[1]] @ coef]
+    return [[int(round((found[k] if k in found else model[k]) / fringe_hz))
+             for k in range(n_lines)] for model in models]

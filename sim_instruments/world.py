@@ -579,15 +579,18 @@ class ClockWorld:
         centre = p.common_shift_hz + p.q0_hz * self._qw[k] + self._z[k] * b_probe
         delta = nu - centre
         tr = self.truth
-        tr.n += 1
-        tr.sum_detuning_hz += delta
-        tr.sum_b_t += b
-        tr.per_line[k] += delta
-        tr.per_line_n[k] += 1
-        self.last_detuning_hz = delta
         stray = self.stray_open
-        if stray:
-            tr.sum_stray_hz += stray * p.quench_light_shift_hz
+        if aa and not ab:
+            # the truth is that of the clock's interrogations (Ramsey: light, then a dark
+            # free evolution); a Rabi probe (the servo's fringe check) is no clock data
+            tr.n += 1
+            tr.sum_detuning_hz += delta
+            tr.sum_b_t += b
+            tr.per_line[k] += delta
+            tr.per_line_n[k] += 1
+            if stray:
+                tr.sum_stray_hz += stray * p.quench_light_shift_hz
+        self.last_detuning_hz = delta
         delta -= stray * p.quench_light_shift_hz
         fast = self._fast
         sign = 0

@@ -459,9 +459,9 @@ def test_report_of_a_twin_run_with_an_ion_loss(tmp_path):
     assert n_hold > 300                    # 600 s of holdover frames are in the store ...
     assert s["frames_used"] == used        # ... and none of them is evaluated
     span = 3600.0 - t_start
-    # Not locked: the outage (600 s, detected a few cycles late) and two acquisitions.
-    assert s["uptime"] == pytest.approx(1 - 600.0 / span, abs=0.01)
-    assert s["uptime"] < 1 - 590.0 / span
+    # Not locked: the outage (600 s, detected a few cycles late) and two acquisitions, each
+    # with its fringe verification (decision 0008: under a minute at the seed's conditions)
+    assert 1 - (600.0 + 2 * 60.0) / span < s["uptime"] < 1 - 590.0 / span
 
 
 def test_a_laser_jump_of_one_fringe_is_counted_as_the_truth_says(tmp_path):
