@@ -1,7 +1,11 @@
 """Schema of a clock configuration (configs/sim.toml, configs/lab.example.toml).
 
 Every key is checked before anything starts; an unknown key, a wrong type or a value out of
-range is a `ConfigError` naming the dotted key and what is allowed.
+range is a `ConfigError` naming the dotted key and what is allowed. So are the references
+between keys and to the instruments (`check_references`): each role's model, the channels
+and inputs the models have (read from their drivers), the shutter roles `[shutdown]` names,
+the store's name inside the output folder and the budget config, whose relative path is
+taken from the config file's folder.
 """
 
 from __future__ import annotations
@@ -9,12 +13,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ionclock import registry
 from ionclock.config import Field, ListOf, Table, load_toml, merge, validate
 from ionclock.errors import ConfigError, UserError
 from ionclock.physics import B_NOMINAL
+from ionclock.registry import describe_ids
+from ionclock.shutdown import SHUTTER_STATES, kind_of
 from ionclock.units import parse_duration
 
 F = Field
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SEED_BUDGET = CONFIGS / "seed_clock.toml"
 
 INSTRUMENT = {
     "model": F(str, doc="a model known to the registry"),
@@ -26,8 +36,8 @@ INSTRUMENT = {
     "compliance_v": F(float, 10.0, min=0.0, max=60.0,
                       doc="coil supply voltage compliance (constant-current mode), V"),
     "gate_time_s": F(float, 0.002, min=1e-6, max=1.0, doc="detection gate, s"),
-    "sensors": F(dict, {}, doc="thermometer: budget channel -> input number"),
-    "locations": F(dict, {}, doc="twin only: input number -> cryostat location"),
+    "sensors": F(dict, {}, doc="thermometer only: budget channel -> input number"),
+    "locations": F(dict, {}, doc="thermometer twin only: input number -> cryostat location"),
 }
 
 EVENT_KINDS = ("b_step", "ion_loss", "refill", "temperature_excursion", "shutter_stuck", "q0",
@@ -61,7 +71,8 @@ SCHEMA = {
         "b_nominal_t": F(float, B_NOMINAL, min=1e-7, max=1e-3, doc="operating field, T"),
     },
     "run": {
-        "store": F(str, "ionclock.sqlite", doc="store file name inside the output folder"),
+        "store": F(str, "ionclock.sqlite",
+                   doc="store file name inside the output folder (no folder, no '..')"),
         "commit_interval_s": F(float, 1.0, min=0.01, max=60.0),
         "record_cycles": F(bool, True, doc="store every clock cycle, not only frames"),
     },
@@ -97,12 +108,15 @@ SCHEMA = {
     "shutdown": {
         "coils": F(str, "hold", choices=("hold", "ramp_down"),
                    doc="on shutdown keep the field (hold) or ramp the coils to 0 A"),
-        "shutters": F(dict, {}, doc="shutter role -> 'closed', 'open' or 'leave'"),
+        "shutters": F(dict, {}, doc="shutter role (an [instruments] entry whose model is a "
+                                    "shutter, e.g. sc10) -> 'closed', 'open' or 'leave'"),
     },
     "budget": {
         "enabled": F(bool, True, doc="evaluate the live shift budget and correct the output"),
-        "config": F(str, "configs/seed_clock.toml",
-                    doc="budget models and their settings (relative to the repository)"),
+        "config": F(str, str(SEED_BUDGET),
+                    doc="budget models and their settings; a relative path is taken from "
+                        "the config file's folder (default: the shipped "
+                        "configs/seed_clock.toml)"),
         "sample_s": F(float, 60.0, min=1.0, max=3600.0, doc="thermometer polling period"),
         "update_s": F(float, 1800.0, min=10.0, max=86400.0, doc="budget re-evaluation period"),
         "window_s": F(float, 3600.0, min=60.0, max=30 * 86400.0,
@@ -142,7 +156,7 @@ SCHEMA = {
 ROLES = ("aom", "coils", "counter", "pulser")
 
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "configs" / "scenarios"
+SCENARIOS = CONFIGS / "scenarios"
 
 
 def scenario_names() -> list[str]:
@@ -210,7 +224,9 @@ def load_clock_config(path: str | Path, scenario: str | None = None,
 
     A scenario (configs/scenarios/NAME.toml) and `overrides` are merged over the file
     before validation, so they are checked like the file itself. With `run_s` (the run's
-    length, s) a twin event scheduled after the end is refused too.
+    length, s) a twin event scheduled after the end is refused too. The references between
+    keys are checked as well (`check_references`); ``budget.config`` comes back as an
+    absolute path, a relative one taken from the folder of the file at `path`.
     """
     data = load_toml(path)
     if scenario:
@@ -235,4 +251,206 @@ def load_clock_config(path: str | Path, scenario: str | None = None,
         raise ConfigError("instruments.coils.current_a",
                           f"{coils['current_a']} A exceeds current_limit_a "
                           f"{coils['current_limit_a']} A")
+    check_references(cfg, Path(path).resolve().parent)
     return cfg
+
+
+# The models each role of the clock run is built on (ionclock/runner.py,
+# drivers/sequencer.py): the cycle table of the 409B, a coil supply's safe ramps, the SR400's
+# gated counts, the DG645's start trigger.
+ROLE_MODELS = {
+    "aom": ("novatech409b",),
+    "coils": ("keysight_e36312a", "rigol_dp832"),
+    "counter": ("sr400",),
+    "pulser": ("dg645",),
+}
+
+
+def check_references(cfg: dict, base: Path) -> None:
+    """Check what a validated clock config refers to; a bad reference is a `ConfigError`.
+
+    Each instrument's model (known, right for its role, simulated by its ``sim://``
+    resource), the AOM and coil channels and the thermometer's inputs against the models'
+    drivers, the `[shutdown]` shutter roles, the store's name and the budget config
+    (resolved against `base`, the config file's folder, and loaded).
+    """
+    instruments = cfg["instruments"]
+    for role, entry in instruments.items():
+        _check_model(role, entry)
+    _check_aom(instruments["aom"])
+    _check_coils(instruments["coils"])
+    for role, entry in instruments.items():
+        if role == "thermometer":
+            _check_thermometer(entry)
+        else:
+            for key in ("sensors", "locations"):
+                if entry[key]:
+                    raise ConfigError(f"instruments.{role}.{key}",
+                                      "only the thermometer's are used "
+                                      "([instruments.thermometer])")
+    _check_shutters(cfg["shutdown"]["shutters"], instruments)
+    _check_store_name(cfg["run"]["store"])
+    _check_budget(cfg["budget"], base)
+
+
+def _check_model(role: str, entry: dict) -> None:
+    key = f"instruments.{role}"
+    model = entry["model"]
+    registry.driver_class(model, key + ".model")   # an unknown model names the known ones
+    allowed = ROLE_MODELS.get(role)
+    if allowed is not None and model not in allowed:
+        raise ConfigError(key + ".model", f"{model!r} cannot be the {role} "
+                                          f"(allowed: {', '.join(allowed)})")
+    resource = entry["resource"]
+    if resource.startswith("sim://"):
+        twin_model = resource[len("sim://"):] or model
+        if twin_model != model:
+            raise ConfigError(key + ".resource",
+                              f"sim://{twin_model} does not simulate model {model!r}")
+        if registry.MODELS[model].twin is None:
+            raise ConfigError(key + ".resource", f"model {model!r} has no twin (sim://)")
+
+
+def _check_aom(entry: dict) -> None:
+    """The clock AOM's channel: one the 409B has, and one with table mode.
+
+    Novatech 409B: four outputs, ch_0..ch_3 (drivers/novatech409b.py); table mode on 0 and 1
+    only (its TABLE_CHANNELS: labscript's NovaTechDDS9M docs, naqslab's 409B-AC driver, the
+    409B manual section 1.3), and the clock runs each cycle from the table (decision 0006).
+    """
+    from ionclock.drivers.novatech409b import TABLE_CHANNELS
+
+    model, channel = entry["model"], entry["channel"]
+    ids = registry.channel_ids(model)
+    if channel not in ids:
+        raise ConfigError("instruments.aom.channel",
+                          f"{channel} is not a channel of the {model} (channels "
+                          f"{describe_ids(ids)}, as its driver declares)")
+    if channel not in TABLE_CHANNELS:
+        raise ConfigError("instruments.aom.channel",
+                          f"channel {channel} of the {model} has no table mode (only "
+                          f"{describe_ids(TABLE_CHANNELS)}); the clock runs each cycle from "
+                          "the table")
+
+
+def _check_coils(entry: dict) -> None:
+    """The coil channel and its limits against the supply's outputs and their ratings.
+
+    Outputs and ratings from the supply drivers (drivers/coil_supplies.py): E36312A_RATINGS
+    (Keysight E36312A: 6 V / 5 A, 25 V / 1 A, 25 V / 1 A; E36300 series guide) and
+    DP832_RATINGS (Rigol DP832: 30 V / 3 A, 30 V / 3 A, 5 V / 3 A; DP800 guide).
+    """
+    model, channel = entry["model"], entry["channel"]
+    ids = registry.channel_ids(model)
+    if channel not in ids:
+        raise ConfigError("instruments.coils.channel",
+                          f"{channel} is not an output of the {model} (outputs "
+                          f"{describe_ids(ids)}, as its driver declares)")
+    ratings = registry.channel_ratings(model)
+    if not ratings:
+        return
+    volts = ratings[channel][0]
+    if entry["compliance_v"] > volts:
+        raise ConfigError("instruments.coils.compliance_v",
+                          f"{entry['compliance_v']} V is above output {channel}'s rating of "
+                          f"{volts} V ({model})")
+    # The clock run gives the driver one limit for every output (ionclock/runner.py), and
+    # the driver refuses a limit above any output's rating.
+    lowest = min(amps for _, amps in ratings.values())
+    if entry["current_limit_a"] > lowest:
+        each = ", ".join(f"{ch}: {a} A" for ch, (_, a) in sorted(ratings.items()))
+        raise ConfigError("instruments.coils.current_limit_a",
+                          f"{entry['current_limit_a']} A is above {lowest} A, the lowest "
+                          f"output rating of the {model} (the limit is set on every output; "
+                          f"ratings {each})")
+
+
+def _check_thermometer(entry: dict) -> None:
+    """The thermometer's inputs: numbers the model has (its driver's input_N channels).
+
+    The clock run reads a budget channel's sensor as ``input_N`` (or entry N - 1 of
+    ``temperatures``): Lake Shore 218, inputs 1-8 (drivers/lakeshore218.py, after the Model
+    218 manual). A Lake Shore 224 names its inputs (A, B, C1-C5, D1-D5,
+    drivers/lakeshore224.py) and a DAQ6510 scans card channels (101-110, ...,
+    drivers/keithley_daq6510.py CARDS): the clock run reads neither.
+    """
+    key = "instruments.thermometer"
+    model = entry["model"]
+    ids = registry.input_ids(model)
+    numbers = tuple(i for i in ids if isinstance(i, int))
+    used = [k for k in ("sensors", "locations") if entry[k]]
+    if used and not numbers:
+        having = f"inputs named {describe_ids(ids)}" if ids else "no inputs read as input_N"
+        raise ConfigError(f"{key}.{used[0]}",
+                          f"the clock run reads a thermometer's numbered inputs (input_N, "
+                          f"e.g. lakeshore218's 1-8); {model} has {having}")
+    for channel, number in entry["sensors"].items():
+        where = f'{key}.sensors."{channel}"' if "." in channel else f"{key}.sensors.{channel}"
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ConfigError(where, f"{number!r} is not an input number (an integer; "
+                                     f"{model} inputs {describe_ids(numbers)})")
+        if number not in numbers:
+            raise ConfigError(where, f"{number} is not an input of the {model} (inputs "
+                                     f"{describe_ids(numbers)}, as its driver declares)")
+    locations = {}
+    for number, location in entry["locations"].items():
+        where = f"{key}.locations.{number}"
+        if not (number.isdigit() and int(number) in numbers):
+            raise ConfigError(where, f"{number!r} is not an input of the {model} (inputs "
+                                     f"{describe_ids(numbers)})")
+        if not isinstance(location, str):
+            raise ConfigError(where, f"expected a cryostat location name, got {location!r}")
+        locations[int(number)] = location
+    if locations:
+        registry.check_twin_options(model, {"locations": locations}, key)
+
+
+def _check_shutters(shutters: dict, instruments: dict) -> None:
+    """`[shutdown] shutters`: each role an instrument whose model is a shutter, each state known.
+
+    A bad state found only at shutdown would stop the safe shutdown itself.
+    """
+    for role, state in shutters.items():
+        key = f"shutdown.shutters.{role}"
+        if state not in SHUTTER_STATES:
+            raise ConfigError(key, f"{state!r} is not one of "
+                                   f"{', '.join(repr(s) for s in SHUTTER_STATES)}")
+        if role not in instruments:
+            raise ConfigError(key, f"no instrument {role!r} (configured: "
+                                   f"{', '.join(sorted(instruments))})")
+        model = instruments[role]["model"]
+        # kind_of reads the driver's shape (open/close/disconnect), here on its class
+        if kind_of(registry.driver_class(model)) != "shutter":
+            shutter_models = [m for m in registry.model_names()
+                              if kind_of(registry.driver_class(m)) == "shutter"]
+            raise ConfigError(key, f"{role!r} is a {model}, not a shutter (shutter models: "
+                                   f"{', '.join(shutter_models)})")
+
+
+def _check_store_name(name: str) -> None:
+    """`run.store`: a file name inside the output folder, never a path out of it."""
+    if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise ConfigError("run.store", f"{name!r} is not a file name inside the output "
+                                       "folder (--out): no folder, no '..', not absolute; "
+                                       "e.g. 'ionclock.sqlite'")
+
+
+def _check_budget(budget: dict, base: Path) -> None:
+    """`budget.config`: resolved against `base`; when enabled, a budget config that loads."""
+    path = Path(budget["config"])
+    if not path.is_absolute():
+        path = base / path
+    budget["config"] = str(path)
+    if not budget["enabled"]:
+        return
+    if not path.is_file():
+        raise ConfigError("budget.config", f"no such file {str(path)!r} (a relative path is "
+                                           "taken from the config file's folder)")
+    from ionclock.budget import load_config as load_budget_config
+
+    try:
+        load_budget_config(path)
+    except ConfigError as err:
+        raise ConfigError("budget.config",
+                          f"{str(path)!r}: {str(err).removeprefix('config: ')}") from None
+

@@ -181,6 +181,8 @@ def parse_config(data: dict, base_dir: Path | None = None) -> LoggerConfig:
                 "", inst["model"]):
             raise ConfigError(f"instruments.{name}.resource",
                               f"{inst['resource']} does not simulate model {inst['model']!r}")
+        if inst["twin"]:   # checked at load, not when the twin is built after the store opens
+            registry.check_twin_options(inst["model"], inst["twin"], f"instruments.{name}.twin")
     channels = {}
     for name, ch in cfg["channels"].items():
         key = f"channels.{name}"
@@ -193,6 +195,8 @@ def parse_config(data: dict, base_dir: Path | None = None) -> LoggerConfig:
         if not _PATH.match(ch["read"]):
             raise ConfigError(key + ".read",
                               f"{ch['read']!r} is not an attribute path like ch_1.temperature")
+        registry.check_read_path(cfg["instruments"][ch["instrument"]]["model"], ch["read"],
+                                 key + ".read")
         lo, hi = ch["band_min"], ch["band_max"]
         if lo is not None and hi is not None and lo >= hi:
             raise ConfigError(key + ".band_min", f"{lo!r} is not below band_max {hi!r}")

@@ -15,13 +15,20 @@ pyproject allows nothing else outside the twin and the tests).
 A driver class declares how it is reached with class attributes:
 ``write_termination``, ``read_termination`` and, for serial units, ``serial_settings``
 (pyserial keyword arguments: baudrate, bytesize, parity, stopbits, timeout).
+
+What a model offers is read from its driver class without connecting (`channel_ids`,
+`check_read_path`, `channel_ratings`) and from its twin (`check_twin_options`), so that a
+config names only channels, inputs and options that exist before anything is opened.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any
+
+from pymeasure.instruments.common_base import CommonBase
 
 from ionclock.errors import ConfigError
 from ionclock.transport import LoopbackAdapter
@@ -29,11 +36,16 @@ from ionclock.transport import LoopbackAdapter
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """Where a model's driver and twin live ("module:Class" paths)."""
+    """Where a model's driver and twin live ("module:Class" paths).
+
+    `ratings`, for supplies: "module:NAME" of the driver's {channel: (V, A)} table of each
+    output's rating.
+    """
 
     driver: str
     twin: str | None
     doc: str = ""
+    ratings: str | None = None
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -48,7 +60,8 @@ MODELS: dict[str, ModelEntry] = {
     "keysight_e36312a": ModelEntry(
         "ionclock.drivers.coil_supplies:CoilSupplyE36312A",
         "ionclock.sim_instruments.coil_supplies:SimKeysightE36312A",
-        "Keysight E36312A triple supply driving the quantisation-field coils"),
+        "Keysight E36312A triple supply driving the quantisation-field coils",
+        ratings="ionclock.drivers.coil_supplies:E36312A_RATINGS"),
     "sr400": ModelEntry(
         "ionclock.drivers.sr400:SR400",
         "ionclock.sim_instruments.sr400:SimSR400",
@@ -56,7 +69,8 @@ MODELS: dict[str, ModelEntry] = {
     "rigol_dp832": ModelEntry(
         "ionclock.drivers.coil_supplies:CoilSupplyDP832",
         "ionclock.sim_instruments.coil_supplies:SimRigolDP832",
-        "Rigol DP832 triple supply driving the quantisation-field coils"),
+        "Rigol DP832 triple supply driving the quantisation-field coils",
+        ratings="ionclock.drivers.coil_supplies:DP832_RATINGS"),
     "lakeshore218": ModelEntry(
         "ionclock.drivers.lakeshore218:LakeShore218",
         "ionclock.sim_instruments.lakeshore:SimLakeShore218",
@@ -111,6 +125,153 @@ def driver_class(model: str, key: str = "model") -> type:
     if model not in MODELS:
         raise ConfigError(key, f"unknown model {model!r} (known: {', '.join(model_names())})")
     return _load(MODELS[model].driver)
+
+
+def _channel_creators(cls: type) -> dict[str, type]:
+    """{attribute name: channel class} of the pymeasure channels `cls` declares (MRO order).
+
+    pymeasure's ``Instrument.ChannelCreator(ChannelClass, id)`` stays on the class until an
+    instance builds its channels, so the channels are known without connecting.
+    """
+    out: dict[str, type] = {}
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for name, attr in vars(klass).items():
+            if name in seen:
+                continue
+            seen.add(name)   # a subclass's attribute hides its bases' of the same name
+            if isinstance(attr, CommonBase.BaseChannelCreator) and len(attr.pairs) == 1:
+                out[name] = attr.pairs[0][0]
+    return out
+
+
+def _channel_id(name: str, prefix: str) -> int | str:
+    suffix = name[len(prefix):]
+    return int(suffix) if suffix.isdigit() else suffix
+
+
+def channel_ids(model: str, prefix: str = "ch_", key: str = "model") -> tuple[int | str, ...]:
+    """The ids of the channels the driver of `model` declares as ``<prefix><id>``.
+
+    E.g. ``novatech409b`` ch_0..ch_3 -> (0, 1, 2, 3); ``keysight_e36312a`` -> (1, 2, 3);
+    ``lakeshore218`` with prefix ``input_`` -> (1, ..., 8). Read from the driver class
+    (drivers/), without connecting; numeric ids are ints. For a monitor's sensor inputs see
+    `input_ids`.
+    """
+    names = _channel_creators(driver_class(model, key))
+    return tuple(_channel_id(n, prefix) for n in names if n.startswith(prefix))
+
+
+def input_ids(model: str, key: str = "model") -> tuple[int | str, ...]:
+    """The sensor inputs of a monitor `model`, each read as its driver's ``input_<id>``.
+
+    From the driver's `inputs` (the Lake Shore drivers: the inputs in ``KRDG? 0`` order):
+    ``lakeshore218`` -> (1, ..., 8), ``lakeshore224`` -> ("A", "B", "C1", ..., "D5"); a model
+    without them (a DAQ6510 scans card channels) has none. pymeasure's ``input_0`` of the 224
+    (every input at once) is not a sensor input.
+    """
+    cls = driver_class(model, key)
+    creators = _channel_creators(cls)
+    return tuple(_channel_id(f"input_{n}", "input_") for n in getattr(cls, "inputs", ())
+                 if f"input_{n}" in creators)
+
+
+def describe_ids(ids) -> str:
+    """Channel ids for a message: '1-8' for a run of integers, else 'A, B, C1'."""
+    ids = tuple(ids)
+    if len(ids) > 2 and all(isinstance(i, int) for i in ids) and list(ids) == list(
+            range(ids[0], ids[0] + len(ids))):
+        return f"{ids[0]}-{ids[-1]}"
+    return ", ".join(str(i) for i in ids) or "none"
+
+
+_CHANNEL_NAME = re.compile(r"([A-Za-z][A-Za-z0-9]*_)(\w+)")
+
+
+def check_read_path(model: str, path: str, key: str) -> None:
+    """Check the channel an attribute path reads (``input_9.temperature``) exists on `model`.
+
+    A path whose first part is a channel name of the driver's kind (``input_``, ``ch_``, ...)
+    must name a channel the driver declares; a `ConfigError` at `key` lists the ones there
+    are. Everything else about the path is checked on the connected driver.
+    """
+    first = path.split(".")[0]
+    creators = _channel_creators(driver_class(model))
+    if first in creators or "." not in path:
+        return
+    m = _CHANNEL_NAME.fullmatch(first)
+    if m is None:
+        return
+    prefix = m.group(1)
+    ids = (input_ids(model) if prefix == "input_" else ()) or tuple(
+        _channel_id(n, prefix) for n in creators if n.startswith(prefix))
+    if ids:
+        names = [f"{prefix}{i}" for i in ids]
+        is_run = "-" in describe_ids(ids)   # a run of numbers: name its ends
+        listed = f"{names[0]} to {names[-1]}" if is_run else ", ".join(names)
+        raise ConfigError(key, f"{model} has no {first} (it has {listed}, as its driver "
+                               f"{MODELS[model].driver.partition(':')[0]} declares)")
+
+
+def channel_ratings(model: str) -> dict[int, tuple[float, float]] | None:
+    """{channel: (V, A)} rating of each output of a supply `model` (its driver's table)."""
+    entry = MODELS.get(model)
+    if entry is None or entry.ratings is None:
+        return None
+    return dict(_load(entry.ratings))
+
+
+def twin_locations() -> tuple[str, ...]:
+    """The cryostat locations a thermometer twin's sensor can sit at."""
+    from ionclock.sim_instruments.cryostat import LOCATIONS
+
+    return tuple(LOCATIONS)
+
+
+def check_twin_options(model: str, options: dict, key: str) -> None:
+    """Check a twin's options before anything is built; a bad one is a `ConfigError` at `key`.
+
+    The twin of `model` is built once, on no world, from `options` (a twin checks its own
+    options where it is built: unknown names, inputs it does not have, values out of range),
+    and every ``locations`` value must be a location of the cryostat twin; a DAQ6510's
+    location keys must be channels of its cards (the twin takes any number).
+    """
+    entry = MODELS.get(model)
+    if entry is None or entry.twin is None:
+        raise ConfigError(key, f"model {model!r} has no twin to take options")
+    try:
+        _load(entry.twin)(None, **options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(key, f"{model} twin: {err}") from None
+    locations = options.get("locations")
+    if isinstance(locations, dict):
+        known = twin_locations()
+        for where, location in locations.items():
+            if model == "keithley_daq6510":
+                _check_daq_channel(where, options.get("cards", "7700"),
+                                   f"{key}.locations.{where}")
+            if location not in known:
+                raise ConfigError(f"{key}.locations.{where}",
+                                  f"unknown cryostat location {location!r} "
+                                  f"(known: {', '.join(known)})")
+
+
+def _check_daq_channel(channel: Any, cards: Any, key: str) -> None:
+    """A DAQ6510 channel (slot * 100 + n) that the fitted cards have.
+
+    The DAQ6510 twin takes any number as a sensor's channel; the driver's own check
+    (drivers/keithley_daq6510.py `channel_list`, its CARDS: the 7700 instructions 077182400,
+    channels 1-20 of each slot, 21-22 current only) says which exist.
+    """
+    from ionclock.drivers.keithley_daq6510 import channel_list
+
+    text = str(channel)
+    if not text.isdigit():
+        raise ConfigError(key, f"{channel!r} is not a DAQ6510 channel number (e.g. 101)")
+    try:
+        channel_list([int(text)], wires=2, card=cards)
+    except ValueError as err:
+        raise ConfigError(key, str(err)) from None
 
 
 def is_serial_url(resource: str) -> bool:

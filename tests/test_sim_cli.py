@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -65,6 +66,8 @@ def write_config(tmp_path: Path, old: str, new: str) -> Path:
     assert old in text
     cfg = tmp_path / "bad.toml"
     cfg.write_text(text.replace(old, new))
+    # sim.toml names its budget config relative to its own folder: bring it along
+    shutil.copy(SIM.parent / "seed_clock.toml", tmp_path / "seed_clock.toml")
     return cfg
 
 
