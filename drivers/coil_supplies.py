@@ -12,7 +12,9 @@ Safety no call can exceed (docs/decisions/0102-coil-current-safety.md):
 - `current_setpoint` raises ValueError, before any byte is written, for a value below 0, above
   the limit, or more than `max_step` = ``slew_a_per_s * step_interval_s`` away from the last
   setpoint (read from the unit the first time);
-- turning an output on with a setpoint above `max_step` is refused (it would be a step);
+- turning an output on with a setpoint above `max_step` is refused (it would be a step),
+  unless the output is already on (then nothing changes: a supply left on by the last run);
+- a setpoint above the limit (a unit found so) may only come down;
 - `ramp(target_a)` is a generator that performs each step and yields the delay (s) before the
   next: ``for d in supply.ch_2.ramp(0.4): yield env.timeout(d)`` in a SimPy process, or
   ``supply.ch_2.ramp_to(0.4)`` (``time.sleep`` by default) in a script.
@@ -144,7 +146,9 @@ class CoilChannelMixin:
 
     def _set_units(self, units: int) -> None:
         previous = self._known_units()
-        if units > self._safety[3]:
+        # above the limit only on the way down: a unit found above it (set by hand, or the
+        # limit lowered in the config since) is ramped back under it, never further up
+        if units > self._safety[3] and units >= previous:
             raise ValueError(f"channel {self.id}: {self._text(units)} A is above the "
                              f"configured limit {self.current_limit:g} A")
         if abs(units - previous) > self._safety[4]:
@@ -164,7 +168,10 @@ class CoilChannelMixin:
 
     @property
     def output_enabled(self) -> bool:
-        """Whether the output is on (bool); turning on needs a setpoint within one step."""
+        """Whether the output is on (bool); turning on needs a setpoint within one step.
+
+        An output that is already on may be set on again at any setpoint: nothing changes.
+        """
         return self._parse_output(self.ask(self._output_get_cmd.format(ch=self.id)))
 
     @output_enabled.setter
@@ -173,7 +180,8 @@ class CoilChannelMixin:
             raise ValueError(f"output_enabled takes True or False, got {on!r}")
         if on:
             units = self._known_units()
-            if units > self._safety[4]:
+            # (the state is read only where it decides: turning on above one step)
+            if units > self._safety[4] and not self.output_enabled:
                 raise ValueError(f"channel {self.id}: turning on at {self._text(units)} A "
                                  f"would step "
                                  f"the coil current by more than {self.max_step:g} A; set "

@@ -4,6 +4,17 @@
 anything starts), brings the quantisation field up on a ramp, then runs the servo as a SimPy
 process: on `simpy.Environment` as fast as it can for the twin (`ionclock sim`), on
 `simpy.rt.RealtimeEnvironment` for the lab (`ionclock run`).
+
+Start-up adopts the apparatus as it finds it: the last run (or a person) may have left the
+coil supply on, the DDS in table mode, the counter counting. The coil channel is read back
+first (``coils_found``: output, measured current, setpoint, compliance) and ramped from the
+current that flows to the setpoint, never stepped (docs/decisions/0102); the DDS is put in
+the automatic update its cycle table needs, the counter and the pulser in the cycle's modes,
+and the table itself is written whole before the first cycle (`TableSequencer`).
+
+A run that ends on an error records it (``run_stopped`` with ``reason: "error: <type>"`` and
+the message) and still leaves the apparatus safe (`ClockRun.shutdown`) before the error
+propagates.
 """
 
 from __future__ import annotations
@@ -14,13 +25,14 @@ import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import simpy
 import simpy.rt
 
 from ionclock import __version__, registry
 from ionclock.drivers.sequencer import PulseProgram, TableSequencer
-from ionclock.errors import UserError
+from ionclock.errors import ConfigError, UserError
 from ionclock.servo.clock_lock import ClockServo, Frame, ServoParams
 from ionclock.servo.clock_output import ClockOutput
 from ionclock.servo.readout import ThresholdReadout
@@ -44,20 +56,35 @@ def servo_params(cfg: dict) -> ServoParams:
 
 
 class ClockRun:
-    """One run of the clock: open instruments, ramp the field, lock, record."""
+    """One run of the clock: open instruments, ramp the field, lock, record.
+
+    `world`: a simulated apparatus that outlives this run (its ``env`` is the run's), for
+    runs one after another on the same twin, as programs one after another on the same
+    hardware; default a fresh world when any resource is ``sim://``.
+    """
 
     def __init__(self, cfg: dict, out_dir: str | Path, realtime: bool = False,
-                 seed: int | None = None, strict_realtime: bool = False):
+                 seed: int | None = None, strict_realtime: bool = False,
+                 world: Any = None):
         self.cfg = cfg
         self.out = Path(out_dir)
         if seed is not None:
             cfg["twin"]["seed"] = seed
-        self.env = (simpy.rt.RealtimeEnvironment(factor=1.0, strict=strict_realtime)
-                    if realtime else simpy.Environment())
         inst = cfg["instruments"]
         self.simulated = any(e["resource"].startswith("sim://") for e in inst.values())
-        self.world = (registry.make_world(self.env, cfg["twin"], cfg["servo"], inst)
-                      if self.simulated else None)
+        if world is not None:
+            if realtime:
+                raise ValueError("a given world runs on its own environment, not in real time")
+            self.env, self.world = world.env, world
+        else:
+            self.env = (simpy.rt.RealtimeEnvironment(factor=1.0, strict=strict_realtime)
+                        if realtime else simpy.Environment())
+            self.world = (registry.make_world(self.env, cfg["twin"], cfg["servo"], inst)
+                          if self.simulated else None)
+        self._own_world = world is None
+        self.t_start = self.env.now   # the run's clock starts here (0 unless the world ran)
+        # this run's SimPy processes (startup, servo, environment), ended with the run
+        self._startup_proc = self._servo_proc = self._environment_proc = None
         self.live_budget = None
         if cfg["budget"]["enabled"]:
             from ionclock.budget import load_config as load_budget_config
@@ -119,6 +146,11 @@ class ClockRun:
         """
         s = self.cfg["servo"]
         inst = self.cfg["instruments"]
+        # The cycle table needs automatic update (I a, the power-on mode); the driver only
+        # knows what it set itself, and a unit left in I e (or I m) by another program would
+        # put every segment one edge late. The table, the counter's modes and the pulser's
+        # trigger are all written below or before the first cycle.
+        self.instruments["aom"].external_update = False
         program = PulseProgram(pi_time_s=s["pi_time_s"], ramsey_time_s=s["ramsey_time_s"],
                                cycle_time_s=s["cycle_time_s"], prepare_s=s["prepare_s"])
         self.sequencer = TableSequencer(
@@ -172,21 +204,58 @@ class ClockRun:
             self.live_budget.add_field(frame.t, frame.b_t)
 
     def _startup(self):
-        """Bring the field up on its ramp, then start the servo."""
+        """Bring the field up from what the coil supply holds, then start the servo."""
+        try:
+            yield from self._field_up()
+            self.world_t0 = self.env.now
+            if self.live_budget is not None:
+                self._environment_proc = self.env.process(self._environment())
+            # its own process, not `yield from`: each cycle then resumes one generator less;
+            # whatever ends the servo still ends this process, and with it the run
+            self._servo_proc = self.env.process(self.servo.run())
+            yield self._servo_proc
+        except simpy.Interrupt:   # the run is over (`_end_processes`)
+            return
+
+    def _field_up(self):
+        """Ramp the coil from the state it is found in to `current_a`, never a step (delays, s).
+
+        The channel is read back first (``coils_found``). On: the current that flows is the
+        start (a channel held below its setpoint by the compliance, CV, first has its
+        setpoint brought down to that current). Off: with nothing flowing, a setpoint left
+        above one step is ramped to 0 before the output goes on. Then the compliance is set,
+        the output (kept) on, and the setpoint ramped. Every set goes through the wrapper, so
+        a reconnect restores this state (`ionclock.resilience.restore_coils`).
+        """
         entry = self.cfg["instruments"]["coils"]
         coil = self._coil_channel()
-        # Constant-current operation: the voltage setpoint is only the compliance.
+        on = coil.output_enabled
+        setpoint = coil.current_setpoint   # read back: the driver's step check starts here
+        current = coil.current             # measured; 0 when the output is off
+        compliance = coil.voltage_setpoint
+        self.store.event(self.env.now, "coils_found", "coils", channel=entry["channel"],
+                         output=on, current_a=current, setpoint_a=setpoint,
+                         compliance_v=compliance)
+        step = coil.max_step
+        if on and abs(current - setpoint) > step:
+            start = min(max(current, 0.0), coil.current_limit)
+            for delay in coil.ramp(start):
+                yield self.env.timeout(delay)
+        elif not on and setpoint > step:
+            for delay in coil.ramp(0.0):
+                yield self.env.timeout(delay)
+        # Constant-current operation: the voltage setpoint is only the compliance. Lowered
+        # under what the coil takes now, it would cut the current at once: refused.
+        volts = entry["compliance_v"]
+        if on and volts < compliance and volts < (taken := coil.voltage):
+            raise ConfigError("instruments.coils.compliance_v",
+                              f"{volts} V is below the {taken:.3f} V the coil takes now (the "
+                              "supply was found on): setting it would step the current down")
         coil.voltage_setpoint = entry["compliance_v"]
-        coil.output_enabled = True
+        coil.output_enabled = True   # on already: no change, recorded for a reconnect
         for delay in coil.ramp(entry["current_a"]):
             yield self.env.timeout(delay)
         self.store.event(self.env.now, "field_ready", "coils", current_a=entry["current_a"])
-        self.world_t0 = self.env.now
-        if self.live_budget is not None:
-            self.env.process(self._environment())
-        # its own process, not `yield from`: each cycle then resumes one generator less;
-        # whatever ends the servo still ends this process, and with it the run
-        yield self.env.process(self.servo.run())
 
     def _environment(self):
         """Poll the thermometer into the store and re-evaluate the live budget (a process)."""
@@ -207,7 +276,10 @@ class ClockRun:
             if t - last_budget >= b["update_s"]:
                 last_budget = t
                 self._update_budget(t)
-            yield self.env.timeout(b["sample_s"])
+            try:
+                yield self.env.timeout(b["sample_s"])
+            except simpy.Interrupt:   # the run is over (`_end_processes`)
+                return
 
     def _update_budget(self, t: float) -> None:
         budget = self.live_budget.evaluate(t)
@@ -220,9 +292,9 @@ class ClockRun:
     def run(self, duration_s: float, progress: bool = True) -> dict:
         """Run for `duration_s` of (simulated or real) time; return the summary."""
         self.store.set_meta(version=__version__, config=self.cfg, simulated=self.simulated,
-                            duration_s=duration_s, t0_unix=time.time(),
+                            duration_s=duration_s, t0_unix=time.time(), t_start_s=self.t_start,
                             servo=asdict(self.params))
-        proc = self.env.process(self._startup())
+        proc = self._startup_proc = self.env.process(self._startup())
         bar = None
         if progress:
             from tqdm import tqdm
@@ -233,29 +305,88 @@ class ClockRun:
         step = max(duration_s / 200.0, 1.0)
         t = 0.0
         interrupted = None
-        # SIGTERM / SIGINT unwind the loop here; the safe shutdown below runs either way
-        with shutdown_on_signals(lambda reason: None):
+        error = None
+        wall = math.nan
+
+        def stop(reason: str) -> None:
+            """Record the end and leave the apparatus safe (once; later signals ignored).
+
+            `reason` is the block's: "end", or "error: <type>" for an error that ends the
+            run (its message goes in the event too); a signal is caught inside, so it is
+            named here.
+            """
+            nonlocal wall
+            wall = time.perf_counter() - wall0
+            if bar is not None:
+                bar.close()
+            detail = {}
+            if interrupted is not None:
+                reason = interrupted
+            elif error is not None:
+                detail["error"] = str(error)
+            self.store.event(self.env.now, "run_stopped", "runner", reason=reason, **detail)
+            try:
+                self.shutdown(reason)
+            finally:
+                self._end_processes()
+
+        # SIGTERM / SIGINT unwind the loop here; `stop` runs on leaving the block either way
+        with shutdown_on_signals(stop):
             try:
                 while t < duration_s:
                     t = min(t + step, duration_s)
-                    self.env.run(until=t)
+                    self.env.run(until=self.t_start + t)
                     if bar is not None:
                         bar.update(round(t) - bar.n)
-                    if not proc.is_alive:
-                        proc.value  # re-raise whatever ended the servo process  # noqa: B018
+                    if not proc.is_alive:   # the startup, and with it the servo, has ended
+                        if not proc.ok:
+                            raise proc.value
                         break
             except ShutdownRequested as req:
                 interrupted = signal.Signals(req.signum).name
-            finally:
-                wall = time.perf_counter() - wall0
-                if bar is not None:
-                    bar.close()
-                self.store.event(self.env.now, "run_stopped", "runner",
-                                 reason=interrupted or "end")
-                self.shutdown(interrupted or "end")
+            except BaseException as err:   # the block's reason, "error: <type>"; re-raised
+                error = self._failure() or err
+                if error is not err:
+                    raise error from None
+                raise
         summary = self.summary(wall)
         summary["interrupted"] = interrupted
         return summary
+
+    def _failure(self) -> BaseException | None:
+        """The exception that ended this run's processes, as it was raised; None if none did.
+
+        SimPy raises a copy of a failed process's exception, ``type(e)(*e.args)``, which an
+        exception with a constructor of its own (`ConfigError`, `InstrumentOffline`) does not
+        survive (a TypeError instead); the process keeps the original.
+        """
+        for proc in (self._startup_proc, self._environment_proc):
+            if proc is not None and proc.triggered and not proc.ok:
+                return proc.value
+        return None
+
+    def _end_processes(self) -> None:
+        """Interrupt this run's processes; on a world given to the run, let them end now.
+
+        The servo is interrupted where it waits (the startup process waiting on it then ends
+        too), or the startup itself while the field is still coming up. A world that outlives
+        the run is stepped until they have ended (all at this instant), so the next run on it
+        finds none of them left to talk to the instruments.
+        """
+        servo = self._servo_proc
+        chain = servo if servo is not None and servo.is_alive else self._startup_proc
+        for proc in (chain, self._environment_proc):
+            if proc is not None and proc.is_alive:
+                proc.interrupt("run_stopped")
+        if self._own_world:
+            return
+        procs = [p for p in (self._startup_proc, servo, self._environment_proc)
+                 if p is not None]
+        try:
+            while any(p.is_alive for p in procs):
+                self.env.step()
+        except simpy.core.EmptySchedule:   # nothing left that could end them
+            pass
 
     def shutdown(self, reason: str = "end") -> None:
         """Leave the apparatus safe (ionclock.shutdown) and close the store.
@@ -293,7 +424,7 @@ class ClockRun:
             "b_tesla": sum(b) / len(b) if b else math.nan,
             "b_true_tesla": sum(b_true) / len(b_true) if b_true else math.nan,
             "final_drift_hz_s": self.servo.drift_hz_s,
-            "simulated_s": self.env.now,
+            "simulated_s": self.env.now - self.t_start,
             "wall_s": wall_s,
             "cycles_per_second": cycles / wall_s if wall_s > 0 else math.nan,
             "store": str(self.out / self.cfg["run"]["store"]),

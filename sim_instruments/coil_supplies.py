@@ -9,6 +9,22 @@ call ``world.coil_changed(channel, current_a)`` with the effective current whene
 once: the units have no slew setting the driver uses, so ramping is the driver's job
 (docs/decisions/0102-coil-current-safety.md).
 
+`history` keeps every change of an output's current as ``(t, channel, current_a)``, ``t`` the
+world's ``env.now`` (None without a world), the newest `HISTORY_DEPTH` of them. Each entry is
+a change the coil sees at once, so the difference between two entries of a channel is the
+step it took. Why each entry is a step, and why the record outlives a program:
+
+- "This command programs the immediate current level of the power supply. The immediate
+  level is the current value of the output terminals" (Keysight E364xA User's and Service
+  Guide, Remote Interface Reference, ``CURRent``). The E36300 and DP800 guides were not at
+  hand for this point; no source read gives either unit a slew of its own.
+- The settings change by command, ``*RST`` ("resets the power supply to its power-on
+  state", ``OUTP OFF``: the E3632A User's Guide's *RST table) or a power cycle; a program
+  that closes its connection sends none of these, so the next program finds the unit as
+  the last one left it, output on and current flowing. The twin's ``*RST`` and
+  `power_cycle` switch the outputs off through the same bookkeeping (history entry, world
+  hook) as any command.
+
 Headers match SCPI style: long or short form of each node, case-insensitive, optional nodes
 in brackets, several commands per line separated by ``;``.
 
@@ -75,6 +91,7 @@ from __future__ import annotations
 
 import functools
 import random
+from collections import deque
 
 from ionclock.sim_instruments.base import CommandError, SimInstrument
 
@@ -90,6 +107,8 @@ SCPI_ERRORS = {
     -350: "Queue overflow",
 }
 QUEUE_DEPTH = 20
+HISTORY_DEPTH = 65536
+"""Changes of output current the twin keeps (`_ScpiSupply.history`), newest last."""
 
 
 def _compile(pattern: str) -> list[tuple[str, str, bool]]:
@@ -137,6 +156,9 @@ class _ScpiSupply(SimInstrument):
     def __init__(self, world=None, seed: int | None = 0, *, coil_ohm: float = 2.0,
                  noise_a: float = 2e-5):
         self._hook = getattr(world, "coil_changed", None)
+        self._env = getattr(world, "env", None)
+        self.history: deque[tuple[float | None, int, float]] = deque(maxlen=HISTORY_DEPTH)
+        self._effective: dict[int, float] = {}
         self._noise_rng = random.Random(seed)
         self._normals: list[float] = []
         self.coil_ohm = coil_ohm
@@ -148,13 +170,17 @@ class _ScpiSupply(SimInstrument):
         super().__init__(world, seed)
 
     def reset_settings(self) -> None:
-        """Power-on state: outputs off, 0 A, compliance 0 V, empty error queue."""
+        """Power-on state: outputs off, 0 A, compliance 0 V, empty error queue.
+
+        On a running twin (``*RST``, `power_cycle`) an output that was on drops to 0 A: the
+        drop is recorded and reported like any other change.
+        """
         self.current_set = {ch: 0.0 for ch in self.ratings}
         self.voltage_set = {ch: 0.0 for ch in self.ratings}
         self.output = {ch: False for ch in self.ratings}
         self.errors: list[int] = []
         self.selected = 1
-        self._effective = {ch: 0.0 for ch in self.ratings}
+        self._changed()
 
     # --- physics ---------------------------------------------------------------------------
     def effective_current(self, ch: int) -> float:
@@ -170,10 +196,13 @@ class _ScpiSupply(SimInstrument):
         return "CC" if self.current_set[ch] * self.coil_ohm <= self.voltage_set[ch] else "CV"
 
     def _changed(self) -> None:
+        effective = self._effective
         for ch in self.ratings:
             value = self.effective_current(ch)
-            if value != self._effective[ch]:
-                self._effective[ch] = value
+            if value != effective.get(ch, 0.0):
+                effective[ch] = value
+                self.history.append((self._env.now if self._env is not None else None, ch,
+                                     value))
                 if self._hook is not None:
                     self._hook(ch, value)
 

@@ -123,9 +123,29 @@ def test_step_too_large_writes_only_the_readback():
 
 def test_enable_at_large_setpoint_is_refused():
     with expected_protocol(CoilSupplyDP832, [(":INST:NSEL 1;:SOUR:CURR:LEV:IMM:AMPL?",
-                                              "0.5000")]) as supply:
+                                              "0.5000"),
+                                             (":OUTP:STAT? CH1", "OFF")]) as supply:
         with pytest.raises(ValueError, match="turning on"):
             supply.ch_1.output_enabled = True
+
+
+def test_enable_of_an_output_already_on_changes_nothing_and_is_allowed():
+    with expected_protocol(CoilSupplyDP832, [(":INST:NSEL 1;:SOUR:CURR:LEV:IMM:AMPL?",
+                                              "0.7440"),
+                                             (":OUTP:STAT? CH1", "ON"),
+                                             (":OUTP:STAT CH1,ON", None),
+                                             (":SYST:ERR?", '0,"No error"')]) as supply:
+        supply.ch_1.output_enabled = True
+
+
+def test_a_setpoint_found_above_the_limit_is_ramped_down_to_it():
+    steps = [(f"CURR {a}, (@2)", None) for a in ("0.94", "0.93", "0.92", "0.91", "0.9")]
+    pairs = [p for step in steps for p in (step, ("SYST:ERR?", '+0,"No error"'))]
+    with expected_protocol(CoilSupplyE36312A, [("CURR? (@2)", "+9.50000000E-01"), *pairs],
+                           current_limit_a=0.9, slew_a_per_s=0.1) as supply:
+        assert list(supply.ch_2.ramp(0.9)) == [0.1] * 4
+        with pytest.raises(ValueError, match="configured limit"):
+            supply.ch_2.ramp(0.95)   # never back up
 
 
 @pytest.mark.parametrize("kwargs", [{"current_limit_a": 1.5}, {"current_limit_a": {4: 0.1}},
