@@ -14,8 +14,11 @@ Durability: samples go to the store's buffer and are committed in batches no mor
 ``store.commit_interval_s`` (<= 1 s) apart: in the lab a flusher process commits on that
 cadence even when no sample arrives; a twin run commits by wall clock inside `Store.add`.
 SQLite in WAL mode, rollups in the same transaction (ionclock.downsample). Restarting on the
-same store appends. SIGTERM/SIGINT end the run cleanly (`request_stop`): flush, drain the
-sinks for a few seconds, close the instruments and the store.
+same store appends; a store the run's times would not fit is refused (`check_log_store`: a
+clock run's store, a lab log for a twin run or the reverse, another ``t0_unix``), and so is
+a store another process is writing (the store's writer lock, ionclock.store).
+SIGTERM/SIGINT end the run cleanly (`request_stop`): flush, drain the sinks for a few
+seconds, close the instruments and the store.
 
 Faults: a read that raises marks the instrument offline (one ``instrument_offline`` event),
 and the instrument is retried with exponential backoff (period · 2^k, at most
@@ -50,7 +53,7 @@ from ionclock.alarms import (
 )
 from ionclock.config import Field, Table, load_toml, validate
 from ionclock.downsample import apply_retention
-from ionclock.errors import ConfigError
+from ionclock.errors import ConfigError, UserError
 from ionclock.sinks import InfluxSink, PrometheusSink
 from ionclock.store import Store
 
@@ -326,9 +329,13 @@ class Logger:
         self.store = Store(cfg.store_path, commit_interval=cfg.raw["store"]["commit_interval_s"],
                            clock=self.clock)
         try:
+            check_log_store(self.store, self.simulate, self.t0_unix)
             self._open_instruments()
         except BaseException:
+            # nothing written: `close` (which records logger_stopped) has nothing to do
+            self._close_instruments()
             self.store.close()
+            self.store = None
             raise
         self._write_channels()
         now = self.env.now
@@ -584,13 +591,48 @@ class Logger:
             self.prometheus.stop()
         self._drain_pump_events()
         self.store.event(self.env.now, "logger_stopped", "logger", samples=self.stats.samples)
+        self._close_instruments()
+        self.store.close()
+        self.store = None
+
+    def _close_instruments(self) -> None:
         for inst in self.instruments.values():
             try:
                 inst.driver.close()
             except Exception as err:  # closing a dead link must not lose the store's close
                 log.warning("%s: close failed: %s", inst.name, err)
-        self.store.close()
-        self.store = None
+
+
+#: meta keys only a clock run (ionclock.runner) writes
+CLOCK_RUN_META = ("servo", "simulated")
+
+
+def check_log_store(store: Store, simulate: bool, t0_unix: float) -> None:
+    """Refuse (`UserError`) a store this logger run's times would not fit.
+
+    A clock run's store (``ionclock sim`` / ``ionclock run``: meta ``servo``, ``simulated``,
+    or any clock cycle or frame) counts its times from its own start; a twin log's from
+    ``meta.t0_unix``; a lab log's are Unix seconds. Appending samples on another time base,
+    or rewriting ``t0_unix``, would re-anchor every time already stored.
+    """
+    meta = store.meta()
+    path = str(store.path)
+    if any(key in meta for key in CLOCK_RUN_META) or any(
+            store.query(f"SELECT 1 FROM {table} LIMIT 1")
+            for table in ("lock_frames", "servo_cycles")):
+        raise UserError(f"store: {path!r} holds a clock run (written by `ionclock sim` or "
+                        "`ionclock run`); the logger keeps its own store: choose another "
+                        "[store] path or --store")
+    was_simulated = meta.get("logger_simulate")
+    if was_simulated is not None and bool(was_simulated) != simulate:
+        held, this = (("a twin log (--simulate, seconds from meta.t0_unix)", "a lab log")
+                      if was_simulated else ("a lab log (Unix seconds)", "a twin log"))
+        raise UserError(f"store: {path!r} holds {held}; {this} would mix its times with "
+                        "them: choose another store")
+    if simulate and "t0_unix" in meta and meta["t0_unix"] != t0_unix:
+        raise UserError(f"store: {path!r} counts its times from meta.t0_unix = "
+                        f"{meta['t0_unix']!r}; this config's [simulate] start_unix is "
+                        f"{t0_unix!r}: set it to that, or choose another store")
 
 
 def make_environment(simulate: bool, initial_time: float = 0.0) -> simpy.Environment:

@@ -42,13 +42,25 @@ index maintained on every insert cost a third of the row's price on the clock lo
 path). Writes are buffered and committed in batches no longer
 than `commit_interval` seconds of wall clock apart, so a crash loses at most that much;
 committed rows survive ``kill -9`` (WAL, synchronous=NORMAL).
+
+One writer per store (decision 0501): a `Store` holds the store's `WriterLock`, an
+``flock`` on ``<store>.lock`` beside it that records the holder (pid, host, command line).
+A second process that opens the store for writing is refused (`StoreLocked`, one line
+naming the holder); the kernel drops the lock when its process ends, ``kill -9`` included,
+so the next writer opens the store at once. Readers (`open_readonly`) take no lock: WAL
+lets them read while the writer writes.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
+import shlex
+import socket
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -109,12 +121,146 @@ _INSERT = {
 }
 
 
+class StoreLocked(UserError):
+    """Another process holds the store's writer lock (one writer per store)."""
+
+
+class WriterLock:
+    """The one-writer lock of the store at `store_path`: ``flock`` on ``<store>.lock``.
+
+    The lock belongs to an open file, so the kernel releases it when its process ends,
+    however it ends (``kill -9`` too): a dead writer never blocks the next one, and no
+    stale-pid heuristics are needed. The file holds a JSON record of the holder (pid, host,
+    command line, start time) for the refusal message; it is never deleted, since a process
+    that deleted it while another waited could leave two holders of two different files.
+
+    Within one process the lock is re-entrant: when the record names this process, a second
+    acquisition shares the lock and its `release` leaves it held. (``ionclock sim`` takes the
+    lock before an earlier twin run's files are cleared; the run's `Store` then opens them.)
+    With `create_dir`, the store's directory is created first.
+    """
+
+    #: how long a refused writer waits for a just-started holder to write its record, s
+    RECORD_WAIT_S = 1.0
+
+    def __init__(self, store_path: str | Path, create_dir: bool = False):
+        self.store_path = Path(store_path)
+        self.path = lock_path(self.store_path)
+        self.create_dir = create_dir
+        self.shared = False
+        self._fd: int | None = None
+
+    def acquire(self) -> WriterLock:
+        """Take the lock, or raise `StoreLocked` naming the process that holds it."""
+        if self._fd is not None or self.shared:
+            return self
+        if self.create_dir:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UserError(f"store: cannot create {str(self.path.parent)!r}: "
+                                f"{err.strerror}") from None
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise UserError(f"store: cannot open the lock file {str(self.path)!r}: "
+                            f"{err.strerror}") from None
+        deadline = time.monotonic() + self.RECORD_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _read_record(fd)
+                # a holder that has just taken the lock may not have written its record yet
+                if holder or time.monotonic() >= deadline:
+                    os.close(fd)
+                    if _is_this_process(holder):
+                        self.shared = True
+                        return self
+                    raise StoreLocked(_refusal(self.store_path, holder)) from None
+                time.sleep(0.02)
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "command": shlex.join(sys.orig_argv), "started_unix": time.time()}
+        data = json.dumps(record).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Give the lock up (a shared acquisition leaves it to its owner)."""
+        fd, self._fd = self._fd, None
+        self.shared = False
+        if fd is not None:
+            try:
+                os.ftruncate(fd, 0)   # no stale record for the next reader of the file
+            finally:
+                os.close(fd)          # closing the file releases the flock
+
+    def __enter__(self) -> WriterLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_path(store_path: str | Path) -> Path:
+    """The writer-lock file of a store: ``<store>.lock`` beside it."""
+    p = Path(store_path)
+    return p.with_name(p.name + ".lock")
+
+
+def lock_holder(store_path: str | Path) -> dict | None:
+    """The record in a store's lock file (pid, host, command, started_unix), if any.
+
+    Only a hint: the record outlives a killed holder; the lock itself is the ``flock``.
+    """
+    try:
+        fd = os.open(lock_path(store_path), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return _read_record(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_record(fd: int) -> dict | None:
+    try:
+        record = json.loads(os.pread(fd, 4096, 0) or b"null")
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _is_this_process(holder: dict | None) -> bool:
+    return (holder is not None and holder.get("pid") == os.getpid()
+            and holder.get("host") == socket.gethostname())
+
+
+def _refusal(store_path: Path, holder: dict | None) -> str:
+    """One line: who holds the store (the command on one line, whatever it contained)."""
+    if holder is None:
+        who = "another process (it has not recorded its pid)"
+    else:
+        command = " ".join(str(holder.get("command", "?")).split())
+        host = holder.get("host")
+        where = f" on {host}" if host and host != socket.gethostname() else ""
+        who = f"pid {holder.get('pid', '?')}{where} (`{command}`)"
+    return (f"store: {str(store_path)!r} is open for writing by {who}; one writer per store: "
+            "stop it or choose another store (report, status, export and plot can read it "
+            "meanwhile)")
+
+
 class Store:
     """Buffered writer (and simple reader) of one SQLite store.
 
     `clock` returns wall-clock seconds for the commit cadence (injected so tests and the
     twin never depend on the machine's clock). With `rollups` (default), every flush also
     folds its ``samples`` rows into ``samples_1m`` / ``samples_1h`` in the same transaction.
+    Opening takes the store's `WriterLock` (`StoreLocked` when another process holds it);
+    `close` gives it back.
     """
 
     def __init__(self, path: str | Path, commit_interval: float = 1.0,
@@ -122,6 +268,8 @@ class Store:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise UserError(f"store: directory {str(self.path.parent)!r} does not exist")
+        self._lock = WriterLock(self.path).acquire()
+        self.db = None
         try:
             self.db = sqlite3.connect(str(self.path), isolation_level=None,
                                       check_same_thread=False)
@@ -129,6 +277,9 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as err:
+            if self.db is not None:
+                self.db.close()
+            self._lock.release()
             raise UserError(f"store: cannot open {str(self.path)!r}: {err}") from None
         self.commit_interval = commit_interval
         self.max_buffer = max_buffer
@@ -231,11 +382,12 @@ class Store:
         self._last_commit = self._clock()
 
     def close(self) -> None:
-        """Flush and close."""
+        """Flush, close, and give the writer lock back."""
         if self.db is not None:
             self.flush()
             self.db.close()
             self.db = None
+            self._lock.release()
 
     def __enter__(self):
         return self

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from ionclock.clock_config import load_clock_config
 from ionclock.units import parse_duration
 
@@ -20,11 +22,18 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ionclock.runner import ClockRun, check_out_dir, dump_json, format_summary
+    from ionclock.store import WriterLock
 
     duration = parse_duration(args.duration)
     cfg = load_clock_config(args.config)
-    clock = ClockRun(cfg, check_out_dir(args.out), realtime=True)
-    summary = clock.run(duration, progress=False)
+    out = check_out_dir(args.out)
+    # one writer per store: a folder that exists may hold a running clock's store, refused
+    # here before any instrument is opened; a new folder is made by the run (nothing is
+    # created before the instruments are open), whose store takes the lock as it opens
+    lock = WriterLock(out / cfg["run"]["store"]) if out.is_dir() else nullcontext()
+    with lock:
+        clock = ClockRun(cfg, out, realtime=True)
+        summary = clock.run(duration, progress=False)
     print(format_summary(summary))
     if args.json:
         print(dump_json(summary))

@@ -30,6 +30,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ionclock.runner import ClockRun, check_out_dir, dump_json, format_summary
+    from ionclock.store import WriterLock
 
     duration = parse_duration(args.duration)
     overrides = {"twin": {"deterministic": True}} if args.deterministic else None
@@ -42,8 +43,11 @@ def run(args) -> int:
             raise ConfigError(f"instruments.{role}.resource",
                               "`ionclock sim` runs the twin only (sim://MODEL); "
                               "use `ionclock run` for real instruments")
-    run_ = ClockRun(cfg, check_out_dir(args.out), seed=args.seed)
-    summary = run_.run(duration, progress=not args.no_progress)
+    out = check_out_dir(args.out)
+    # one writer per store: refused here, before an earlier run's store is cleared
+    with WriterLock(out / cfg["run"]["store"], create_dir=True):
+        run_ = ClockRun(cfg, out, seed=args.seed)
+        summary = run_.run(duration, progress=not args.no_progress)
     print(format_summary(summary))
     if args.json:
         print(dump_json(summary))
