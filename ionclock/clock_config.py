@@ -321,16 +321,21 @@ def _check_aom(entry: dict) -> None:
     from ionclock.drivers.novatech409b import TABLE_CHANNELS
 
     model, channel = entry["model"], entry["channel"]
-    ids = registry.channel_ids(model)
-    if channel not in ids:
-        raise ConfigError("instruments.aom.channel",
-                          f"{channel} is not a channel of the {model} (channels "
-                          f"{describe_ids(ids)}, as its driver declares)")
+    _check_channel_exists("aom", model, channel, "channel")
     if channel not in TABLE_CHANNELS:
         raise ConfigError("instruments.aom.channel",
                           f"channel {channel} of the {model} has no table mode (only "
                           f"{describe_ids(TABLE_CHANNELS)}); the clock runs each cycle from "
                           "the table")
+
+
+def _check_channel_exists(role: str, model: str, channel, noun: str) -> None:
+    """The role's channel is one its model's driver declares (else a one-line ConfigError)."""
+    ids = registry.channel_ids(model)
+    if channel not in ids:
+        raise ConfigError(f"instruments.{role}.channel",
+                          f"{channel} is not a{'n' if noun[0] in 'aeiou' else ''} {noun} of "
+                          f"the {model} ({noun}s {describe_ids(ids)}, as its driver declares)")
 
 
 def _check_coils(entry: dict) -> None:
@@ -341,11 +346,7 @@ def _check_coils(entry: dict) -> None:
     DP832_RATINGS (Rigol DP832: 30 V / 3 A, 30 V / 3 A, 5 V / 3 A; DP800 guide).
     """
     model, channel = entry["model"], entry["channel"]
-    ids = registry.channel_ids(model)
-    if channel not in ids:
-        raise ConfigError("instruments.coils.channel",
-                          f"{channel} is not an output of the {model} (outputs "
-                          f"{describe_ids(ids)}, as its driver declares)")
+    _check_channel_exists("coils", model, channel, "output")
     ratings = registry.channel_ratings(model)
     if not ratings:
         return
