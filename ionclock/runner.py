@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sqlite3
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -407,28 +408,50 @@ class ClockRun:
             self.store.close()
 
     def summary(self, wall_s: float) -> dict:
-        """The lock summary (see README): cycles, locked fraction, offset, B, speed."""
-        locked = [f for f in self.frames if f[1] and not math.isnan(f[5])]
-        det = [f[5] for f in locked]
-        offset, sigma = _mean_and_batch_sigma(det)
+        """The lock summary (see README): cycles, locked fraction, offset, B, speed, events.
+
+        What a lab run measured (B from the splittings, the laser's steering and drift, the
+        events) comes from the servo's locked frames alone; the offset from the line and the
+        true B need the twin's truth and are NaN in a lab run (`format_summary` then leaves
+        them out).
+        """
+        locked = [f for f in self.frames if f[1]]
+        with_truth = [f for f in locked if not math.isnan(f[5])]
+        offset, sigma = _mean_and_batch_sigma([f[5] for f in with_truth])
         b = [f[4] for f in locked]
-        b_true = [f[6] for f in locked]
+        b_true = [f[6] for f in with_truth]
         cycles = self.servo.cycles
         return {
             "cycles": cycles,
             "frames": len(self.frames),
+            "locked_frames": len(locked),
             "locked_fraction": self.servo.locked_cycles / cycles if cycles else 0.0,
             "offset_hz": offset,
             "offset_sigma_hz": sigma,
             "fractional_offset": offset / self.world.p.nu0_hz if self.world else math.nan,
             "b_tesla": sum(b) / len(b) if b else math.nan,
             "b_true_tesla": sum(b_true) / len(b_true) if b_true else math.nan,
+            "last_locked_nu_hz": locked[-1][3] if locked else math.nan,
             "final_drift_hz_s": self.servo.drift_hz_s,
+            "time_base": "simulated" if self.simulated else "real",
             "simulated_s": self.env.now - self.t_start,
             "wall_s": wall_s,
             "cycles_per_second": cycles / wall_s if wall_s > 0 else math.nan,
+            "events": self._event_counts(),
             "store": str(self.out / self.cfg["run"]["store"]),
         }
+
+    def _event_counts(self) -> dict:
+        """How many events of each kind the clock recorded (not the twin's injections)."""
+        path = self.out / self.cfg["run"]["store"]
+        if not path.exists():
+            return {}
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return dict(db.execute("SELECT kind, COUNT(*) FROM events WHERE source != 'twin' "
+                                   "GROUP BY kind ORDER BY kind").fetchall())
+        finally:
+            db.close()
 
 
 class _FrameOnlyStore:
@@ -483,20 +506,42 @@ def _mean_and_batch_sigma(values: list[float], batches: int = 20) -> tuple[float
 
 
 def format_summary(s: dict) -> str:
-    """Human-readable lock summary."""
-    return "\n".join([
+    """Human-readable lock summary; a value that was not measured is left out, never 'nan'."""
+    time_base = s.get("time_base", "simulated")
+    lines = [
         "lock summary",
         f"  cycles            {s['cycles']:,} ({s['frames']:,} frames, "
-        f"{s['simulated_s'] / 3600:.2f} h simulated)",
+        f"{s['simulated_s'] / 3600:.2f} h {time_base} time)",
         f"  locked fraction   {s['locked_fraction']:.4f}",
-        f"  offset            {s['offset_hz']:+.3e} Hz +- {s['offset_sigma_hz']:.1e} Hz "
-        f"(fractional {s['fractional_offset']:+.2e})",
-        f"  B from splittings {s['b_tesla'] * 1e6:.6f} uT (true {s['b_true_tesla'] * 1e6:.6f} uT, "
-        f"diff {(s['b_tesla'] - s['b_true_tesla']) * 1e12:+.2f} pT)",
+    ]
+    if _finite(s["offset_hz"]):
+        sigma = (f" +- {s['offset_sigma_hz']:.1e} Hz" if _finite(s["offset_sigma_hz"]) else "")
+        lines.append(f"  offset            {s['offset_hz']:+.3e} Hz{sigma} "
+                     f"(fractional {s['fractional_offset']:+.2e}; twin truth)")
+    if _finite(s["b_tesla"]):
+        b = f"  B from splittings {s['b_tesla'] * 1e6:.6f} uT"
+        if _finite(s["b_true_tesla"]):
+            b += (f" (true {s['b_true_tesla'] * 1e6:.6f} uT, "
+                  f"diff {(s['b_tesla'] - s['b_true_tesla']) * 1e12:+.2f} pT)")
+        lines.append(b)
+    else:
+        lines.append("  B from splittings not measured (no locked frame)")
+    if not _finite(s["offset_hz"]) and _finite(s.get("last_locked_nu_hz", math.nan)):
+        lines.append(f"  laser steering    {s['last_locked_nu_hz']:+.3f} Hz at the ion "
+                     f"(last locked frame), drift {s['final_drift_hz_s']:+.4f} Hz/s")
+    events = s.get("events") or {}
+    if events:
+        lines.append("  events            " + ", ".join(f"{k} {n}" for k, n in events.items()))
+    lines += [
         f"  speed             {s['cycles_per_second']:,.0f} cycles/s wall clock "
         f"({s['wall_s']:.1f} s)",
         f"  store             {s['store']}",
-    ])
+    ]
+    return "\n".join(lines)
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def dump_json(s: dict) -> str:
