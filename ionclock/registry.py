@@ -31,7 +31,7 @@ from typing import Any
 from pymeasure.instruments.common_base import CommonBase
 
 from ionclock.errors import ConfigError
-from ionclock.transport import LoopbackAdapter
+from ionclock.transport import LoopbackAdapter, VisaLinkAdapter
 
 
 @dataclass(frozen=True)
@@ -275,8 +275,12 @@ def _check_daq_channel(channel: Any, cards: Any, key: str) -> None:
 
 
 def is_serial_url(resource: str) -> bool:
-    """True for resources pyserial opens (device paths and pyserial URL handlers)."""
-    return resource.startswith(("/dev/", "socket://", "rfc2217://", "loop://", "COM",
+    """True for resources pyserial opens (device paths and pyserial URL handlers).
+
+    Any absolute path is a device file (``/dev/ttyUSB0``, a udev or `ionclock twin-serve`
+    symlink to a pty); VISA resource strings never start with ``/``.
+    """
+    return resource.startswith(("/", "socket://", "rfc2217://", "loop://", "COM",
                                 "spy://", "alt://", "hwgrep://"))
 
 
@@ -352,8 +356,11 @@ def open_instrument(model: str, resource: str, *, world: Any = None, key: str = 
         visa_library = driver_options.pop("visa_library", "@py")
 
         def connect() -> Any:
-            return cls(resource, write_termination=wterm, read_termination=rterm,
-                       visa_library=visa_library, **driver_options)
+            # pyvisa's errors as the suite's (ionclock.transport.VisaLinkAdapter): a lost
+            # link must reach the servo as an error it holds over on
+            adapter = VisaLinkAdapter(resource, visa_library=visa_library, name=resource,
+                                      write_termination=wterm, read_termination=rterm)
+            return cls(adapter, **driver_options)
 
         try:
             inst = connect()

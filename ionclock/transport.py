@@ -1,19 +1,36 @@
-"""Transports that are not a VISA or serial port: an in-process byte-stream link.
+"""The suite's transports: an in-process byte-stream link, and VISA with the suite's errors.
 
 `LoopbackAdapter` is a pymeasure `Adapter` that hands a driver's bytes to any object that
 behaves like a serial line (``write(bytes)``, ``read_available() -> bytes``), such as a
 simulated instrument. The driver cannot tell it from a real port: it writes the same command
 strings with the same terminators, and reads replies up to the same read terminator. The
 registry is the only place that connects one to a twin (STYLE §1).
+
+`VisaLinkAdapter` is pymeasure's `VISAAdapter` whose link failures are the suite's errors:
+a VISA timeout is `InstrumentTimeout`, any other VISA I/O error (connection lost, session
+closed) is `LinkError`. pyvisa's `VisaIOError` cannot cross a SimPy process boundary: SimPy
+hands a waiting process a copy, ``type(e)(*e.args)``, and ``VisaIOError(message)`` fails in
+its own constructor (``TypeError: %d format: a real number is required, not str``); nor is it
+an `IonclockError` or `OSError`, the errors the servo holds over on. The registry opens every
+VISA resource through it.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, NoReturn, Protocol
 
-from pymeasure.adapters import Adapter
+from pymeasure.adapters import Adapter, VISAAdapter
+from pyvisa.constants import BufferOperation, StatusCode
+from pyvisa.errors import InvalidSession, VisaIOError
 
-from ionclock.errors import InstrumentTimeout
+from ionclock.errors import InstrumentTimeout, IonclockError
+
+
+class LinkError(IonclockError, ConnectionError):
+    """The link to an instrument failed (connection lost, session closed, I/O error).
+
+    One message argument only, so that SimPy's copy of it, ``type(e)(*e.args)``, works.
+    """
 
 
 class ByteStream(Protocol):
@@ -122,3 +139,67 @@ class LoopbackAdapter(Adapter):
         close = getattr(self.peer, "close", None)
         if close is not None:
             close()
+
+
+class VisaLinkAdapter(VISAAdapter):
+    """pymeasure's `VISAAdapter` raising the suite's link errors instead of pyvisa's.
+
+    A VISA timeout becomes `InstrumentTimeout`, every other `VisaIOError` (and
+    `InvalidSession`, a closed session) `LinkError`; both chain the original. Errors of the
+    operating system (a reset socket: `OSError`) pass unchanged. The calls that succeed cost
+    nothing more (a ``try`` block).
+    """
+
+    def __init__(self, resource_name: Any, visa_library: str = "", name: str = "",
+                 **kwargs: Any):
+        self.name = name or str(resource_name)
+        try:
+            super().__init__(resource_name, visa_library=visa_library, **kwargs)
+        except (VisaIOError, InvalidSession) as err:
+            self._raise(err)
+
+    def _raise(self, err: Exception) -> NoReturn:
+        if isinstance(err, VisaIOError) and err.error_code == StatusCode.error_timeout:
+            raise InstrumentTimeout(self.name, f"VISA timeout ({err.abbreviation})") from err
+        raise LinkError(f"{self.name}: {err}") from err
+
+    def _write(self, command: str, **kwargs: Any) -> None:
+        try:
+            self.connection.write(command, **kwargs)
+        except (VisaIOError, InvalidSession) as err:
+            self._raise(err)
+
+    def _write_bytes(self, content: bytes, **kwargs: Any) -> None:
+        try:
+            self.connection.write_raw(content, **kwargs)
+        except (VisaIOError, InvalidSession) as err:
+            self._raise(err)
+
+    def _read(self, **kwargs: Any) -> str:
+        try:
+            return self.connection.read(**kwargs)
+        except (VisaIOError, InvalidSession) as err:
+            self._raise(err)
+
+    def _read_bytes(self, count: int, break_on_termchar: bool = False, **kwargs: Any) -> bytes:
+        try:
+            return super()._read_bytes(count, break_on_termchar, **kwargs)
+        except (VisaIOError, InvalidSession) as err:
+            self._raise(err)
+
+    def flush_read_buffer(self) -> None:
+        """Discard what the input buffer holds (a stale reply must not pass for the next)."""
+        connection = self.connection
+        try:
+            try:
+                connection.flush(BufferOperation.discard_read_buffer)
+                connection.flush(BufferOperation.discard_receive_buffer)
+            except NotImplementedError:   # pyvisa-py's sockets: read what is there
+                timeout = connection.timeout
+                connection.timeout = 0
+                try:
+                    VISAAdapter._read_bytes(self, -1)
+                finally:
+                    connection.timeout = timeout
+        except (VisaIOError, InvalidSession) as err:
+            self._raise(err)
