@@ -3,7 +3,17 @@
 Used by the tier-2 tests and by `ionclock twin-serve`, so that real pyserial and pyvisa-py
 reach a twin exactly as they reach a lab instrument. Each server runs one explicit thread,
 started by `start()` and joined by `close()`; the twin is only touched from that thread
-while it is served, under `lock`, so a SimPy world may be advanced under the same lock.
+while it is served, under `lock`, so a SimPy world may be advanced under the same lock
+(`advance`, called under the lock before each exchange, brings the world to the present).
+
+Faults of the link itself, for `ionclock twin-serve` and the tests:
+
+- `drop()`: the server side of the link closes. TCP: the client's connection is closed (the
+  port keeps listening); pty: the pty is closed (the client reads a hang-up) and a new one
+  opened, its path given to the stable symlink `link` when there is one.
+- `hang(seconds)`: the unit stops answering for that long; what arrives meanwhile is lost,
+  as on a unit that froze. (`device.faults.timeout` instead keeps acting on commands and
+  only stops the replies.)
 """
 
 from __future__ import annotations
@@ -12,15 +22,23 @@ import os
 import select
 import socket
 import threading
+import time
 import tty
+from collections.abc import Callable
+from pathlib import Path
 
 from ionclock.sim_instruments.base import LinkDown, SimInstrument
 
 
 class _Server:
-    def __init__(self, device: SimInstrument, lock: threading.Lock | None = None):
+    def __init__(self, device: SimInstrument, lock: threading.Lock | None = None,
+                 advance: Callable[[], None] | None = None):
         self.device = device
         self.lock = lock or threading.Lock()
+        self.advance = advance
+        self.hang_until = -1.0   # time.monotonic() until which nothing is answered
+        self.drops = 0
+        self._drop = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -29,8 +47,25 @@ class _Server:
         self._thread.start()
         return self
 
+    def hang(self, seconds: float) -> None:
+        """Stop answering for `seconds` (input meanwhile is discarded)."""
+        self.hang_until = time.monotonic() + seconds
+
+    @property
+    def hung(self) -> bool:
+        """True while a `hang` lasts."""
+        return time.monotonic() < self.hang_until
+
+    def drop(self) -> None:
+        """Close the server side of the link (done by the serving thread within ~50 ms)."""
+        self._drop.set()
+
     def _exchange(self, data: bytes) -> bytes:
         with self.lock:
+            if self.hung:
+                return b""
+            if self.advance is not None:
+                self.advance()
             try:
                 self.device.write(data)
                 return self.device.read_available()
@@ -50,16 +85,48 @@ class _Server:
 
 
 class PtyServer(_Server):
-    """The twin on the slave side of a pty; `port` is the path pyserial opens."""
+    """The twin on the slave side of a pty; `port` is the path pyserial opens.
 
-    def __init__(self, device: SimInstrument, lock: threading.Lock | None = None):
-        super().__init__(device, lock)
+    With `link`, a symlink at that path names the current pty (re-pointed on `drop()`), so a
+    client that reopens `link` finds the new one; a server started again with the same
+    `link` (e.g. `ionclock twin-serve` restarted) is found at the same path.
+    """
+
+    def __init__(self, device: SimInstrument, lock: threading.Lock | None = None,
+                 advance: Callable[[], None] | None = None, link: str | Path | None = None):
+        super().__init__(device, lock, advance)
+        self.link = Path(link) if link is not None else None
+        self._open()
+
+    def _open(self) -> None:
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
-        self.port = os.ttyname(self.slave)
+        self.pty = os.ttyname(self.slave)
+        if self.link is not None:
+            tmp = self.link.with_name(self.link.name + ".new")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.pty)
+            os.replace(tmp, self.link)   # atomic: a client sees the old pty or the new one
+
+    @property
+    def port(self) -> str:
+        """The path a client opens: the stable `link` when there is one, else the pty."""
+        return str(self.link) if self.link is not None else self.pty
+
+    def _close_fds(self) -> None:
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._drop.is_set():
+                self._drop.clear()
+                self._close_fds()
+                self.drops += 1
+                self._open()
             ready, _, _ = select.select([self.master], [], [], 0.05)
             if not ready:
                 continue
@@ -73,19 +140,23 @@ class PtyServer(_Server):
 
     def close(self) -> None:
         super().close()
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._close_fds()
+        if self.link is not None and self.link.is_symlink() and \
+                os.readlink(self.link) == self.pty:
+            self.link.unlink()   # no symlink left to a pty that may be handed out again
 
 
 class TcpServer(_Server):
-    """The twin behind a loopback TCP port (one client at a time, like most LAN units)."""
+    """The twin behind a loopback TCP port (one client at a time, like most LAN units).
+
+    `port` 0 takes any free port; a given port is bound again after a restart
+    (``SO_REUSEADDR``).
+    """
 
     def __init__(self, device: SimInstrument, lock: threading.Lock | None = None,
-                 host: str = "127.0.0.1", port: int = 0, greeting: bytes = b""):
-        super().__init__(device, lock)
+                 host: str = "127.0.0.1", port: int = 0, greeting: bytes = b"",
+                 advance: Callable[[], None] | None = None):
+        super().__init__(device, lock, advance)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
@@ -101,6 +172,7 @@ class TcpServer(_Server):
     def _run(self) -> None:
         self.sock.settimeout(0.05)
         while not self._stop.is_set():
+            self._drop.clear()   # nothing to drop without a client
             try:
                 conn, _ = self.sock.accept()
             except TimeoutError:
@@ -116,6 +188,10 @@ class TcpServer(_Server):
 
     def _serve(self, conn: socket.socket) -> None:
         while not self._stop.is_set():
+            if self._drop.is_set():
+                self._drop.clear()
+                self.drops += 1
+                return
             try:
                 data = conn.recv(4096)
             except TimeoutError:
