@@ -25,6 +25,7 @@ from ionclock.errors import UserError  # noqa: E402
 COMMANDS = [
     "ionclock.commands.sim",
     "ionclock.commands.run",
+    "ionclock.commands.twin_serve",
     "ionclock.commands.budget",
     "ionclock.commands.log",
     "ionclock.commands.plot",

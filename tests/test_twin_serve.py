@@ -1,0 +1,280 @@
+"""`ionclock twin-serve`: the twins of a config on ptys and loopback TCP, in real time.
+
+Fast tests: the lab config it writes, the faults on command and from a scenario, the
+restart on the same paths and ports, and the root cause of the issue-11 crash (pyvisa's
+error through a SimPy process). The long test runs `ionclock run` against it for minutes,
+with the serving process killed and restarted, a hang and a power-cycled DDS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import simpy
+
+from ionclock import registry
+from ionclock.commands.twin_serve import lab_config_text, load_scenario, parse_fault
+from ionclock.errors import ConfigError, InstrumentTimeout, IonclockError
+from ionclock.resilience import InstrumentOffline
+from ionclock.sim_instruments.dg645 import SimDG645
+from ionclock.sim_instruments.novatech409b import SimNovatech409B
+from ionclock.sim_instruments.serve import PtyServer, TcpServer
+from ionclock.transport import LinkError
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+# --- the root cause of the crash ---------------------------------------------------------------
+def test_visa_errors_arrive_as_the_suites_and_cross_simpy_processes(tmp_path):
+    """A DG645 on TCP that stops answering, then is gone: suite errors, never pyvisa's.
+
+    pyvisa's VisaIOError does not survive SimPy's copy of a failed process's exception
+    (``TypeError: %d format``): this was the crash of issue 11.
+    """
+    server = TcpServer(SimDG645(None)).start()
+    dg = registry.open_instrument("dg645", server.resource)
+    dg.adapter.connection.timeout = 300   # ms
+    env = simpy.Environment()
+    caught = []
+
+    def servo():
+        yield env.timeout(1)
+        dg.ask("*IDN?")   # fails: hung below
+
+    def runner():
+        try:
+            yield env.process(servo())
+        except IonclockError as err:   # what the servo holds over on
+            caught.append(err)
+
+    try:
+        server.hang(5.0)
+        env.process(runner())
+        env.run()
+    finally:
+        server.close()
+    assert len(caught) == 1 and isinstance(caught[0], InstrumentTimeout)
+    assert "VISA timeout" in str(caught[0])
+    # the server is gone: the write or read fails as the suite's link error or an OSError
+    with pytest.raises((LinkError, InstrumentTimeout, OSError)):
+        dg.ask("*IDN?")
+    dg.adapter.close()
+
+
+# --- the servers' faults ---------------------------------------------------------------------
+def test_pty_drop_repoints_the_link_and_hang_stops_answering(tmp_path):
+    twin = SimNovatech409B(None)
+    link = tmp_path / "aom.tty"
+    server = PtyServer(twin, link=link).start()
+    try:
+        first = os.readlink(link)
+        aom = registry.open_instrument("novatech409b", str(link), resilient=True,
+                                       resilience={"initial_backoff_s": 0.2})
+        assert aom.ping()
+        server.drop()
+        time.sleep(0.3)
+        assert os.readlink(link) != first and server.drops == 1
+        deadline = time.monotonic() + 10
+        seen_offline = False
+        while True:   # a lost link, then back through the new pty at the same path
+            try:
+                aom.ch_0.frequency = 80e6
+                break
+            except InstrumentOffline as off:
+                seen_offline = True
+                assert time.monotonic() < deadline
+                time.sleep(off.retry_after_s)
+        assert seen_offline and aom.offline_count == 1
+        server.hang(1.5)
+        assert not aom.ping()   # a timeout: offline
+        time.sleep(1.6)
+        assert aom.reconnect()
+        aom.disconnect()
+    finally:
+        server.close()
+    assert not link.exists()   # no symlink left to a pty that may be handed out again
+
+
+def test_faults_parse_and_scenarios_load(tmp_path):
+    assert parse_fault("hang counter 8", {"counter"}).duration_s == 8.0
+    assert parse_fault("power_cycle aom").kind == "power_cycle"
+    for bad in ("hang counter", "drop aom 3", "melt aom", "hang counter -1", "x"):
+        with pytest.raises(ConfigError):
+            parse_fault(bad, {"counter", "aom"})
+    with pytest.raises(ConfigError, match="no served instrument 'coil'"):
+        parse_fault("drop coil", {"coils"})
+    path = tmp_path / "faults.toml"
+    path.write_text('[[fault]]\nat = 5\nkind = "drop"\nrole = "coils"\n'
+                    '[[fault]]\nat = 2\nkind = "garble"\nrole = "aom"\nduration = 3\n')
+    faults = load_scenario(str(path), {"aom", "coils"})
+    assert [(f.at_s, f.kind) for f in faults] == [(2.0, "garble"), (5.0, "drop")]
+    path.write_text('[[fault]]\nat = 5\nkind = "hang"\nrole = "aom"\n')
+    with pytest.raises(ConfigError, match=r"scenario.fault\[0\]: hang needs a duration"):
+        load_scenario(str(path), {"aom"})
+
+
+def test_lab_config_text_replaces_resources_only():
+    text = ('[instruments.aom]\nmodel = "novatech409b"\nresource = "sim://novatech409b"\n'
+            'channel = 0\n[budget]\nconfig = "seed_clock.toml"\n[twin]\nseed = 1\n')
+    out = lab_config_text(text, {"aom": "/x/aom.tty"}, "/abs/seed_clock.toml")
+    assert 'resource = "/x/aom.tty"' in out and "sim://" not in out
+    assert 'config = "/abs/seed_clock.toml"' in out and "seed = 1" in out
+
+
+# --- the command -----------------------------------------------------------------------------
+def start_server(out: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
+    """`ionclock twin-serve configs/sim.toml --out OUT`; (process, lab config path)."""
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "ionclock.cli", "twin-serve", str(ROOT / "configs/sim.toml"),
+         "--out", str(out), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT)
+    line = proc.stdout.readline().strip()
+    assert line, proc.stderr.read()
+    return proc, Path(line)
+
+
+def fault(out: Path, text: str) -> str:
+    done = subprocess.run(
+        [PYTHON, "-m", "ionclock.cli", "twin-serve", str(ROOT / "configs/sim.toml"),
+         "--out", str(out), "--fault", text], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.ostransport
+def test_twin_serve_writes_a_lab_config_takes_faults_and_restarts_in_place(tmp_path):
+    out = tmp_path / "serve"
+    proc, lab = start_server(out)
+    try:
+        text = lab.read_text()
+        assert lab == out / "sim.lab.toml" and '"sim://' not in text
+        assert f'resource = "{out}/aom.tty"' in text
+        assert "TCPIP::127.0.0.1::" in text
+        ports = json.loads((out / "twin-serve.json").read_text())["ports"]
+        assert set(ports) == {"coils", "pulser"}
+        aom = registry.open_instrument("novatech409b", str(out / "aom.tty"))
+        coils = registry.open_instrument(
+            "keysight_e36312a", f"TCPIP::127.0.0.1::{ports['coils']}::SOCKET")
+        assert aom.ping() and coils.ping()
+        assert fault(out, "garble aom 1") == "ok garble aom 1 s"
+        assert fault(out, "power_cycle coils") == "ok power_cycle coils"
+        assert fault(out, "drop pulser") == "ok drop pulser"
+        bad = subprocess.run([PYTHON, "-m", "ionclock.cli", "twin-serve", "configs/sim.toml",
+                              "--out", str(out), "--fault", "hang nothing 3"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=30)
+        assert bad.returncode == 1 and bad.stdout.startswith("error ")
+        aom.adapter.close()
+        coils.adapter.close()
+        proc.kill()   # kill -9: the next start finds the same ports and paths
+        proc.wait(timeout=10)
+        proc, lab2 = start_server(out)
+        assert lab2 == lab and lab2.read_text() == text
+        coils = registry.open_instrument(
+            "keysight_e36312a", f"TCPIP::127.0.0.1::{ports['coils']}::SOCKET")
+        assert coils.ping()
+        coils.adapter.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    assert not (out / "control.sock").exists()
+
+
+# --- the dress rehearsal ---------------------------------------------------------------------
+def events(store: Path) -> list[tuple[float, str, str, dict]]:
+    if not store.exists():
+        return []
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        try:
+            rows = db.execute("SELECT t, kind, source, detail FROM events ORDER BY rowid")
+            return [(t, k, s, json.loads(d or "{}")) for t, k, s, d in rows.fetchall()]
+        except sqlite3.OperationalError:   # not created yet
+            return []
+
+
+def wait_for(store: Path, check, what: str, timeout_s: float, run: subprocess.Popen):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert run.poll() is None, f"the run ended while waiting for {what}"
+        found = check(events(store))
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} within {timeout_s} s; events: "
+                         f"{[(round(e[0], 1), e[1], e[2]) for e in events(store)]}")
+
+
+def locked_after(t0: float):
+    return lambda ev: [e for e in ev if e[1] == "locked" and e[0] > t0]
+
+
+@pytest.mark.ostransport
+@pytest.mark.slow
+def test_a_run_against_twin_serve_survives_a_killed_server_a_hang_and_a_power_cycle(tmp_path):
+    """`ionclock run` for 5 minutes of real time against `ionclock twin-serve` (~5.5 min).
+
+    The server killed (-9) and restarted on the same paths and ports, an 8 s hang of the
+    counter, a power-cycled DDS: each gives holdover, instrument_offline / _online events
+    and a relock; the run exits 0 without a traceback.
+    """
+    out = tmp_path / "serve"
+    server, lab = start_server(out)
+    run_out = tmp_path / "run"
+    store = run_out / "ionclock.sqlite"
+    run = subprocess.Popen([PYTHON, "-m", "ionclock.cli", "run", str(lab), "--out",
+                            str(run_out), "--duration", "300s", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        first = wait_for(store, locked_after(0.0), "first lock", 120, run)[0][0]
+        # 1. the serving process dies (kill -9) and comes back 3 s later
+        server.kill()
+        server.wait(timeout=10)
+        time.sleep(3)
+        server, lab2 = start_server(out)
+        assert lab2 == lab
+        t_kill = max(e[0] for e in events(store))
+
+        def back(roles, since):
+            def check(ev):
+                on = {e[2] for e in ev if e[1] == "instrument_online" and e[0] > since}
+                return roles <= on and locked_after(since)(ev)
+            return check
+
+        wait_for(store, back({"aom", "counter", "pulser", "coils"}, first), "reconnect and "
+                 "relock after the restart", 150, run)
+        # 2. the counter hangs for 8 s
+        t_hang = max(e[0] for e in events(store))
+        assert fault(out, "hang counter 8") == "ok hang counter 8 s"
+        wait_for(store, back({"counter"}, t_hang), "relock after the hang", 120, run)
+        # 3. the DDS is power-cycled (its settings and table gone, echo back on)
+        t_cycle = max(e[0] for e in events(store))
+        assert fault(out, "power_cycle aom") == "ok power_cycle aom"
+        wait_for(store, back({"aom"}, t_cycle), "relock after the power cycle", 120, run)
+        stdout, stderr = run.communicate(timeout=400)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+    assert run.returncode == 0, stderr
+    assert "Traceback" not in stderr and "TypeError" not in stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["simulated_s"] >= 180 and summary["interrupted"] is None
+    ev = events(store)
+    kinds = [e[1] for e in ev]
+    for t0 in (t_kill - 30, t_hang, t_cycle):
+        after = [e for e in ev if e[0] >= t0]
+        assert any(e[1] == "holdover" and e[3].get("reason") == "instrument_offline"
+                   for e in after), (t0, after)
+    offline = {e[2] for e in ev if e[1] == "instrument_offline"}
+    assert {"aom", "counter", "pulser", "coils"} <= offline
+    assert kinds.count("locked") >= 4
+    assert kinds[-2:] == ["run_stopped", "shutdown"]
