@@ -52,6 +52,7 @@ from inspect import getattr_static
 from typing import Any
 
 import serial
+import simpy
 from pymeasure.instruments import Channel
 from pyvisa.errors import InvalidSession, VisaIOError
 
@@ -260,6 +261,25 @@ def until_online(env: Any, call: Callable[..., Any], *args: Any, **kwargs: Any):
             return call(*args, **kwargs)
         except InstrumentOffline as off:
             yield env.timeout(off.retry_after_s)
+
+
+def watch_links(env: Any, instruments: list, period_s: float = 2.0):
+    """SimPy process: keep units that no loop talks to often connected and restored.
+
+    Pings each `ResilientInstrument` every `period_s` (a failed ping takes it offline: one
+    ``instrument_offline`` event); an offline one is pinged again when its backoff is over,
+    which reconnects it and restores its setpoints step by step (a coil supply on its ramp),
+    until ``instrument_online``. Ends when interrupted.
+    """
+    while True:
+        wait = period_s
+        for inst in instruments:
+            if isinstance(inst, ResilientInstrument) and not inst.ping():
+                wait = min(wait, max(inst.retry_after_s, 1e-3))
+        try:
+            yield env.timeout(wait)
+        except simpy.Interrupt:
+            return
 
 
 _DATA, _METHOD, _CHANNEL, _PLAIN = range(4)

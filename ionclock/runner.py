@@ -33,7 +33,8 @@ import simpy.rt
 
 from ionclock import __version__, registry
 from ionclock.drivers.sequencer import PulseProgram, TableSequencer
-from ionclock.errors import ConfigError, UserError
+from ionclock.errors import ConfigError, IonclockError, UserError
+from ionclock.resilience import watch_links
 from ionclock.servo.clock_lock import ClockServo, Frame, ServoParams
 from ionclock.servo.clock_output import ClockOutput
 from ionclock.servo.readout import ThresholdReadout
@@ -69,6 +70,7 @@ class ClockRun:
                  world: Any = None):
         self.cfg = cfg
         self.out = Path(out_dir)
+        self.realtime = realtime
         if seed is not None:
             cfg["twin"]["seed"] = seed
         inst = cfg["instruments"]
@@ -86,6 +88,7 @@ class ClockRun:
         self.t_start = self.env.now   # the run's clock starts here (0 unless the world ran)
         # this run's SimPy processes (startup, servo, environment), ended with the run
         self._startup_proc = self._servo_proc = self._environment_proc = None
+        self._watch_proc = None
         self.live_budget = None
         if cfg["budget"]["enabled"]:
             from ionclock.budget import load_config as load_budget_config
@@ -106,7 +109,8 @@ class ClockRun:
             self.instruments[role] = registry.open_instrument(
                 entry["model"], entry["resource"], world=self.world,
                 key=f"instruments.{role}", twin_options=twin_options, resilient=True,
-                resilience={"on_event": self._instrument_event, "source": role},
+                resilience={"on_event": self._instrument_event, "source": role,
+                            "clock": self._now},
                 **self._driver_options(role, entry))
         self._configure_instruments()
         try:
@@ -132,6 +136,10 @@ class ClockRun:
                                 params=self.params, on_frame=self._on_frame,
                                 on_flag=self._on_flag)
         self.frames: list[tuple] = []   # (t, locked, holdover, nu, b, truth detuning, b_true)
+
+    def _now(self) -> float:
+        """The run's clock (s): events and reconnect backoffs on the same time base."""
+        return self.env.now
 
     def _instrument_event(self, t: float, kind: str, source: str, **detail) -> None:
         if self.store is None:   # before the store exists (while opening): keep for later
@@ -209,6 +217,12 @@ class ClockRun:
         try:
             yield from self._field_up()
             self.world_t0 = self.env.now
+            # in the lab, the units the servo does not talk to every cycle: a lost link is
+            # found by a ping, reconnected and restored (the coils ramped back) meanwhile
+            watched = [inst for role, inst in self.instruments.items()
+                       if role not in ("aom", "counter", "pulser")]
+            if watched and self.realtime:
+                self._watch_proc = self.env.process(watch_links(self.env, watched))
             if self.live_budget is not None:
                 self._environment_proc = self.env.process(self._environment())
             # its own process, not `yield from`: each cycle then resumes one generator less;
@@ -267,13 +281,18 @@ class ClockRun:
         while True:
             t = self.env.now
             if sensors:
-                # one query for every input where the unit has it (Lake Shore KRDG? 0)
-                every = getattr(thermo, "temperatures", None)
-                for channel, number in sensors.items():
-                    kelvin = (every[int(number) - 1] if isinstance(every, list)
-                              else getattr(thermo, f"input_{int(number)}").temperature)
+                try:
+                    # one query for every input where the unit has it (Lake Shore KRDG? 0)
+                    every = getattr(thermo, "temperatures", None)
+                    readings = [(channel, every[int(number) - 1] if isinstance(every, list)
+                                 else getattr(thermo, f"input_{int(number)}").temperature)
+                                for channel, number in sensors.items()]
+                except (IonclockError, OSError):   # offline: the wrapper reconnects it
+                    readings = [(channel, None) for channel in sensors]   # missing, never 0
+                for channel, kelvin in readings:
                     self.store.add("samples", (t, channel, kelvin))
-                    self.live_budget.add_temperature(t, channel, kelvin)
+                    if kelvin is not None:
+                        self.live_budget.add_temperature(t, channel, kelvin)
             if t - last_budget >= b["update_s"]:
                 last_budget = t
                 self._update_budget(t)
@@ -361,7 +380,8 @@ class ClockRun:
         exception with a constructor of its own (`ConfigError`, `InstrumentOffline`) does not
         survive (a TypeError instead); the process keeps the original.
         """
-        for proc in (self._startup_proc, self._environment_proc):
+        for proc in (self._startup_proc, self._servo_proc, self._environment_proc,
+                     self._watch_proc):
             if proc is not None and proc.triggered and not proc.ok:
                 return proc.value
         return None
@@ -376,12 +396,13 @@ class ClockRun:
         """
         servo = self._servo_proc
         chain = servo if servo is not None and servo.is_alive else self._startup_proc
-        for proc in (chain, self._environment_proc):
+        for proc in (chain, self._environment_proc, self._watch_proc):
             if proc is not None and proc.is_alive:
                 proc.interrupt("run_stopped")
         if self._own_world:
             return
-        procs = [p for p in (self._startup_proc, servo, self._environment_proc)
+        procs = [p for p in (self._startup_proc, servo, self._environment_proc,
+                             self._watch_proc)
                  if p is not None]
         try:
             while any(p.is_alive for p in procs):
