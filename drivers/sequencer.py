@@ -203,6 +203,7 @@ class TableSequencer:
         self.passes = 2 if double_pass else 1
         self._make_table = table or self._cycle_table
         self._table = None
+        self._table_loaded = False   # a reload after the first one follows a failure
         self._direct = False
         self.use_direct(False)
 
@@ -257,6 +258,13 @@ class TableSequencer:
         unit (and raise while it is offline).
         """
         self.counter.arm()
+        # A unit power-cycled behind a live link (the 409B echoing again) is found by a ping
+        # through the wrapper, which then reconnects it (start-up) and restores it; the
+        # table below is written on the direct driver, whose errors the wrapper never sees.
+        ping = getattr(self.dds, "ping", None)
+        if ping is not None and self._table_loaded:
+            ping()
+        self._table_loaded = True
         self.dds.stop_table()
         get = getattr(self.dds, "direct", None)
         driver = get() if get is not None else self.dds
