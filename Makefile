@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= runs/latest
 DURATION ?= 6h
 
-.PHONY: run test bench lint install clean
+.PHONY: run test rehearsal bench lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The lab's dress rehearsal: `ionclock run` in real time against `ionclock twin-serve`
+# (a killed server, a hung unit, a power-cycled DDS; ~6 min). Not in `make test`.
+rehearsal: $(STAMP)
+	$(PY) -m pytest -q -m rehearsal $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

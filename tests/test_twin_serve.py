@@ -218,6 +218,7 @@ def locked_after(t0: float):
 
 @pytest.mark.ostransport
 @pytest.mark.slow
+@pytest.mark.rehearsal
 def test_a_run_against_twin_serve_survives_a_killed_server_a_hang_and_a_power_cycle(tmp_path):
     """`ionclock run` for 5 minutes of real time against `ionclock twin-serve` (~5.5 min).
 
