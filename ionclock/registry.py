@@ -24,7 +24,9 @@ config names only channels, inputs and options that exist before anything is ope
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,10 +279,16 @@ def _check_daq_channel(channel: Any, cards: Any, key: str) -> None:
 def is_serial_url(resource: str) -> bool:
     """True for resources pyserial opens (device paths and pyserial URL handlers).
 
-    Any absolute path is a device file (``/dev/ttyUSB0``, a udev or `ionclock twin-serve`
-    symlink to a pty); VISA resource strings never start with ``/``.
+    Device paths: anything under ``/dev/``, and any other absolute path that is a character
+    device (through its symlinks: a udev link, or the pty link of `ionclock twin-serve`).
+    Other absolute paths are files (the wavemeter's ``libwlmData.so``).
     """
-    return resource.startswith(("/", "socket://", "rfc2217://", "loop://", "COM",
+    if resource.startswith("/") and not resource.startswith("/dev/"):
+        try:
+            return stat.S_ISCHR(os.stat(resource).st_mode)
+        except OSError:
+            return False
+    return resource.startswith(("/dev/", "socket://", "rfc2217://", "loop://", "COM",
                                 "spy://", "alt://", "hwgrep://"))
 
 
@@ -356,6 +364,11 @@ def open_instrument(model: str, resource: str, *, world: Any = None, key: str = 
         visa_library = driver_options.pop("visa_library", "@py")
 
         def connect() -> Any:
+            if not issubclass(cls, CommonBase):
+                # not a message-based instrument (the wavemeter's libwlmData: the resource
+                # is a library path): the driver opens its resource itself
+                return cls(resource, write_termination=wterm, read_termination=rterm,
+                           visa_library=visa_library, **driver_options)
             # pyvisa's errors as the suite's (ionclock.transport.VisaLinkAdapter): a lost
             # link must reach the servo as an error it holds over on
             adapter = VisaLinkAdapter(resource, visa_library=visa_library, name=resource,
