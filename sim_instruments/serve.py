@@ -14,13 +14,22 @@ Faults of the link itself, for `ionclock twin-serve` and the tests:
 - `hang(seconds)`: the unit stops answering for that long; what arrives meanwhile is lost,
   as on a unit that froze. (`device.faults.timeout` instead keeps acting on commands and
   only stops the replies.)
+
+A pty is served to one client after another, as a serial port is to one program after
+another: the server keeps only the master side open, so it sees when the last client has
+closed the slave (a read gives EIO), and then puts the pty's settings back as a fresh pty
+has them. Without that, on the kernel this was found on (Linux 6.18), the second client of
+a Lake Shore 218 pty could not open it: the kernel reports 8 bits without parity whatever
+the first client set (7O1), and then refuses 7O1 again (``tcsetattr`` EINVAL in pyserial).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import socket
+import termios
 import threading
 import time
 import tty
@@ -99,9 +108,11 @@ class PtyServer(_Server):
         self._open()
 
     def _open(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        self.pty = os.ttyname(self.slave)
+        self.master, slave = os.openpty()
+        tty.setraw(slave)
+        self._fresh = termios.tcgetattr(slave)   # what each new client finds (see above)
+        self.pty = os.ttyname(slave)
+        os.close(slave)   # only clients hold it: the master then sees the last one close
         if self.link is not None:
             tmp = self.link.with_name(self.link.name + ".new")
             tmp.unlink(missing_ok=True)
@@ -113,12 +124,29 @@ class PtyServer(_Server):
         """The path a client opens: the stable `link` when there is one, else the pty."""
         return str(self.link) if self.link is not None else self.pty
 
+    @property
+    def slave(self) -> int:
+        """An fd for the pty's line settings (``termios.tcgetattr``): the master's.
+
+        Linux's termios calls on a pty master act on its slave side; the server itself keeps
+        no slave open (see the module docstring).
+        """
+        return self.master
+
     def _close_fds(self) -> None:
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
+
+    def _idle(self) -> None:
+        """No client holds the pty: its settings back to a fresh pty's, then a short wait."""
+        try:
+            if termios.tcgetattr(self.master) != self._fresh:
+                termios.tcsetattr(self.master, termios.TCSANOW, self._fresh)
+        except termios.error:
+            pass
+        self._stop.wait(0.05)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -132,8 +160,11 @@ class PtyServer(_Server):
                 continue
             try:
                 data = os.read(self.master, 4096)
-            except OSError:
-                return
+            except OSError as err:
+                if err.errno != errno.EIO:
+                    return
+                self._idle()   # no client (none yet, or the last one closed the pty)
+                continue
             out = self._exchange(data)
             if out:
                 os.write(self.master, out)

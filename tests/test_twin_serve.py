@@ -1,9 +1,11 @@
 """`ionclock twin-serve`: the twins of a config on ptys and loopback TCP, in real time.
 
 Fast tests: the lab config it writes, the faults on command and from a scenario, the
-restart on the same paths and ports, and the root cause of the issue-11 crash (pyvisa's
-error through a SimPy process). The long test runs `ionclock run` against it for minutes,
-with the serving process killed and restarted, a hang and a power-cycled DDS.
+restart on the same paths and ports, the supply's record read from outside (``--history``),
+and the root cause of the issue-11 crash (pyvisa's error through a SimPy process). The long
+tests (marker `rehearsal`) run `ionclock run` against it for minutes: once with the serving
+process killed and restarted, a hang and a power-cycled DDS; three times in a row on the
+same apparatus, the coil current held between runs and never stepped.
 """
 
 from __future__ import annotations
@@ -172,6 +174,12 @@ def test_twin_serve_writes_a_lab_config_takes_faults_and_restarts_in_place(tmp_p
                               "--out", str(out), "--fault", "hang nothing 3"],
                              capture_output=True, text=True, cwd=ROOT, timeout=30)
         assert bad.returncode == 1 and bad.stdout.startswith("error ")
+        assert coil_history(out) == []   # off since power-on: no change of current yet
+        none = subprocess.run([PYTHON, "-m", "ionclock.cli", "twin-serve", "configs/sim.toml",
+                               "--out", str(out), "--history", "aom"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=30)
+        assert none.returncode == 1 and none.stdout.startswith("error ")
+        assert "aom keeps no history" in none.stdout
         aom.adapter.close()
         coils.adapter.close()
         proc.kill()   # kill -9: the next start finds the same ports and paths
@@ -279,3 +287,99 @@ def test_a_run_against_twin_serve_survives_a_killed_server_a_hang_and_a_power_cy
     assert {"aom", "counter", "pulser", "coils"} <= offline
     assert kinds.count("locked") >= 4
     assert kinds[-2:] == ["run_stopped", "shutdown"]
+
+
+# --- runs in a row on one apparatus -----------------------------------------------------------
+def coil_history(out: Path) -> list[tuple[float, int, float]]:
+    """The served coil supply's record (`ionclock twin-serve --history coils`)."""
+    done = subprocess.run(
+        [PYTHON, "-m", "ionclock.cli", "twin-serve", str(ROOT / "configs/sim.toml"),
+         "--out", str(out), "--history", "coils"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [tuple(entry) for entry in json.loads(done.stdout)]
+
+
+def coil_step_and_noise(lab: Path) -> tuple[float, float]:
+    """The driver's largest setpoint change (A) as a run configures it, and the readback noise.
+
+    The driver on a scratch twin, built with the options the run gives it
+    (`ClockRun._driver_options`); the noise is the twin's (1 sigma, A).
+    """
+    from ionclock.clock_config import load_clock_config
+    from ionclock.transport import LoopbackAdapter
+
+    entry = load_clock_config(str(lab))["instruments"]["coils"]
+    cls = registry.driver_class(entry["model"])
+    twin = registry.make_twin(entry["model"], None)
+    supply = cls(LoopbackAdapter(twin, cls.write_termination, cls.read_termination),
+                 current_limit_a=entry["current_limit_a"], slew_a_per_s=entry["slew_a_per_s"])
+    return getattr(supply, f"ch_{entry['channel']}").max_step, twin.noise_a
+
+
+#: Each run's --duration: its lock and a margin (measured: locked at 52 s, then 87 s, 87 s).
+#: The first ramps the coils for 15 s, then acquires (~37 s); the next two find the field up
+#: but the laser 0.05 Hz/s x the time since (sim.toml's cavity drift) away from where the
+#: servo starts, more than half a Ramsey fringe (6 Hz): a fringe search and a second
+#: acquisition.
+DURATIONS = ("65s", "100s", "100s")
+
+
+@pytest.mark.ostransport
+@pytest.mark.slow
+@pytest.mark.rehearsal
+def test_three_runs_in_a_row_lock_and_hold_the_coil_current_without_a_step(tmp_path):
+    """Three `ionclock run`s on one served apparatus, each ending with ``coils = "hold"``.
+
+    Each locks and exits 0; the first finds the coil supply off and ramps it up, the next
+    two find it on at the operating current and leave it there. The supply's own record
+    (`twin-serve --history coils`) shows no change larger than the driver's ramp step, and
+    after the first ramp none beyond the readback noise. Real time: ~4.6 min (see
+    DURATIONS).
+    """
+    out = tmp_path / "serve"
+    server, lab = start_server(out)
+    step, noise = coil_step_and_noise(lab)
+    assert step == pytest.approx(0.005)   # 0.05 A/s * 0.1 s: the ramp step of sim.toml
+    target = 0.74394   # configs/sim.toml [instruments.coils] current_a
+    stores, records = [], []
+    try:
+        for i, duration in enumerate(DURATIONS):
+            run_out = tmp_path / f"run{i + 1}"
+            done = subprocess.run(
+                [PYTHON, "-m", "ionclock.cli", "run", str(lab), "--out", str(run_out),
+                 "--duration", duration, "--json"],
+                capture_output=True, text=True, cwd=ROOT, timeout=240)
+            assert done.returncode == 0, done.stderr
+            assert "Traceback" not in done.stderr
+            stores.append(run_out / "ionclock.sqlite")
+            records.append(coil_history(out))
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=10) == 0
+    ev = [events(store) for store in stores]
+    for i, run_events in enumerate(ev):
+        kinds = [e[1] for e in run_events]
+        assert "locked" in kinds, (i + 1, [(round(e[0], 1), e[1]) for e in run_events])
+        shutdown = [e[3] for e in run_events if e[1] == "shutdown"]
+        assert shutdown and "currents held" in shutdown[-1]["actions"]["coils"]
+    found = [[e[3] for e in run_events if e[1] == "coils_found"] for run_events in ev]
+    assert [len(f) for f in found] == [1, 1, 1]
+    assert found[0][0]["output"] is False and found[0][0]["current_a"] == 0.0
+    for f in (found[1][0], found[2][0]):
+        assert f["output"] is True
+        assert f["current_a"] == pytest.approx(0.744, abs=5 * noise + 1e-3)
+        assert f["setpoint_a"] == pytest.approx(target, abs=1e-6)
+    # the record only grows (one supply, never restarted): each run's record extends the last
+    history = records[-1]
+    for shorter in records[:-1]:
+        assert history[:len(shorter)] == shorter
+    channels = {ch for _, ch, _ in history}
+    assert channels == {2}, history[:5]
+    currents = [0.0] + [a for _, _, a in history]   # the supply's power-on 0 A first
+    changes = [b - a for a, b in zip(currents, currents[1:])]
+    assert max(abs(c) for c in changes) <= step + 1e-9, max(changes, key=abs)
+    # the first run's ramp: up, one step at a time, to the setpoint; then nothing beyond noise
+    end = next(i for i, a in enumerate(currents) if abs(a - target) <= 5 * noise)
+    assert all(c > 0 for c in changes[:end]) and end >= target / step
+    assert all(abs(a - target) <= 5 * noise for a in currents[end:]), currents[end:]
+    assert len(records[0]) >= end   # the ramp was the first run's

@@ -26,6 +26,11 @@ or ``error ...``), or timed from a scenario file (`--scenario`, TOML)::
     role = "counter"   # an [instruments.ROLE] of the config
     duration = 8.0     # hang and garble only
 
+The twins' own records, from outside: ``--history ROLE`` (control line ``history ROLE``)
+prints, as one JSON list, the `history` the unit of `ROLE` keeps (a coil supply's every
+change of output current, ``[t, channel, current_a]``, ``t`` in s of the served world's
+time), so a test can check what the apparatus saw over several runs: a step, a drop.
+
 SIGINT or SIGTERM ends serving (exit 0).
 """
 
@@ -77,6 +82,9 @@ def register(sub) -> None:
     p.add_argument("--scenario", default=None, help="TOML file of timed faults ([[fault]])")
     p.add_argument("--fault", default=None, metavar='"KIND ROLE [SECONDS]"',
                    help="send a fault to the running server: drop, hang, power_cycle, garble")
+    p.add_argument("--history", default=None, metavar="ROLE",
+                   help="print the running server's record of the unit of ROLE (JSON list; "
+                        "a coil supply: [t_s, channel, current_a] per change of current)")
     p.set_defaults(func=run)
 
 
@@ -148,15 +156,15 @@ def load_scenario(path: str, roles: set[str]) -> list[Fault]:
     return sorted(faults, key=lambda f: f.at_s)
 
 
-def send_fault(out: Path, text: str) -> str:
-    """Send one fault line to the server running on `out`; its answer."""
+def send_fault(out: Path, text: str, option: str = "--fault") -> str:
+    """Send one control line (a fault, ``history ROLE``) to the server on `out`; its answer."""
     path = out / CONTROL
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(5.0)
         try:
             sock.connect(str(path))
         except OSError as err:
-            raise UserError(f"--fault: no twin server on {str(out)!r} ({err.strerror})") \
+            raise UserError(f"{option}: no twin server on {str(out)!r} ({err.strerror})") \
                 from None
         sock.sendall(text.strip().encode() + b"\n")
         reply = b""
@@ -179,6 +187,11 @@ def run(args) -> int:
         reply = send_fault(out, args.fault)
         print(reply)
         return 0 if reply.startswith("ok") else 1
+    if args.history is not None:
+        reply = send_fault(out, f"history {args.history}", "--history")
+        ok = reply.startswith("ok ")
+        print(reply[3:] if ok else reply)
+        return 0 if ok else 1
     return TwinServer(args.config, out, args.scenario).serve()
 
 
@@ -342,6 +355,17 @@ class TwinServer:
         print(f"twin-serve: {what}", file=sys.stderr, flush=True)
         return what
 
+    def history(self, role: str) -> list:
+        """The record the unit of `role` keeps (its `history`), as a JSON-ready list."""
+        if role not in self.twins:
+            raise ConfigError("history", f"no served instrument {role!r} (served: "
+                                         f"{', '.join(sorted(self.twins))})")
+        record = getattr(self.twins[role], "history", None)
+        if record is None:
+            raise ConfigError("history", f"{role} keeps no history")
+        with self.lock:
+            return [list(entry) for entry in record]
+
     def _control(self, listener: socket.socket) -> None:
         conn, _ = listener.accept()
         with conn:
@@ -353,9 +377,12 @@ class TwinServer:
                     if not chunk:
                         break
                     data += chunk
-                fault = parse_fault(data.decode(errors="replace").strip(), set(self.servers),
-                                    key="fault")
-                reply = "ok " + self.apply(fault)
+                line = data.decode(errors="replace").strip()
+                words = line.split()
+                if words[:1] == ["history"] and len(words) == 2:
+                    reply = "ok " + json.dumps(self.history(words[1]))
+                else:
+                    reply = "ok " + self.apply(parse_fault(line, set(self.servers), key="fault"))
             except ConfigError as err:
                 reply = f"error {err}"
             except OSError:
