@@ -9,6 +9,7 @@ store; `status`, `export`, `plot` and `report` read a store while its writer run
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -141,6 +142,20 @@ time.sleep(600)
 """
 
 
+@contextlib.contextmanager
+def holder_process(store: Path, script: str = HELPER):
+    """A separate process that holds `store` for writing (after it has printed "ready")."""
+    helper = subprocess.Popen([sys.executable, "-c", script, str(store)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert helper.stdout.readline().strip() == "ready"
+        yield helper
+    finally:
+        helper.kill()
+        helper.wait(timeout=30)
+        helper.stdout.close()
+
+
 @pytest.fixture(scope="module")
 def clock_store(tmp_path_factory) -> Path:
     """A finished twin clock run's store (10 simulated minutes)."""
@@ -211,18 +226,11 @@ def test_a_lab_run_into_a_held_folder_is_refused(tmp_path):
     out = tmp_path / "lab"
     out.mkdir()
     store = out / "ionclock.sqlite"
-    helper = subprocess.Popen([sys.executable, "-c", HELPER, str(store)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert helper.stdout.readline().strip() == "ready"
+    with holder_process(store) as helper:
         line = refused(["run", str(ROOT / "configs" / "sim.toml"), "--duration", "10s",
                         "--out", str(out)])
         assert f"is open for writing by pid {helper.pid} (`" in line
         assert count(store, "SELECT count(*) FROM events") == 0
-    finally:
-        helper.kill()
-        helper.wait(timeout=30)
-        helper.stdout.close()
 
 
 # --- kill -9 ------------------------------------------------------------------------------
@@ -254,19 +262,13 @@ def test_a_logger_killed_with_sigkill_leaves_the_store_to_the_next_writer(tmp_pa
 
 def test_a_holder_killed_with_sigkill_frees_the_lock_at_once(tmp_path):
     store = tmp_path / "s.sqlite"
-    helper = subprocess.Popen([sys.executable, "-c", HELPER, str(store)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert helper.stdout.readline().strip() == "ready"
+    with holder_process(store) as helper:
         with pytest.raises(StoreLocked, match=f"by pid {helper.pid} "):
             Store(store)
         with pytest.raises(StoreLocked):
             WriterLock(store).acquire()
         os.kill(helper.pid, signal.SIGKILL)
         helper.wait(timeout=30)
-    finally:
-        helper.kill()
-        helper.stdout.close()
     with Store(store) as s:                             # no wait, no stale-pid clean-up
         assert s.query("SELECT t, channel, value FROM samples") == [(1.0, "a", 2.0)]
         assert lock_holder(store)["pid"] == os.getpid()
@@ -330,19 +332,12 @@ def test_readers_work_while_a_logger_holds_the_store(tmp_path, capsys):
 
 
 def test_report_reads_a_clock_store_held_by_a_writer(tmp_path, clock_store, capsys):
-    helper = subprocess.Popen([sys.executable, "-c", HELPER.replace(
-        'store.add("samples", (1.0, "a", 2.0))\n', ""), str(clock_store)], cwd=ROOT,
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert helper.stdout.readline().strip() == "ready"
+    script = HELPER.replace('store.add("samples", (1.0, "a", 2.0))\n', "")
+    with holder_process(clock_store, script) as helper:
         assert main(["report", str(clock_store), "--out", str(tmp_path / "r"), "--json",
                      "--settle", "0s"]) == 0
         assert '"frames"' in capsys.readouterr().out
         assert helper.poll() is None
-    finally:
-        helper.kill()
-        helper.wait(timeout=30)
-        helper.stdout.close()
 
 
 # --- the lock itself ----------------------------------------------------------------------
