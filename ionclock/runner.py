@@ -134,7 +134,7 @@ class ClockRun:
                                 store=(self.store if cfg["run"]["record_cycles"]
                                        else _FrameOnlyStore(self.store)),
                                 params=self.params, on_frame=self._on_frame,
-                                on_flag=self._on_flag)
+                                on_flag=self._on_flag, ready=self._lock_units_ready)
         self.frames: list[tuple] = []   # (t, locked, holdover, nu, b, truth detuning, b_true)
 
     def _now(self) -> float:
@@ -211,6 +211,11 @@ class ClockRun:
                             det, b_true))
         if self.live_budget is not None and frame.locked:
             self.live_budget.add_field(frame.t, frame.b_t)
+
+    def _lock_units_ready(self) -> bool:
+        """Every unit the lock needs (coils, DDS, counter, pulser) connected and restored."""
+        return all(getattr(self.instruments.get(role), "online", True)
+                   for role in ("coils", "aom", "counter", "pulser"))
 
     def _startup(self):
         """Bring the field up from what the coil supply holds, then start the servo."""

@@ -137,12 +137,16 @@ class ClockServo:
         ``buffer("servo_cycles")`` (none are kept when it has no such buffer); frames and
         events go through ``add``/``event``, which also commit the buffered rows when due.
     on_frame: called with each `Frame` after it is recorded (e.g. the twin's truth logger).
+    ready: True when every unit the lock needs is connected and restored (None: always);
+        an `instrument_offline` holdover ends only then, not while a reconnected coil
+        supply still ramps back (the lines would be off and the contrast test would trip).
     """
 
     def __init__(self, env, sequencer, readout, store=None, params: ServoParams | None = None,
                  on_frame: Callable[[Frame], None] | None = None, source: str = "servo",
                  on_flag: Callable[[float, float], None] | None = None,
-                 output: ClockOutput | None = None):
+                 output: ClockOutput | None = None,
+                 ready: Callable[[], bool] | None = None):
         self.env = env
         self.sequencer = sequencer
         self.readout = readout
@@ -150,6 +154,7 @@ class ClockServo:
         self.p = params or ServoParams()
         self.on_frame = on_frame
         self.on_flag = on_flag
+        self.ready = ready
         self.output = output
         self.source = source
         p = self.p
@@ -726,9 +731,10 @@ class ClockServo:
                     probes.append(d)
                     n = probes.maxlen
                     cleared = len(probes) == n and sum(probes) / n > self.p.contrast_restore
-                else:   # instrument_offline: one ordinary cycle that goes through
+                else:   # instrument_offline: one ordinary cycle that goes through, and
+                    # every unit the lock needs back and restored (a coil supply on its ramp)
                     d = yield from self._probe(0, 1)
-                    cleared = True
+                    cleared = self.ready is None or self.ready()
             except (IonclockError, OSError):
                 cleared = False
                 yield self.env.timeout(self.p.cycle_time_s)
