@@ -498,6 +498,12 @@ def summarise(data: RunData, settle_s: float = DEFAULT_SETTLE_S,
     else:
         bias = bias_sigma = math.nan
         notes.append("lab run: no truth, so no bias; ADEV is the ion against the cavity")
+    unverified = sum(1 for _, kind, source, d in data.events
+                     if kind == "locked" and source == "servo" and d.get("verified") is False)
+    if unverified:
+        # decision 0008: with verify_every_frames = 0 no lock was checked for its fringe
+        notes.append(f"{unverified} lock(s) not verified on the central fringe (fringe "
+                     "verification off): the frames may sit whole fringes off")
     b_err = b_err_sigma = math.nan
     if data.b_true_t is not None:
         diff = (data.b_t - data.b_true_t)[mask]

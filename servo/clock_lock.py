@@ -219,6 +219,12 @@ class ClockServo:
         b = self.b_t + self.b_rate * (t - self.t_ref)
         return tuple(z * b + r for z, r in zip(_Z, self.residual))
 
+    def line_hz(self, k: int, t: float) -> float:
+        """Servo estimate of line k at time t (Hz at the ion; `_probe` inlines it)."""
+        dt = t - self.t_ref
+        return (self.nu_hz + self.drift_hz_s * dt + _Z[k] * (self.b_t + self.b_rate * dt)
+                + self.residual[k])
+
     def common_hz(self, t: float) -> float:
         """Servo estimate of the six-line mean at time t (Hz at the ion)."""
         return self.nu_hz + self.drift_hz_s * (t - self.t_ref)
@@ -277,11 +283,7 @@ class ClockServo:
         VERIFY_LINE + k, phase 0.
         """
         env = self.env
-        t = env.now
-        dt = t - self.t_ref
-        probe_hz = (self.nu_hz + self.drift_hz_s * dt + _Z[k] * (self.b_t + self.b_rate * dt)
-                    + self.residual[k] + offset_hz)
-        applied = self._prepare_rabi(probe_hz, "fine")
+        applied = self._prepare_rabi(self.line_hz(k, env.now) + offset_hz, "fine")
         self._start()
         yield env.timeout(self.p.cycle_time_s)
         dark, counts = self._read()
@@ -518,27 +520,23 @@ class ClockServo:
         fit = self._linear_fit(1, before)
         return None if fit is None else fit[0]
 
-    def _fit_drift_model(self) -> None:
+    def _fit_drift_model(self, keep_levels: bool = False) -> None:
         """Re-base the laser and field models on a linear fit of the recent locked frames.
 
         The integrators' instantaneous drift rates carry the projection noise of the last
         few frames; a holdover of tens of minutes needs the rate averaged over much longer.
+        `keep_levels`: keep the present laser and field estimates, take only the rates (after
+        a fringe error the estimates are right but for whole fringes, decision 0008).
         """
         nu, b = self._linear_fit(1), self._linear_fit(2)
         if nu is None or b is None:
             return
-        (self.nu_hz, self.drift_hz_s), (self.b_t, self.b_rate) = nu, b
-        self.t_ref = self.env.now
-
-    def _fit_drift_rates(self) -> None:
-        """Keep the laser and field estimates now; take their drift rates from the fit."""
-        nu, b = self._linear_fit(1), self._linear_fit(2)
-        if nu is None or b is None:
-            return
         t = self.env.now
-        self.nu_hz, self.b_t = self.common_hz(t), self.b_t + self.b_rate * (t - self.t_ref)
+        if keep_levels:
+            nu = (self.common_hz(t), nu[1])
+            b = (self.b_t + self.b_rate * (t - self.t_ref), b[1])
+        (self.nu_hz, self.drift_hz_s), (self.b_t, self.b_rate) = nu, b
         self.t_ref = t
-        self.drift_hz_s, self.b_rate = nu[1], b[1]
 
     def _record_frame(self) -> Frame:
         t = self.env.now
@@ -698,12 +696,9 @@ class ClockServo:
             # lines off a whole fringe since about `since` (the monitor's onset estimate)
             self.fringe_errors += 1
             self._flag(detail["since"] - self.p.flag_margin_s, self.env.now)
-        if reason == "fringe_error":
-            # the estimates are right but for whole fringes: kept; the drift rates (kicked
-            # by the slew onto the wrong fringe) from the locked frames before the fault
-            self._fit_drift_rates()
-        else:
-            self._fit_drift_model()
+        # after a fringe error the estimates are kept and only the drift rates (kicked by the
+        # slew onto the wrong fringe) come from the locked frames before the fault
+        self._fit_drift_model(keep_levels=reason == "fringe_error")
         self._set_state("holdover", reason=reason, **detail)
         self._event(reason, **detail)
         last_frame = self.env.now

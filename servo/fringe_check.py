@@ -27,6 +27,17 @@ CENTRED = "centred"
 OFF = "off"
 
 
+def outcome_llrs(p_centred: float, p_off: float) -> tuple[float, float]:
+    """Evidence for "off" of a dark and of a bright probe (log-likelihood ratios).
+
+    log(p_off / p_centred) and log((1 - p_off) / (1 - p_centred)), for design dark rates
+    1 > p_centred > p_off > 0.
+    """
+    if not 1.0 > p_centred > p_off > 0.0:
+        raise ValueError(f"need 1 > p_centred > p_off > 0, got {p_centred} and {p_off}")
+    return math.log(p_off / p_centred), math.log((1.0 - p_off) / (1.0 - p_centred))
+
+
 class FringeTest(WaldTest):
     """Wald's SPRT of "off the central fringe" against "centred" on dark/bright outcomes.
 
@@ -38,16 +49,10 @@ class FringeTest(WaldTest):
 
     def __init__(self, p_centred: float = 0.8, p_off: float = 0.15, false_alarm: float = 1e-6,
                  miss: float = 1e-6):
-        if not 1.0 > p_centred > p_off > 0.0:
-            raise ValueError(f"need 1 > p_centred > p_off > 0, got {p_centred} and {p_off}")
-        for name, rate in (("false_alarm", false_alarm), ("miss", miss)):
-            if not 0.0 < rate < 0.5:
-                raise ValueError(f"{name} must be in (0, 0.5), got {rate}")
-        super().__init__(false_alarm, miss)     # log A: off, log B: centred
+        self.llr_dark, self.llr_bright = outcome_llrs(p_centred, p_off)
+        super().__init__(false_alarm, miss, ("false_alarm", "miss"))  # log A: off, B: centred
         self.p_centred = p_centred
         self.p_off = p_off
-        self.llr_dark = math.log(p_off / p_centred)
-        self.llr_bright = math.log((1.0 - p_off) / (1.0 - p_centred))
 
     high = OFF
     low = CENTRED
@@ -111,12 +116,9 @@ class FringeMonitor:
 
     def __init__(self, p_centred: float = 0.8, p_off: float = 0.15, h: float = 16.0,
                  lines: int = 6):
-        if not 1.0 > p_centred > p_off > 0.0:
-            raise ValueError(f"need 1 > p_centred > p_off > 0, got {p_centred} and {p_off}")
         if not h > 0.0:
             raise ValueError(f"h must be > 0, got {h}")
-        self.llr_dark = math.log(p_off / p_centred)
-        self.llr_bright = math.log((1.0 - p_off) / (1.0 - p_centred))
+        self.llr_dark, self.llr_bright = outcome_llrs(p_centred, p_off)
         self.h = h
         self.lines = lines
         self.pooled = lines                      # the pooled statistic's slot

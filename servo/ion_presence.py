@@ -72,8 +72,14 @@ class WaldTest:
     high: str
     low: str
 
-    def __init__(self, alpha: float, beta: float):
-        """Boundaries from `alpha` = P(high | truth low) and `beta` = P(low | truth high)."""
+    def __init__(self, alpha: float, beta: float, names: tuple[str, str] = ("alpha", "beta")):
+        """Boundaries from `alpha` = P(high | truth low) and `beta` = P(low | truth high).
+
+        Both must lie in (0, 0.5); `names` are the subclass's names for them in the error.
+        """
+        for name, rate in zip(names, (alpha, beta)):
+            if not 0.0 < rate < 0.5:
+                raise ValueError(f"{name} must be in (0, 0.5), got {rate}")
         self.upper = math.log((1.0 - beta) / alpha)     # log A
         self.lower = math.log(beta / (1.0 - alpha))     # log B
         self.llr = 0.0
@@ -113,10 +119,8 @@ class IonPresenceTest(WaldTest):
         if not bright_counts > dark_counts > 0.0:
             raise ValueError(f"need bright_counts > dark_counts > 0, got {bright_counts} "
                              f"and {dark_counts}")
-        for name, rate in (("false_loss", false_loss), ("false_presence", false_presence)):
-            if not 0.0 < rate < 0.5:
-                raise ValueError(f"{name} must be in (0, 0.5), got {rate}")
-        super().__init__(false_loss, false_presence)    # log A: lost, log B: present
+        # log A: lost, log B: present
+        super().__init__(false_loss, false_presence, ("false_loss", "false_presence"))
         self.bright_counts = bright_counts
         self.dark_counts = dark_counts
         self.false_loss = false_loss

@@ -12,7 +12,7 @@ import pytest
 
 from ionclock.clock_config import load_clock_config
 from ionclock.physics import ZEEMAN_LINES
-from ionclock.report import load_run, silent_wrong_lock
+from ionclock.report import load_run, silent_wrong_lock, summarise
 from ionclock.runner import ClockRun
 from ionclock.servo.clock_lock import VERIFY_LINE, ServoParams
 from ionclock.servo.fringe_check import FringeMonitor, predict_fringes, search_order
@@ -155,6 +155,8 @@ def test_without_verification_the_same_start_runs_silently_wrong(tmp_path):
     assert silent_wrong_lock(data, settling_s=0.0)["frames"] > 300
     assert '"verified": false' in db.execute(
         "SELECT detail FROM events WHERE kind='locked'").fetchone()[0]
+    notes = summarise(data)[0]["notes"]
+    assert any("not verified on the central fringe" in n for n in notes)
 
 
 @pytest.mark.parametrize("jump_hz,seed", [(12.5, 1), (-40.0, 2), (100.0, 3)])

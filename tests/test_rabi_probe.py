@@ -6,14 +6,12 @@ import math
 
 import numpy as np
 import pytest
-import simpy
 
-from ionclock import registry
-from ionclock.drivers.sequencer import PulseProgram, TableSequencer, rabi_fine_amplitude
+from ionclock.drivers.sequencer import PulseProgram, rabi_fine_amplitude
 from ionclock.physics import B_NOMINAL
 from ionclock.servo.fringe_check import CENTRED, OFF, FringeTest
 from ionclock.sim_instruments.hyper_ramsey import excitation_segments
-from ionclock.sim_instruments.world import ClockWorld, TwinParams
+from tests.table_twin import quiet_world, table_sequencer
 
 FRINGE_HZ = 1.0 / 0.080
 
@@ -50,22 +48,11 @@ def test_fine_rabi_lineshape_from_the_exact_propagator():
 
 
 def _world(**kw):
-    params = TwinParams(**{"flicker_floor": 0.0, "b_noise_t": 0.0, "cryostat": False,
-                           "apply_shifts": False, "laser_offset_hz": 3.0, **kw})
-    world = ClockWorld(simpy.Environment(), params, seed=3)
-    world.coil_changed(params.coil_channel, B_NOMINAL / params.coil_t_per_a)
-    return world
+    return quiet_world(3.0, **kw)
 
 
 def _sequencer(world):
-    def open_(model):
-        return registry.open_instrument(model, f"sim://{model}", world=world, resilient=True)
-
-    dds, counter, pulser = open_("novatech409b"), open_("sr400"), open_("dg645")
-    seq = TableSequencer(dds, 0, counter, pulser, PulseProgram(), world.p.aom_center_hz)
-    program = seq.configure(0.002)
-    world.load_pattern(program.edges(), program.detection_s)
-    return seq
+    return table_sequencer(world)[0]
 
 
 def test_rabi_entries_on_the_dds():

@@ -6,21 +6,17 @@ import math
 
 import numpy as np
 import pytest
-import simpy
 
-from ionclock import registry
 from ionclock.drivers.sequencer import (
     COUNTER_TRIG,
     DDS_STEP,
     DETECTION,
     PROBE_END,
     PulseProgram,
-    TableSequencer,
 )
-from ionclock.physics import B_NOMINAL
 from ionclock.servo.clock_lock import ClockServo, ServoParams
 from ionclock.servo.readout import ThresholdReadout
-from ionclock.sim_instruments.world import ClockWorld, TwinParams
+from tests.table_twin import quiet_world, table_sequencer
 
 
 def test_program_edges_follow_the_cycle_of_domain_1():
@@ -44,25 +40,12 @@ def test_program_refuses_what_does_not_fit(kw):
 
 
 def _world(**kw):
-    params = TwinParams(**{"flicker_floor": 0.0, "b_noise_t": 0.0, "cryostat": False,
-                           "apply_shifts": False, "laser_offset_hz": 1.0, **kw})
-    world = ClockWorld(simpy.Environment(), params, seed=3)
-    world.coil_changed(params.coil_channel, B_NOMINAL / params.coil_t_per_a)
-    return world
+    return quiet_world(1.0, **kw)
 
 
 def _sequencer(world, double_pass=True, **kw):
     """The table sequencer on the twins of the 409B, the SR400 and the DG645."""
-    def open_(model):
-        return registry.open_instrument(model, f"sim://{model}", world=world, resilient=True)
-
-    dds, counter, pulser = open_("novatech409b"), open_("sr400"), open_("dg645")
-    seq = TableSequencer(dds, 0, counter, pulser, PulseProgram(), world.p.aom_center_hz,
-                         double_pass=double_pass, **kw)
-    program = seq.configure(0.002)
-    assert program.counter_offsets_s == tuple(counter.trigger_offsets())
-    world.load_pattern(program.edges(), program.detection_s)
-    return seq, dds.twin
+    return table_sequencer(world, double_pass=double_pass, **kw)
 
 
 def test_entries_are_the_light_phases_halved_through_the_double_pass():
