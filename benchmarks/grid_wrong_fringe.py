@@ -4,7 +4,9 @@ Runs `ClockRun` (the full stack: driver bytes -> twin -> servo -> store) over a 
 cells, several seeds each, in parallel processes, and tabulates per cell: the locked
 fraction, the silent wrong-lock frames after settling (`ionclock.report.silent_wrong_lock`:
 locked, not held over, while a line sits more than a quarter fringe off its true centre or
-stray light touches the ion) and the fringe slips the report finds.
+stray light touches the ion; settling is --settle after the first lock and --event-settle
+after the cell's event), the same frames inside the event's settling window (the lock's step
+response, counted apart) and the fringe slips the report finds.
 
 A cell is ``KIND:VALUE``:
 
@@ -86,7 +88,7 @@ def cell_overrides(cell: str, duration_s: float, event_at: float) -> dict:
 
 def run_one(job: tuple) -> dict:
     """One (cell, seed) run in a scratch folder; returns its figures (or its error)."""
-    cell, seed, duration_s, settle_s, event_at, scenario, keep = job
+    cell, seed, duration_s, settle_s, event_settle_s, event_at, scenario, keep = job
     from ionclock.clock_config import load_clock_config
     from ionclock.report import analysis_mask, find_slips, load_run, silent_wrong_lock
     from ionclock.runner import ClockRun
@@ -102,7 +104,7 @@ def run_one(job: tuple) -> dict:
             summary = ClockRun(cfg, out / "run", seed=seed).run(duration_s, progress=False)
             data = load_run(out / "run")
             mask = analysis_mask(data, settle_s)
-            silent = silent_wrong_lock(data, settle_s)
+            silent = silent_wrong_lock(data, settle_s, event_settling_s=event_settle_s)
             slips = find_slips(data, mask if mask.any() else data.locked & ~data.holdover)
             db = sqlite3.connect(out / "run" / "ionclock.sqlite")
             errors = [t for (t,) in db.execute(
@@ -113,6 +115,7 @@ def run_one(job: tuple) -> dict:
             row.update(fringe_errors=len(errors), delay_s=min(after) if after else None)
             row.update(locked_fraction=summary["locked_fraction"],
                        silent_after=silent["frames_after_settling"],
+                       silent_response=silent["frames_in_event_settling"],
                        silent_all=silent["frames"], slips=len(slips["times"]),
                        frames=len(data.t))
         except Exception as err:   # one cell's failure is a finding, not the end of the grid
@@ -130,7 +133,8 @@ def _delay(rows: list[dict]) -> str:
 def table(rows: list[dict], cells: list[str]) -> str:
     """Per cell: seeds, locked fraction (mean, min), silent wrong-lock frames, slips."""
     head = (f"{'cell':<16} {'seeds':>5} {'locked (mean/min)':>18} "
-            f"{'silent after settling (seeds >0)':>33} {'silent all':>10} {'slips':>6} "
+            f"{'silent after settling (seeds >0)':>33} {'in response':>11} {'silent all':>10} "
+            f"{'slips':>6} "
             f"{'fringe errors':>13} {'delay max (s)':>13}")
     lines = [head, "-" * len(head)]
     for cell in cells:
@@ -144,7 +148,8 @@ def table(rows: list[dict], cells: list[str]) -> str:
         bad = sum(1 for v in silent if v)
         lines.append(
             f"{cell:<16} {len(ok):>5} {sum(lf) / len(lf):>11.4f}/{min(lf):.4f} "
-            f"{sum(silent):>24} ({bad}/{len(ok)}) {sum(r['silent_all'] for r in ok):>10} "
+            f"{sum(silent):>24} ({bad}/{len(ok)}) {sum(r['silent_response'] for r in ok):>11} "
+            f"{sum(r['silent_all'] for r in ok):>10} "
             f"{sum(r['slips'] for r in ok):>6} {sum(r['fringe_errors'] for r in ok):>13} "
             f"{_delay(ok):>13}"
             + (f"  ({len(mine) - len(ok)} failed)" if len(ok) < len(mine) else ""))
@@ -165,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="parallel processes")
     p.add_argument("--settle", default="10m",
                    help="settling window after the first lock, not counted (default 10m)")
+    p.add_argument("--event-settle", default="30s",
+                   help="the lock's step response after the cell's event, counted apart "
+                        "(default 30s, ionclock.report.EVENT_SETTLE_S)")
     p.add_argument("--event-at", type=float, default=0.5,
                    help="when a cell's event happens, as a fraction of the run (0.5)")
     p.add_argument("--scenario", default=None, help="base scenario merged over sim.toml")
@@ -181,10 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     settle_s = 0.0 if args.settle.strip() in ("0", "0s") else parse_duration(args.settle)
     for cell in cells:   # a bad cell stops before anything runs
         cell_overrides(cell, duration_s, args.event_at)
-    jobs = [(cell, seed, duration_s, settle_s, args.event_at, args.scenario, args.keep)
+    event_settle_s = (0.0 if args.event_settle.strip() in ("0", "0s")
+                      else parse_duration(args.event_settle))
+    jobs = [(cell, seed, duration_s, settle_s, event_settle_s, args.event_at, args.scenario,
+             args.keep)
             for cell in cells for seed in range(args.first_seed, args.first_seed + seeds)]
     print(f"grid: {len(cells)} cells x {seeds} seeds, {duration_s / 3600:g} h each, "
-          f"settling {settle_s:g} s, events at {args.event_at:g} of the run, "
+          f"settling {settle_s:g} s (and {event_settle_s:g} s after the event), "
+          f"events at {args.event_at:g} of the run, "
           f"{args.jobs} processes", flush=True)
     wall0 = time.perf_counter()
     rows = []

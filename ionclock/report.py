@@ -28,9 +28,11 @@ What is measured (DOMAIN §5):
 - Silent wrong-lock frames (twin runs only): frames the servo called clock data (locked,
   not in holdover) while the truth says otherwise: some line more than a quarter fringe,
   1/(4T), from its true centre for SILENT_PERSIST_FRAMES frames in a row or more, or stray
-  light on the ion (``twin_truth.stray_hz`` != 0). Counted over the run and after a settling
-  window (`settle_s` after the first ``locked`` event): the number a servo that never runs
-  on a wrong fringe without saying so keeps at 0.
+  light on the ion (``twin_truth.stray_hz`` != 0). Counted over the run and after settling:
+  `settle_s` after the first ``locked`` event, and EVENT_SETTLE_S after each disturbance the
+  twin applies (a laser jump, a Q0 change, a field step: the lock's step response, which no
+  servo avoids). After settling it is the number a servo that never runs on a wrong fringe
+  without saying so keeps at 0; the frames inside the windows are counted beside it.
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ SLIP_EVENT_KINDS = ("slip", "slip_detected", "fringe_slip", "slip_corrected")
 # frame, so 1/(4T) = 3.1 Hz (3.3 sigma) is crossed by ~0.5 % of the frames of a clean lock,
 # in runs of 1-2 frames; a line on a wrong fringe stays off for as long as it is not caught.
 SILENT_PERSIST_FRAMES = 5
+# The step response: after a disturbance the twin applies (TWIN_DISTURBANCES, source "twin")
+# the lines are pulled back over a few servo time constants (gain 0.5 per frame: 2 frames;
+# near half a fringe the discriminator sin(2 pi d T) vanishes and a line can take ~15 frames,
+# decision 0008). Frames this long after such an event are counted apart, not hidden.
+EVENT_SETTLE_S = 30.0
+TWIN_DISTURBANCES = ("laser_jump", "q0", "b_step")
 PLOT_MAX_POINTS = 4000            # time records are bin-averaged down to this for plotting
 
 _Z = np.array([line.zeeman_hz_per_t for line in ZEEMAN_LINES])
@@ -370,7 +378,8 @@ def first_locked_t(data: RunData) -> float | None:
 
 
 def silent_wrong_lock(data: RunData, settling_s: float = DEFAULT_SETTLE_S,
-                      persist_frames: int = SILENT_PERSIST_FRAMES) -> dict:
+                      persist_frames: int = SILENT_PERSIST_FRAMES,
+                      event_settling_s: float = EVENT_SETTLE_S) -> dict:
     """Frames called clock data while the twin's truth says the lock is wrong (twin runs).
 
     A frame is a silent wrong-lock frame when it is locked and not in holdover while some
@@ -379,8 +388,11 @@ def silent_wrong_lock(data: RunData, settling_s: float = DEFAULT_SETTLE_S,
     in a row (the lock's own noise crosses the threshold in single frames), or while stray
     light shifted the ion (stray_hz != 0, every such frame).
     Returns ``frames`` (the whole run), ``frames_after_settling`` (frames more than
-    `settling_s` after the first ``locked`` event; 0 if the servo never locked),
-    ``settling_s``, ``quarter_fringe_hz``, ``persist_frames``, ``first_locked_s``, the split
+    `settling_s` after the first ``locked`` event and outside the `event_settling_s` after
+    each twin disturbance; 0 if the servo never locked), ``frames_in_event_settling`` (the
+    frames after the first settling that those windows leave out), ``disturbances`` (how
+    many), ``settling_s``, ``event_settling_s``, ``quarter_fringe_hz``, ``persist_frames``,
+    ``first_locked_s``, the split
     ``by_cause`` (``detuning``, ``stray``; a frame with both counts in both) and
     ``single_frame_excursions`` (locked frames with a line a quarter fringe off, however
     briefly: the lock's noise). Counts are None for a lab run (no truth).
@@ -388,7 +400,11 @@ def silent_wrong_lock(data: RunData, settling_s: float = DEFAULT_SETTLE_S,
     ramsey = float(data.servo.get("ramsey_time_s", 0.080))
     quarter = 0.25 / ramsey
     t_locked = first_locked_t(data)
-    out = {"frames": None, "frames_after_settling": None, "settling_s": float(settling_s),
+    disturbances = [t for t, kind, source, _ in data.events
+                    if source == "twin" and kind in TWIN_DISTURBANCES]
+    out = {"frames": None, "frames_after_settling": None, "frames_in_event_settling": None,
+           "settling_s": float(settling_s), "event_settling_s": float(event_settling_s),
+           "disturbances": len(disturbances),
            "quarter_fringe_hz": quarter, "persist_frames": int(persist_frames),
            "first_locked_s": None if t_locked is None else float(t_locked - data.t_start),
            "by_cause": None, "single_frame_excursions": None}
@@ -402,7 +418,12 @@ def silent_wrong_lock(data: RunData, settling_s: float = DEFAULT_SETTLE_S,
     wrong = off | stray
     settled = (data.t > t_locked + settling_s if t_locked is not None
                else np.zeros(len(data.t), dtype=bool))
-    out.update(frames=int(wrong.sum()), frames_after_settling=int((wrong & settled).sum()),
+    responding = np.zeros(len(data.t), dtype=bool)
+    for t_event in disturbances:
+        responding |= (data.t >= t_event) & (data.t <= t_event + event_settling_s)
+    out.update(frames=int(wrong.sum()),
+               frames_after_settling=int((wrong & settled & ~responding).sum()),
+               frames_in_event_settling=int((wrong & settled & responding).sum()),
                by_cause={"detuning": int(off.sum()), "stray": int(stray.sum())},
                single_frame_excursions=int(off_now.sum()))
     return out
@@ -836,10 +857,14 @@ def _format_silent(s: dict) -> str:
     w = s.get("silent_wrong_lock") or {}
     if s.get("silent_wrong_lock_frames") is None:
         return "  silent wrong    n/a (lab run: no truth)"
-    return (f"  silent wrong    {s['silent_wrong_lock_frames']} locked frames "
+    text = (f"  silent wrong    {s['silent_wrong_lock_frames']} locked frames "
             f"({s['silent_wrong_lock_frames_after_settling']} after settling {s['settling_s']:g} "
-            f"s from the first lock) with a line > {w.get('quarter_fringe_hz', math.nan):.3f} "
-            f"Hz off ({w.get('persist_frames')}+ frames in a row) or stray light")
+            f"s from the first lock")
+    if w.get("disturbances"):
+        text += (f" and {w['event_settling_s']:g} s from each of {w['disturbances']} twin "
+                 f"disturbance(s), {w['frames_in_event_settling']} within those")
+    return text + (f") with a line > {w.get('quarter_fringe_hz', math.nan):.3f} "
+                   f"Hz off ({w.get('persist_frames')}+ frames in a row) or stray light")
 
 
 def format_summary(s: dict) -> str:

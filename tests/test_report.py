@@ -21,6 +21,7 @@ from ionclock.cli import main
 from ionclock.errors import UserError
 from ionclock.physics import NU0_CA, ZEEMAN_LINES, qpn_sigma
 from ionclock.report import (
+    EVENT_SETTLE_S,
     adev,
     find_slips,
     load_run,
@@ -291,6 +292,29 @@ def test_silent_wrong_lock_frames_are_counted_from_the_truth(tmp_path):
     assert silent_wrong_lock(data, settling_s=0.0)["frames_after_settling"] == 90
     assert silent_wrong_lock(data, settling_s=1e6)["frames_after_settling"] == 0
     assert silent_wrong_lock(data, persist_frames=1)["frames"] == 90 + 4 + 1
+
+
+def test_frames_in_a_twin_disturbances_step_response_are_counted_apart(tmp_path):
+    """A twin disturbance opens EVENT_SETTLE_S of step response: the 50 frames a quarter
+    fringe off from frame 800 fall in it when the disturbance is at frame 800, partly when it
+    is 10 frames later, and not at all for a servo event or a disturbance after them."""
+    run = write_wrong_lock_run(tmp_path / "run")
+    t800 = 5.0 + TAU0 * 800
+    with Store(run / "ionclock.sqlite", commit_interval=1e9) as st:
+        st.event(t800, "laser_jump", "twin", delta_hz=3.0)
+        st.event(t800, "q0", "servo")                      # not the twin's: no window
+        st.event(5.0 + TAU0 * 1900, "b_step", "twin", delta_t=1e-9)   # after everything
+    data = load_run(run)
+    w = silent_wrong_lock(data, settling_s=600.0)
+    assert w["disturbances"] == 2 and w["event_settling_s"] == EVENT_SETTLE_S
+    inside = int(EVENT_SETTLE_S // TAU0) + 1          # frames 800 .. 800 + 30 s
+    assert w["frames"] == 90                           # the whole-run count is unchanged
+    assert w["frames_in_event_settling"] == inside
+    assert w["frames_after_settling"] == 70 - inside
+    wide = silent_wrong_lock(data, settling_s=600.0, event_settling_s=100.0)
+    assert wide["frames_in_event_settling"] == 50 and wide["frames_after_settling"] == 20
+    assert silent_wrong_lock(data, settling_s=600.0, event_settling_s=0.0)[
+        "frames_after_settling"] == 70 - 1              # the event's own frame only
 
 
 def test_the_quarter_fringe_follows_the_runs_ramsey_time(tmp_path):
