@@ -86,6 +86,8 @@ class TwinParams:
     shift_update_s: float = 60.0         # how often the slowly varying shifts are re-evaluated
     nbar: tuple = (0.034, 0.043, 0.113)  # mean occupations during the probe (seed, Table I)
     pressure_pa: float = 3e-9
+    pressure_wander: float = 0.1         # the chamber's slow log-normal wander around it (rms
+                                         # fraction): what the gauges read (sim_instruments.vacuum)
     micromotion_ratios: tuple = (0.0, 0.0, 0.0)
     ion_loss_per_s: float = 0.0          # random ion loss rate (1 per 1-4 weeks in the lab)
     reload_s: float = 1800.0             # time to load and cool a new ion
@@ -237,6 +239,10 @@ class ClockWorld:
             self.cryostat = Cryostat(self.env, seed=seed + 1,
                                      refill_interval=p.refill_interval_s,
                                      refill_jitter=min(3 * 3600.0, 0.2 * p.refill_interval_s))
+        # The chamber pressure the vacuum gauges read; its own random stream ([seed, 21]).
+        from ionclock.sim_instruments.vacuum import Vacuum, VacuumParams
+
+        self.vacuum = Vacuum(self.env, VacuumParams(p.pressure_pa, p.pressure_wander), seed=seed)
         self.shifts_hz: dict[str, float] = {}
         if p.apply_shifts:
             self._update_shifts()
