@@ -109,6 +109,11 @@ MODELS: dict[str, ModelEntry] = {
         "ionclock.drivers.microwave:MicrowaveSynth8257D",
         "ionclock.sim_instruments.microwave:SimAgilent8257D",
         "Agilent/Keysight 8257D microwave synthesiser for the Cd+ ground HFS (14.5/15.2 GHz)"),
+    "mks937b": ModelEntry(
+        "ionclock.drivers.vacuum_gauge:VacuumGauge937B",
+        "ionclock.sim_instruments.mks937b:SimMKS937B",
+        "MKS 937B vacuum gauge controller: the chamber pressure in Pa (RS-232/485 8N1, "
+        "@aaa...;FF)"),
 }
 
 
