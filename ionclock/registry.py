@@ -114,6 +114,10 @@ MODELS: dict[str, ModelEntry] = {
         "ionclock.sim_instruments.mks937b:SimMKS937B",
         "MKS 937B vacuum gauge controller: the chamber pressure in Pa (RS-232/485 8N1, "
         "@aaa...;FF)"),
+    "cnt91": ModelEntry(
+        "ionclock.drivers.frequency_counter:FrequencyCounterCNT91",
+        "ionclock.sim_instruments.cnt91:SimCNT91",
+        "Pendulum CNT-91 frequency counter counting the clock laser's comb beat (USB/GPIB SCPI)"),
 }
 
 
