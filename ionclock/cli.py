@@ -32,6 +32,7 @@ COMMANDS = [
     "ionclock.commands.export",
     "ionclock.commands.status",
     "ionclock.commands.report",
+    "ionclock.commands.analyse",
 ]
 
 
