@@ -327,7 +327,6 @@ def test_bad_files_are_one_line_and_exit_2(tmp_path, capsys):
     _one_line_2(capsys, ["analyse", "bbr", str(tmp_path / "bin.csv")], "bin.csv")
     one = write_csv(tmp_path / "one.csv", ["b_t", "b0_t", "delta_hz"], [(1e-5, B0, 0.1)])
     _one_line_2(capsys, ["analyse", "zeeman", str(one)], "one.csv")
-    _one_line_2(capsys, ["analyse", "nosuch", str(one)], "invalid choice")
     sb = write_csv(tmp_path / "sb.csv", list(thermometry.COLUMNS), [(0, 1e-5, "green", 0.1, 0.04)])
     _one_line_2(capsys, ["analyse", "thermometry", str(sb)], "'green' is not red or blue")
     _one_line_2(capsys, ["analyse", "zeeman", str(tmp_path)], "is a folder")
