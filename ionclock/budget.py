@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ionclock import shifts
-from ionclock.config import Field, Table, load_toml, validate
+from ionclock.config import Field, Table, check_kind, load_toml, validate
 from ionclock.errors import ConfigError, UserError
 from ionclock.physics import (
     ALPHA_Z_HZ_PER_T2,
@@ -145,7 +145,11 @@ def _str_list(cfg: dict, section: str, key: str) -> list[str]:
 
 def load_config(path_or_data: str | Path | dict) -> dict:
     """Read and validate a clock configuration (TOML path or dict); errors are `ConfigError`."""
-    data = path_or_data if isinstance(path_or_data, dict) else load_toml(path_or_data)
+    if isinstance(path_or_data, dict):
+        data = path_or_data
+    else:
+        data = load_toml(path_or_data)
+        check_kind(data, "budget", path_or_data)
     cfg = validate(data, SCHEMA)
     for key in ("frequencies_hz", "n0_low", "n0_high", "heating_rate", "heating_rate_unc"):
         _float_list(cfg, "secular", key, 3)

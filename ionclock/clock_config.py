@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from ionclock import registry
-from ionclock.config import Field, ListOf, Table, load_toml, merge, validate
+from ionclock.config import Field, ListOf, Table, check_kind, load_toml, merge, validate
 from ionclock.errors import ConfigError, UserError
 from ionclock.physics import B_NOMINAL
 from ionclock.registry import describe_ids
@@ -229,6 +229,7 @@ def load_clock_config(path: str | Path, scenario: str | None = None,
     absolute path, a relative one taken from the folder of the file at `path`.
     """
     data = load_toml(path)
+    check_kind(data, "clock", path)
     if scenario:
         data = merge(data, load_toml(scenario_path(scenario)))
     if overrides:
@@ -453,5 +454,7 @@ def _check_budget(budget: dict, base: Path) -> None:
         load_budget_config(path)
     except ConfigError as err:
         raise ConfigError("budget.config",
-                          f"{str(path)!r}: {str(err).removeprefix('config: ')}") from None
+                          f"{str(path)!r}: "
+                          f"{str(err).removeprefix('config: ').removeprefix(f'{path}: ')}"
+                          ) from None
 

@@ -132,3 +132,40 @@ def load_toml(path: str | Path) -> dict:
         return tomllib.loads(p.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(str(path), f"not valid TOML: {err}") from None
+
+
+# Sections only one kind of config has, and what reads that kind (`check_kind`).
+_KINDS = {
+    "clock": (("servo", "run", "twin", "shutdown", "budget"),
+              "a clock config (ionclock sim --config, ionclock run; e.g. configs/sim.toml)"),
+    "logger": (("channels", "polling", "sinks", "alarms", "simulate", "retention"),
+               "a logger config (ionclock log; e.g. configs/logger.sim.toml)"),
+    "budget": (("bbr", "secular", "zeeman", "micromotion", "background_gas", "residuals"),
+               "a shift-budget config (ionclock budget --nominal/--config; e.g. "
+               "configs/seed_clock.toml)"),
+}
+
+
+def config_kind(data: dict) -> str | None:
+    """'clock', 'logger' or 'budget': the kind whose own sections `data` has most of."""
+    scores = {kind: sum(key in data for key in sections)
+              for kind, (sections, _) in _KINDS.items()}
+    best = max(scores, key=scores.get)
+    return best if scores[best] else None
+
+
+def check_kind(data: dict, want: str, path: str | Path) -> None:
+    """Refuse a config file of another kind with one line that says which kind it is.
+
+    E.g. ``ionclock budget --nominal configs/sim.toml``: a clock config, whose own budget
+    config is named by its ``[budget] config``.
+    """
+    kind = config_kind(data) if isinstance(data, dict) else None
+    if kind is None or kind == want:
+        return
+    hint = ""
+    budget = data.get("budget")
+    if want == "budget" and kind == "clock" and isinstance(budget, dict) and budget.get(
+            "config"):
+        hint = f"; its budget config is {str(Path(path).parent / budget['config'])!r}"
+    raise ConfigError(str(path), f"this is {_KINDS[kind][1]}, not {_KINDS[want][1]}{hint}")

@@ -51,7 +51,7 @@ from ionclock.alarms import (
     IonLostDetector,
     RefillDetector,
 )
-from ionclock.config import Field, Table, load_toml, validate
+from ionclock.config import Field, Table, check_kind, load_toml, validate
 from ionclock.downsample import apply_retention
 from ionclock.errors import ConfigError, UserError
 from ionclock.sinks import InfluxSink, PrometheusSink
@@ -130,7 +130,7 @@ SCHEMA = {
         "max_backoff_s": Field(float, default=300.0, min=0.01),
     },
     "simulate": {
-        "seed": Field(int, default=1),
+        "seed": Field(int, default=1, min=0),
         "start_unix": Field(float, default=1735689600.0, doc="Unix time of t = 0 (2025-01-01)"),
         "faults": Field(list, default=[], doc="[{instrument, kind, at_s, duration_s}]"),
         "cryostat": Field(dict, default={}, doc="options of the cryostat twin"),
@@ -234,6 +234,7 @@ def _check_fault(fault: Any, instruments: dict, key: str) -> None:
 def load_config(path: str | Path, store: str | Path | None = None) -> LoggerConfig:
     """Read and validate a logger TOML file (relative store paths: from the working dir)."""
     data = load_toml(path)
+    check_kind(data, "logger", path)
     if store is not None:
         data.setdefault("store", {})["path"] = str(store)
     cfg = parse_config(data)

@@ -186,7 +186,8 @@ def test_budget_config_is_found_beside_the_config_file(tmp_path, monkeypatch):
 
 def test_a_budget_config_that_does_not_load_is_refused(tmp_path):
     cfg = clock_config(tmp_path, ('config = "seed_clock.toml"', 'config = "clock.toml"'))
-    with pytest.raises(ConfigError, match=r"budget.config: '.*clock.toml': run: unknown key"):
+    with pytest.raises(ConfigError, match=r"budget.config: '.*clock.toml': this is a clock "
+                                          r"config .*, not a shift-budget config"):
         load_clock_config(cfg)
     # with the budget off its file is not read (the path is still resolved)
     off = clock_config(tmp_path / "off", ("enabled = true", "enabled = false"),

@@ -6,6 +6,9 @@ import logging
 import signal
 import sys
 
+from ionclock.commands import arg_type
+from ionclock.units import parse_seed
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -20,11 +23,14 @@ def register(sub) -> None:
     p.add_argument("--duration", default=None,
                    help="stop after this long (simulated time with --simulate), e.g. 30d")
     p.add_argument("--store", default=None, help="override [store] path")
-    p.add_argument("--seed", type=int, default=None, help="override [simulate] seed")
+    p.add_argument("--seed", type=arg_type(parse_seed), default=None,
+                   help="override [simulate] seed (an integer >= 0)")
     p.add_argument("--witness", default=None,
                    help="diagnostics: append every sample to this text file before it is "
                         "buffered (crash tests compare it with the store)")
-    p.add_argument("--quiet", action="store_true", help="warnings only")
+    p.add_argument("--quiet", action="store_true", help="warnings only (no progress bar)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (shown on a terminal for a --simulate --duration run)")
     p.set_defaults(func=run)
 
 

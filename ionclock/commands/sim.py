@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ionclock.clock_config import load_clock_config
-from ionclock.units import parse_duration
+from ionclock.commands import arg_type
+from ionclock.units import parse_duration, parse_seed
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "sim.toml"
 
@@ -16,7 +17,8 @@ def register(sub) -> None:
                                    "store, with a progress bar; prints the lock summary.")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="clock config (TOML)")
     p.add_argument("--duration", default="6h", help="simulated time, e.g. 90s, 6h, 10d")
-    p.add_argument("--seed", type=int, default=None, help="seed of every random source")
+    p.add_argument("--seed", type=arg_type(parse_seed), default=None,
+                   help="seed of every random source (an integer >= 0)")
     p.add_argument("--out", default="runs/latest", help="output folder (store, report)")
     p.add_argument("--scenario", default=None,
                    help="twin scenario: a name in configs/scenarios/ or a TOML path "
