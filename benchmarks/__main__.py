@@ -1,20 +1,16 @@
 """Run every benchmark module (benchmarks/bench_*.py); each has main() printing its figures.
 
-`python -m benchmarks NAME ...` runs only the named ones (e.g. `loop`, `rf`).
+`python -m benchmarks NAME ...` runs only the named ones (e.g. `loop`, `rf`). BLAS runs on
+one thread (the package's ``__init__`` sets it before anything imports numpy).
 """
 
 from __future__ import annotations
 
-import os
-
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")   # one core, as the figures are quoted
-
-import importlib  # noqa: E402
-import pkgutil  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import importlib
+import pkgutil
+import sys
+import time
+from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
