@@ -20,9 +20,17 @@ a store another process is writing (the store's writer lock, ionclock.store).
 SIGTERM/SIGINT end the run cleanly (`request_stop`): flush, drain the sinks for a few
 seconds, close the instruments and the store.
 
-Faults: a read that raises marks the instrument offline (one ``instrument_offline`` event),
-and the instrument is retried with exponential backoff (period · 2^k, at most
-``polling.max_backoff_s``); the first good read records ``instrument_online``. Sinks and
+Faults: a read whose link fails (a timeout, a lost connection: `LINK_ERRORS`) marks the
+instrument offline (one ``instrument_offline`` event), and the instrument is retried with
+exponential backoff (period · 2^k, at most ``polling.max_backoff_s``); the first read that
+gets an answer records ``instrument_online``. A read the instrument answered but that gives
+no number (a garbled reply, a device error, an open sensor: a `Missing` reading) is a
+missing sample of that channel alone (NULL), never a link failure: the other channels of the
+instrument go on, and one ``reading_missing`` event (source: the channel) gives the reason
+when the channel starts to miss, one ``reading_restored`` when it reads again.
+
+Read paths are checked at load against what the driver declares (`registry.check_read_path`):
+its channels, then one of their readable properties; nothing else is ever read. Sinks and
 alarm hooks run in their own worker threads off the committed store, so a dead InfluxDB or
 webhook never delays a poll (ionclock.sinks).
 """
@@ -35,6 +43,7 @@ import math
 import queue
 import re
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,10 +218,21 @@ def parse_config(data: dict, base_dir: Path | None = None) -> LoggerConfig:
     for key in ("command", "kinds"):
         if not all(isinstance(x, str) for x in cfg["alarms"][key]):
             raise ConfigError(f"alarms.{key}", "expected a list of strings")
+    if cfg["alarms"]["webhook"]:
+        _check_http_url(cfg["alarms"]["webhook"], "alarms.webhook")
+    _check_http_url(cfg["sinks"]["influxdb"]["url"], "sinks.influxdb.url")
     store_path = Path(cfg["store"]["path"])
     if base_dir is not None and not store_path.is_absolute():
         store_path = base_dir / store_path
     return LoggerConfig(cfg, store_path, channels, cfg["instruments"])
+
+
+def _check_http_url(url: str, key: str) -> None:
+    """An http:// or https:// URL with a host (no file://, ftp://, a bare host name)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, f"{url!r} is not an http:// or https:// URL with a host "
+                               "(e.g. http://127.0.0.1:9000/ionclock)")
 
 
 def _check_fault(fault: Any, instruments: dict, key: str) -> None:
@@ -249,16 +269,10 @@ def resolve(obj: Any, path: str) -> Any:
     return obj
 
 
-def check_path(obj: Any, path: str, key: str) -> None:
-    """Check that `path` names a readable property of the driver without reading it."""
-    parts = path.split(".")
-    try:
-        for part in parts[:-1]:
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise ConfigError(key, f"{type(obj).__name__} has no {part!r}") from None
-    if not hasattr(type(obj), parts[-1]):
-        raise ConfigError(key, f"{type(obj).__name__} has no attribute {parts[-1]!r}")
+#: Errors of the link to an instrument (the instrument is offline): timeouts, lost
+#: connections, serial and socket errors (pyvisa's come as these, ionclock.transport).
+#: Anything else a read raises is that channel's reading, missing.
+LINK_ERRORS = (OSError,)
 
 
 class InstrumentState:
@@ -283,6 +297,7 @@ class Stats:
     """Counters of one run (for tests and the summary line)."""
 
     samples: int = 0
+    missing: int = 0
     failed_reads: int = 0
     skipped_polls: int = 0
     events: dict[str, int] = field(default_factory=dict)
@@ -317,6 +332,7 @@ class Logger:
         self._pump_events: queue.SimpleQueue = queue.SimpleQueue()
         self._detectors: dict[str, list] = {}
         self.last: dict[str, tuple[float, float | None]] = {}
+        self._missing: dict[str, list] = {}   # channel -> [since, missing samples]
         self.t0_unix = config.raw["simulate"]["start_unix"] if simulate else 0.0
         # Sample times: the simulated clock in a twin run; in the lab the Unix time of the
         # read itself (a slow read or an NTP step must not shift the stamps of later reads,
@@ -325,16 +341,28 @@ class Logger:
 
     # --- start --------------------------------------------------------------------------
     def start(self) -> Logger:
-        """Open the store and the instruments, write the channel table, start processes."""
+        """Open the store and the instruments, write the channel table, start processes.
+
+        The Prometheus endpoint is bound first: a configured port that is taken stops the
+        start with one line (`UserError`) before the store is touched, rather than leaving a
+        months-long run without the metrics it was set up to serve.
+        """
         cfg = self.config
-        self.store = Store(cfg.store_path, commit_interval=cfg.raw["store"]["commit_interval_s"],
-                           clock=self.clock)
+        self._start_prometheus()
+        try:
+            self.store = Store(cfg.store_path,
+                               commit_interval=cfg.raw["store"]["commit_interval_s"],
+                               clock=self.clock)
+        except BaseException:
+            self._stop_prometheus()
+            raise
         try:
             check_log_store(self.store, self.simulate, self.t0_unix)
             self._open_instruments()
         except BaseException:
             # nothing written: `close` (which records logger_stopped) has nothing to do
             self._close_instruments()
+            self._stop_prometheus()
             self.store.close()
             self.store = None
             raise
@@ -362,9 +390,6 @@ class Logger:
                                               key=f"instruments.{name}", twin_options=twin)
             self.instruments[name] = InstrumentState(name, inst["model"], inst["resource"],
                                                      driver)
-        for spec in self.config.channels.values():
-            check_path(self.instruments[spec.instrument].driver, spec.read,
-                       f"channels.{spec.name}.read")
 
     def _write_channels(self) -> None:
         meta = {"logger_config": str(self.config.path or ""), "logger_simulate": self.simulate}
@@ -405,15 +430,6 @@ class Logger:
                 interval_s=influx["interval_s"], max_backoff_s=influx["max_backoff_s"],
                 on_event=self._queue_event)
             self.sinks.append(sink.start())
-        prom = raw["sinks"]["prometheus"]
-        if prom["enabled"]:
-            try:
-                self.prometheus = PrometheusSink(prom["port"], prom["bind"],
-                                                 self.t0_unix).start()
-            except OSError as err:
-                log.warning("prometheus: cannot serve on %s:%d (%s); going on without it",
-                            prom["bind"], prom["port"], err)
-                self.prometheus = None
         alarms = raw["alarms"]
         if alarms["command"] or alarms["webhook"]:
             self.alarms = AlarmDispatcher(
@@ -421,6 +437,23 @@ class Logger:
                 webhook=alarms["webhook"], timeout_s=alarms["timeout_s"], t0_unix=self.t0_unix,
                 batch=1, interval_s=0.2, max_backoff_s=alarms["max_backoff_s"])
             self.alarms.start()
+
+    def _start_prometheus(self) -> None:
+        prom = self.config.raw["sinks"]["prometheus"]
+        if not prom["enabled"]:
+            return
+        try:
+            self.prometheus = PrometheusSink(prom["port"], prom["bind"], self.t0_unix).start()
+        except OSError as err:
+            raise ConfigError("sinks.prometheus.port",
+                              f"cannot serve /metrics on {prom['bind']}:{prom['port']}: "
+                              f"{err.strerror or err} (another logger? choose another port, or "
+                              "enabled = false)") from None
+
+    def _stop_prometheus(self) -> None:
+        if self.prometheus is not None:
+            self.prometheus.stop()
+            self.prometheus = None
 
     # --- processes ----------------------------------------------------------------------
     def _poll(self, spec: ChannelSpec):
@@ -444,14 +477,22 @@ class Logger:
             yield env.timeout(max(0.0, nxt - late))
 
     def _read(self, spec: ChannelSpec, inst: InstrumentState, now: float) -> None:
+        reason = None
         try:
             raw = resolve(inst.driver, spec.read)
             value = None if raw is None else float(raw)
-        except Exception as err:  # any failed read: mark offline, keep polling (issue 5)
+        except LINK_ERRORS as err:  # the link failed: the instrument is offline (issue 5)
             self._read_failed(inst, now, err)
             return
-        if value is not None and math.isnan(value):
-            value = None  # a missing reading (e.g. an open sensor) is stored as NULL
+        except Exception as err:  # an answer that is no number: this channel's sample only
+            self.stats.failed_reads += 1
+            self._flush_link(inst)
+            value, reason = None, f"{type(err).__name__}: {err}"
+        else:
+            if value is None:
+                reason = f"{spec.read} returned None"
+            elif math.isnan(value):   # a missing reading (e.g. an open sensor): NULL
+                value, reason = None, getattr(raw, "reason", None) or "no reading (NaN)"
         if not inst.online:
             inst.online = True
             down = now - (inst.offline_since or now)
@@ -460,7 +501,17 @@ class Logger:
             if self.prometheus:
                 self.prometheus.instrument(inst.name, True)
         inst.failures = 0
-        self._record(spec, now, value)
+        self._record(spec, now, value, reason)
+
+    @staticmethod
+    def _flush_link(inst: InstrumentState) -> None:
+        """Drop what the link holds: a late reply must not answer the next query."""
+        flush = getattr(getattr(inst.driver, "adapter", None), "flush_read_buffer", None)
+        if flush is not None:
+            try:
+                flush()
+            except Exception:  # the link may be down; the next read will tell
+                pass
 
     def _read_failed(self, inst: InstrumentState, now: float, err: Exception) -> None:
         self.stats.failed_reads += 1
@@ -471,12 +522,7 @@ class Logger:
         wait = min(self.config.raw["polling"]["max_backoff_s"],
                    base * 2 ** min(inst.failures - 1, 30))
         inst.next_try = now + wait
-        flush = getattr(getattr(inst.driver, "adapter", None), "flush_read_buffer", None)
-        if flush is not None:
-            try:
-                flush()  # a late reply must not be taken for the next query's answer
-            except Exception:  # the link may be down; the next read will tell
-                pass
+        self._flush_link(inst)
         if inst.online:
             inst.online = False
             inst.offline_since = now
@@ -486,7 +532,8 @@ class Logger:
             if self.prometheus:
                 self.prometheus.instrument(inst.name, False)
 
-    def _record(self, spec: ChannelSpec, t: float, value: float | None) -> None:
+    def _record(self, spec: ChannelSpec, t: float, value: float | None,
+                reason: str | None = None) -> None:
         if self.witness is not None:
             self.witness.write(f"{time.time():.6f} {spec.name} {t!r} {value!r}\n")
             self.witness.flush()
@@ -495,8 +542,21 @@ class Logger:
         self.last[spec.name] = (t, value)
         if self.prometheus:
             self.prometheus.sample(spec.name, spec.unit, t, value)
+        missing = self._missing.get(spec.name)
         if value is None:
+            self.stats.missing += 1
+            if missing is None:   # the channel starts to miss: once, with the reason
+                self._missing[spec.name] = [t, 1]
+                log.warning("%s: reading missing: %s", spec.name, reason)
+                self._event(t, "reading_missing", spec.name, instrument=spec.instrument,
+                            read=spec.read, reason=reason or "no reading")
+            else:
+                missing[1] += 1
             return
+        if missing is not None:
+            del self._missing[spec.name]
+            self._event(t, "reading_restored", spec.name, missing_s=t - missing[0],
+                        missing_samples=missing[1])
         for det in self._detectors[spec.name]:
             if isinstance(det, RefillDetector):
                 hit = det.update(t, value)
@@ -676,7 +736,8 @@ def needs_world(config: LoggerConfig) -> bool:
 def summary(logger: Logger) -> str:
     """One line on what a run did."""
     ev = ", ".join(f"{k} {v}" for k, v in sorted(logger.stats.events.items())) or "none"
-    return (f"logged {logger.stats.samples} samples, {logger.stats.failed_reads} failed reads;"
+    return (f"logged {logger.stats.samples} samples ({logger.stats.missing} missing), "
+            f"{logger.stats.failed_reads} failed reads;"
             f" events: {ev}")
 
 

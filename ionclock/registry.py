@@ -24,6 +24,7 @@ config names only channels, inputs and options that exist before anything is ope
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import re
 import stat
@@ -199,29 +200,84 @@ def describe_ids(ids) -> str:
 _CHANNEL_NAME = re.compile(r"([A-Za-z][A-Za-z0-9]*_)(\w+)")
 
 
-def check_read_path(model: str, path: str, key: str) -> None:
-    """Check the channel an attribute path reads (``input_9.temperature``) exists on `model`.
+def readable_properties(cls: type) -> tuple[str, ...]:
+    """The public properties of a driver (or channel) class that can be read.
 
-    A path whose first part is a channel name of the driver's kind (``input_``, ``ch_``, ...)
-    must name a channel the driver declares; a `ConfigError` at `key` lists the ones there
-    are. Everything else about the path is checked on the connected driver.
+    Python properties with a getter, pymeasure's ``measurement`` and ``control`` included;
+    a pymeasure ``setting`` (write-only: its getter raises) is not readable. Methods,
+    channels and anything private or dunder are not properties.
     """
-    first = path.split(".")[0]
-    creators = _channel_creators(driver_class(model))
-    if first in creators or "." not in path:
-        return
-    m = _CHANNEL_NAME.fullmatch(first)
-    if m is None:
-        return
-    prefix = m.group(1)
-    ids = (input_ids(model) if prefix == "input_" else ()) or tuple(
-        _channel_id(n, prefix) for n in creators if n.startswith(prefix))
-    if ids:
-        names = [f"{prefix}{i}" for i in ids]
-        is_run = "-" in describe_ids(ids)   # a run of numbers: name its ends
-        listed = f"{names[0]} to {names[-1]}" if is_run else ", ".join(names)
-        raise ConfigError(key, f"{model} has no {first} (it has {listed}, as its driver "
-                               f"{MODELS[model].driver.partition(':')[0]} declares)")
+    out = []
+    for name in dir(cls):
+        if name.startswith("_"):
+            continue
+        attr = inspect.getattr_static(cls, name, None)
+        if not isinstance(attr, property) or attr.fget is None:
+            continue
+        try:   # pymeasure's getter of a setting: get_command=None, "can not be read"
+            get_command = inspect.signature(attr.fget).parameters.get("get_command")
+        except (TypeError, ValueError):
+            get_command = None
+        if get_command is not None and get_command.default is None:
+            continue
+        out.append(name)
+    return tuple(out)
+
+
+def _listed(names, limit: int = 12) -> str:
+    names = list(names)
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more if names else "none"
+
+
+def check_read_path(model: str, path: str, key: str) -> None:
+    """Check a logger read path against what the driver of `model` declares.
+
+    The path is zero or more channels (``input_3``, ``ch_1``: the pymeasure channels the
+    driver declares) and then one readable property of the last (`readable_properties`):
+    ``input_3.temperature``, ``ch_1.current``, ``voltage_dc``. Anything else, a private or
+    dunder name, a method, a channel read as a number, is a `ConfigError` at `key` that says
+    what there is. Nothing is connected.
+    """
+    module = MODELS[model].driver.partition(":")[0] if model in MODELS else ""
+    cls = driver_class(model)
+    parts = path.split(".")
+    where = model
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part.startswith("_"):
+            raise ConfigError(key, f"{path!r}: {part!r} is private; a read path names "
+                                   "channels and readable properties only")
+        creators = _channel_creators(cls)
+        if part in creators:
+            if not last:
+                cls, where = creators[part], f"{where} {part}"
+                continue
+            props = readable_properties(creators[part])
+            raise ConfigError(key, f"{part} is a channel of {model}, not a value: read one of "
+                                   f"its properties ({', '.join(f'{part}.{p}' for p in props[:6])}"
+                                   f"{', ...' if len(props) > 6 else ''})")
+        if part in readable_properties(cls):
+            if last:
+                return
+            raise ConfigError(key, f"{path!r}: {part!r} is a property of {where}; a read path "
+                                   "ends at it")
+        m = _CHANNEL_NAME.fullmatch(part)
+        if m is not None and not last:
+            prefix = m.group(1)
+            ids = (input_ids(model) if prefix == "input_" and where == model else ()) or tuple(
+                _channel_id(n, prefix) for n in creators if n.startswith(prefix))
+            if ids:
+                names = [f"{prefix}{i}" for i in ids]
+                is_run = "-" in describe_ids(ids)   # a run of numbers: name its ends
+                listed = f"{names[0]} to {names[-1]}" if is_run else ", ".join(names)
+                raise ConfigError(key, f"{where} has no {part} (it has {listed}, as its driver "
+                                       f"{module} declares)")
+        if last:
+            raise ConfigError(key, f"{where} has no readable property {part!r} (it has: "
+                                   f"{_listed(readable_properties(cls))})")
+        raise ConfigError(key, f"{where} has no channel {part!r} (its channels: "
+                               f"{_listed(creators)})")
 
 
 def channel_ratings(model: str) -> dict[int, tuple[float, float]] | None:

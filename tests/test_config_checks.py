@@ -124,15 +124,15 @@ def test_clock_command_refuses_bad_config_before_anything_starts(tmp_path, comma
 
 LOGGER_CASES = {
     "ls218_input_99": (('read = "input_1.temperature"', 'read = "input_99.temperature"'),
-                       "channels.lnc_bottom.read: lakeshore218 has no input_99 "
+                       "channels.temp.ln2_bottom.read: lakeshore218 has no input_99 "
                        "(it has input_1 to input_8"),
     "ls218_input_one": (('read = "input_1.temperature"', 'read = "input_one.temperature"'),
-                        "channels.lnc_bottom.read: lakeshore218 has no input_one"),
+                        "channels.temp.ln2_bottom.read: lakeshore218 has no input_one"),
     "ls224_input_9": (('read = "input_A.temperature"', 'read = "input_9.temperature"'),
-                      "channels.replica_trap.read: lakeshore224 has no input_9 "
+                      "channels.temp.replica_trap.read: lakeshore224 has no input_9 "
                       "(it has input_A, input_B, input_C1"),
     "supply_output_5": (('read = "ch_3.current"', 'read = "ch_5.current"'),
-                        "channels.coil_current.read: keysight_e36312a has no ch_5 "
+                        "channels.coil.current.read: keysight_e36312a has no ch_5 "
                         "(it has ch_1 to ch_3"),
     "twin_location_input": (('locations = { A = "trap" }', 'locations = { Z = "trap" }'),
                             "instruments.ls224.twin: lakeshore224 twin: "),

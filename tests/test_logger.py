@@ -82,13 +82,63 @@ def test_malformed_config_names_the_key(tmp_path, mutate, key):
     assert err.value.key == key
 
 
-def test_unknown_attribute_is_found_before_logging(tmp_path):
+def test_unknown_attribute_is_found_at_load(tmp_path):
     cfg = ls218_config(tmp_path / "s.sqlite")
     cfg["channels"]["lnc_bottom"]["read"] = "input_1.temprature"
-    env = simpy.Environment()
-    logger = Logger(parse_config(cfg), env, world=make_env_world(env, 1), simulate=True)
-    with pytest.raises(ConfigError, match="channels.lnc_bottom.read: .*temprature"):
-        logger.start()
+    with pytest.raises(ConfigError, match="channels.lnc_bottom.read: .*no readable property "
+                                          "'temprature' .*temperature"):
+        parse_config(cfg)   # at load, against the driver class: nothing opened, no store
+
+
+@pytest.mark.parametrize("read, expect", [
+    ("input_2", "input_2 is a channel of lakeshore218, not a value: .*input_2.temperature"),
+    ("input_2.__class__", "'__class__' is private"),
+    ("input_2.__dict__", "'__dict__' is private"),
+    ("_adapter", "'_adapter' is private"),
+    ("adapter.connection", "lakeshore218 has no channel 'adapter'"),
+    ("write", "no readable property 'write'"),
+    ("input_2.temperature.real", "'temperature' is a property of lakeshore218 input_2"),
+])
+def test_read_paths_name_only_declared_readable_properties(tmp_path, read, expect):
+    cfg = ls218_config(tmp_path / "s.sqlite")
+    cfg["channels"]["trap_holder"]["read"] = read
+    with pytest.raises(ConfigError, match=f"channels.trap_holder.read: .*{expect}"):
+        parse_config(cfg)
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_typo_in_a_read_path_is_one_line_before_anything_opens(tmp_path):
+    text = (ROOT / "configs" / "logger.sim.toml").read_text()
+    text = text.replace('read = "input_2.temperature"', 'read = "input_2.temprature"')
+    cfg = _write_toml(tmp_path / "typo.toml", text.replace(
+        'path = "logger-sim.sqlite"', f'path = "{tmp_path / "s.sqlite"}"'))
+    result = subprocess.run([sys.executable, "-m", "ionclock.cli", "log", str(cfg),
+                             "--simulate", "--duration", "1h"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "ionclock: error: config: channels.temp.endcap.read: lakeshore218 input_2 has no "
+        "readable property 'temprature' (it has: curve, enabled, filter, resistance, status, "
+        "temperature)"]
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_a_read_error_is_a_missing_sample_of_that_channel_not_an_offline_unit(tmp_path):
+    """A channel whose reading is no number (here the unit's identity string) misses its
+    samples with the reason; the instrument stays online and its other channels log on."""
+    path = tmp_path / "s.sqlite"
+    cfg = ls218_config(path)
+    cfg["channels"]["bad"] = {"instrument": "ls218", "read": "idn", "period_s": 60.0}
+    logger, _ = run_twin(cfg, 2 * 3600.0)
+    db = sqlite3.connect(path)
+    n = dict(db.execute("SELECT channel, count(value) FROM samples GROUP BY channel"))
+    assert n == {"lnc_bottom": 121, "trap_holder": 241, "bad": 0}
+    assert db.execute("SELECT count(*) FROM samples WHERE channel='bad'").fetchone()[0] == 121
+    events = db.execute("SELECT kind, source, detail FROM events WHERE kind NOT LIKE "
+                        "'logger_%'").fetchall()
+    assert [(k, s) for k, s, _ in events] == [("reading_missing", "bad")]
+    assert "ValueError" in events[0][2] and "could not convert" in events[0][2]
+    assert logger.stats.missing == 121 and logger.stats.events == {"reading_missing": 1}
 
 
 def _write_toml(path: Path, text: str) -> Path:
@@ -308,7 +358,7 @@ def test_twin_run_resumes_on_the_same_store(tmp_path):
     assert resume_time(tmp_path / "s.sqlite") == 7201.0
     assert main(["log", str(cfg_path), "--simulate", "--duration", "2h", "--quiet"]) == 0
     db = sqlite3.connect(tmp_path / "s.sqlite")
-    times = [t for (t,) in db.execute("SELECT t FROM samples WHERE channel='lnc_bottom'"
+    times = [t for (t,) in db.execute("SELECT t FROM samples WHERE channel='temp.ln2_bottom'"
                                       " ORDER BY t")]
     assert len(times) == len(set(times)) == 242
     assert times[120:122] == [7200.0, 7201.0]
@@ -403,3 +453,39 @@ def test_prometheus_and_alarm_webhook_in_a_run(tmp_path):
     assert [p["kind"] for p in posted] == ["ln2_refill", "ln2_refill"]
     assert posted[0]["t_unix"] == pytest.approx(1735689600.0 + world.cryostat.refills()[0].time,
                                                 abs=60)
+
+
+def test_a_prometheus_port_in_use_stops_the_start_with_one_line(tmp_path, capsys):
+    """A configured /metrics endpoint that cannot be served is not one WARNING in a
+    months-long log: the logger refuses to start, before the store is touched."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        text = (ROOT / "configs" / "logger.sim.toml").read_text().replace(
+            'path = "logger-sim.sqlite"', f'path = "{tmp_path / "s.sqlite"}"').replace(
+            "[sinks.prometheus]\nenabled = false\nport = 9108",
+            f"[sinks.prometheus]\nenabled = true\nport = {port}")
+        cfg = _write_toml(tmp_path / "prom.toml", text)
+        assert main(["log", str(cfg), "--simulate", "--duration", "1h", "--quiet"]) == 2
+    finally:
+        taken.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"ionclock: error: config: sinks.prometheus.port: cannot serve /metrics on "
+        f"127.0.0.1:{port}: ")
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.org/x", "localhost:9000",
+                                 "http://", "javascript:alert(1)"])
+def test_alarm_webhook_must_be_an_http_url(tmp_path, url):
+    cfg = ls218_config(tmp_path / "s.sqlite", alarms={"webhook": url})
+    with pytest.raises(ConfigError) as err:
+        parse_config(cfg)
+    assert err.value.key == "alarms.webhook"
+    parse_config(ls218_config(tmp_path / "s.sqlite",
+                              alarms={"webhook": "https://lab.example.org:8443/hook"}))
