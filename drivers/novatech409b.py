@@ -105,6 +105,8 @@ TABLE_SIZE = 16384
 DWELL_CODES: dict[str, str] = {"trigger": "ff", "end": "00"}
 """Dwell field of a table entry: ``ff`` waits for the external trigger; ``00`` marks the end
 of the table (labscript's 2011 ``novatech.py`` writes it on the last entry)."""
+_DWELL_TRIGGER = DWELL_CODES["trigger"]
+_DWELL_END = DWELL_CODES["end"]
 
 
 @dataclass(frozen=True)
@@ -611,6 +613,13 @@ class CycleTable:
         self.idle_frequency_hz = float(idle_frequency_hz)
         self._last: list[tuple | None] = [None] * n_segments   # segments as last written
         self._applied = [0.0] * n_segments                      # their frequencies (Hz)
+        # A segment's line in parts (docs/decisions/0100-lean-hot-paths.md): the head
+        # "t<ch> <aaaa> " per address, and the tail ",<pppp>,<vvvv>,<dd>" per phase and
+        # amplitude words met (a few: the pulses' phases, on or off), so a changed entry
+        # costs one "%08x" (its frequency word) and two joins. The text is the same.
+        self._heads = ["%s%04x " % (channel._t_prefix, address)  # noqa: UP031
+                       for address in range(n_segments + 1)]
+        self._tails: dict[int, str] = {}   # phase word << 11 | amplitude word << 1 | end
 
     @property
     def edges_per_cycle(self) -> int:
@@ -634,30 +643,44 @@ class CycleTable:
         last = self._last
         applied = self._applied
         wrap = self.restart == "wrap"
-        step = DWELL_CODES["trigger"]
+        heads = self._heads
+        tails = self._tails
         todo = []
         for i in range(n):  # every check before any byte: no half-written table
             seg = segments[i]
-            if last[i] == seg and i + 1 in written:   # as written last cycle: nothing to do
+            address = i + 1
+            if last[i] == seg and address in written:   # as written last cycle: nothing to do
                 continue
             f, p, a = seg
             if not (0.0 <= f <= F_MAX_HZ and 0.0 <= a <= 1.0 and _isfinite(p)):
                 table_entry_words(f, p, a)  # raises the ValueError that says what is wrong
             fw = round(f * 10.0)
             applied[i] = fw / 10.0
-            entry = (fw, round(p % 1.0 * PHASE_WORDS) % PHASE_WORDS,
-                     round(a * AMPLITUDE_MAX_WORD),
-                     DWELL_CODES["end"] if wrap and i == n - 1 else step)
-            if written.get(i + 1) == entry:   # the same words (a change below the grid)
+            pw = round(p % 1.0 * PHASE_WORDS) % PHASE_WORDS
+            aw = round(a * AMPLITUDE_MAX_WORD)
+            end = wrap and address == n
+            code = _DWELL_END if end else _DWELL_TRIGGER
+            entry = (fw, pw, aw, code)
+            if written.get(address) == entry:   # the same words (a change below the grid)
                 last[i] = seg
-            else:
-                todo.append((i, seg, entry))
+                continue
+            key = pw << 11 | aw << 1 | end
+            tail = tails.get(key)
+            if tail is None:
+                if len(tails) >= 1024:   # arbitrary phases: keep the cache small
+                    tails.clear()
+                tail = tails[key] = ",%04x,%04x,%s" % (pw, aw, code)  # noqa: UP031
+            # the line set_table_entry writes: "t<ch> <aaaa> <ffffffff>,<pppp>,<vvvv>,<dd>"
+            todo.append((address, seg, entry, heads[address] + "%08x" % fw + tail))  # noqa: UP031
         dds = ch.parent
         table_on = dds._table_on
-        command = dds.command
+        # Novatech409B.command, inlined (up to six lines per cycle): one line, its OK
+        exchange = dds._exchange
         running = table_on[0]
         if running and not wrap:
-            command("m 0")   # stop_table(), inlined
+            reply = exchange("m 0")   # stop_table(), inlined
+            if reply != "OK":
+                dds._bad_reply(reply, "m 0")
             table_on[0] = False
         if not running:  # first cycle, or after a reset / stop: the idle entries too
             if dds.external_update or dds.simultaneous_update:
@@ -667,19 +690,21 @@ class CycleTable:
             ch.set_table_entry(0, idle, 0.0, 0.0, skip_unchanged=True)
             if not wrap:
                 ch.set_table_entry(n + 1, idle, 0.0, 0.0, skip_unchanged=True)
-        prefix = ch._t_prefix
-        for i, seg, entry in todo:
-            address = i + 1
+        for address, seg, entry, line in todo:
             try:
-                command("%s%04x %08x,%04x,%04x,%s" % (prefix, address, *entry))  # noqa: UP031
+                reply = exchange(line)
+                if reply != "OK":
+                    dds._bad_reply(reply, line)
             except BaseException:
                 written.pop(address, None)  # unknown: the unit may or may not hold it
-                last[i] = None
+                last[address - 1] = None
                 raise
             written[address] = entry
-            last[i] = seg
+            last[address - 1] = seg
         if not (running and wrap):
-            command("m t")   # start_table(), inlined
+            reply = exchange("m t")   # start_table(), inlined
+            if reply != "OK":
+                dds._bad_reply(reply, "m t")
             table_on[0] = True
         return list(applied)
 

@@ -44,6 +44,9 @@ capture (no source documents them).
 
 from __future__ import annotations
 
+import struct
+from binascii import unhexlify as _unhexlify
+
 from ionclock.sim_instruments.base import CommandError, ShortcutLines, SimInstrument
 
 F_MAX_MHZ = 171.1276031
@@ -59,8 +62,8 @@ _CHANNELS = (b"0", b"1", b"2", b"3")
 _MODE_LINES = {b"m t\r\n": True, b"m 0\r\n": False}
 _OK = b"OK\r\n"
 _HEX = "0123456789abcdefABCDEF"
-_from_bytes = int.from_bytes
-_ZERO_ENTRY = (0, 0, 0, 0)  # (frequency 0.1 Hz, phase, amplitude, dwell) of unwritten entries
+_ENTRY_WORDS = struct.Struct(">HIHHB").unpack
+_ZERO_ENTRY = ((0, 0, 0), 0)  # ((frequency 0.1 Hz, phase, amplitude), dwell): unwritten
 
 
 class SimNovatech409B(ShortcutLines, SimInstrument):
@@ -98,13 +101,15 @@ class SimNovatech409B(ShortcutLines, SimInstrument):
         self.echo = self._power_on_echo
         self.manual_update = False
         self.phase_continuous = False
-        self.applied: list[list[int]] = [list(s) for s in self._saved]
-        self.pending: list[list[int]] = [list(s) for s in self._saved]
+        # Per channel (frequency 0.1 Hz, phase, amplitude) words: output, and waiting for
+        # ``I p`` in manual update (tuples: an output change is one compare and one store)
+        self.applied: list[tuple[int, int, int]] = list(self._saved)
+        self.pending: list[tuple[int, int, int]] = list(self._saved)
         self.external_update = False
         self.table_mode = False
-        # Per table channel: entries (frequency 0.1 Hz, phase, amplitude, dwell) words, and
+        # Per table channel: entries ((frequency 0.1 Hz, phase, amplitude), dwell) words, and
         # the pointer. Static RAM: gone at power-on and after R.
-        self.tables: dict[int, list[tuple[int, int, int, int]]] = {
+        self.tables: dict[int, list[tuple[tuple[int, int, int], int]]] = {
             ch: [_ZERO_ENTRY] * self.table_size for ch in TABLE_CHANNELS}
         self._pointer = {ch: 0 for ch in TABLE_CHANNELS}
         # Channels with at least one entry written: an edge steps only these (an unwritten
@@ -118,7 +123,7 @@ class SimNovatech409B(ShortcutLines, SimInstrument):
 
     def table_entry(self, ch: int, address: int) -> tuple[float, float, float, int]:
         """Entry `address` of channel `ch`'s table: (Hz, turns, fraction, dwell code 0..255)."""
-        f, p, a, d = self.tables[ch][address]
+        (f, p, a), d = self.tables[ch][address]
         return f / 10.0, p / 16384.0, a / 1023.0, d
 
     def table_pointer(self, ch: int) -> int:
@@ -130,34 +135,52 @@ class SimNovatech409B(ShortcutLines, SimInstrument):
         """One edge on the external trigger input at time `t` (s); only table mode uses it."""
         if not self.table_mode:
             return
-        external = self.external_update
+        if self.external_update:
+            self._trigger_external()
+            return
+        pointer = self._pointer
+        for ch in self._stepping:
+            table = self.tables[ch]
+            at = pointer[ch]
+            if table[at][1]:
+                at += 1
+                if at == self.table_size:
+                    at = 0 if self._wrap else at - 1
+            elif self._wrap:  # dwell 00: the end of the table
+                at = 0
+            pointer[ch] = at
+            # _output_entry(ch, table[at]), inlined: five edges per clock cycle
+            words = table[at][0]
+            if self.applied[ch] != words:
+                self.applied[ch] = self.pending[ch] = words
+                hook = self._hook
+                if hook is not None:
+                    f, p, a = words
+                    hook(ch, f / 10.0, p / 16384.0, a / 1023.0)
+
+    def _trigger_external(self) -> None:
+        """`trigger` with ``I e``: output the entry at the pointer, then step."""
         pointer = self._pointer
         for ch in self._stepping:
             table = self.tables[ch]
             at = pointer[ch]
             entry = table[at]
-            if external:
-                self._output_entry(ch, entry)
-            if entry[3] == 0:  # dwell 00: the end of the table
+            self._output_entry(ch, entry)
+            if entry[1] == 0:  # dwell 00: the end of the table
                 nxt = 0 if self._wrap else at
             else:
                 nxt = at + 1
                 if nxt == self.table_size:
                     nxt = 0 if self._wrap else at
             pointer[ch] = nxt
-            if not external:
-                self._output_entry(ch, table[nxt])
 
-    def _output_entry(self, ch: int, entry: tuple[int, int, int, int]) -> None:
-        applied = self.applied[ch]
-        f, p, a = entry[0], entry[1], entry[2]
-        if applied[0] != f or applied[1] != p or applied[2] != a:
-            applied[0] = f
-            applied[1] = p
-            applied[2] = a
-            self.pending[ch] = [f, p, a]
+    def _output_entry(self, ch: int, entry: tuple[tuple[int, int, int], int]) -> None:
+        words = entry[0]
+        if self.applied[ch] != words:
+            self.applied[ch] = self.pending[ch] = words
             hook = self._hook
             if hook is not None:
+                f, p, a = words
                 hook(ch, f / 10.0, p / 16384.0, a / 1023.0)
 
     # --- the byte stream, specialised for speed ------------------------------------------------
@@ -168,32 +191,64 @@ class SimNovatech409B(ShortcutLines, SimInstrument):
         / `_start_table`) and exists only because the clock loop sends these lines every cycle
         (`ShortcutLines`).
         """
-        if (data[-2:] == _CRLF and not self._rx and not self.echo
-                and not self.record_transcript and data.count(b"\n") == 1):
-            faults = self.faults
-            if not (faults.disconnected or faults.timeout or faults.garble):
-                if self._settle is not None:   # what the TTLs did before this line
-                    self._settle()
-                mode = _MODE_LINES.get(data)
-                if mode is not None:          # m t / m 0 (table mode on, off)
-                    if mode:
-                        self._start_table()
-                    else:
-                        self.table_mode = False
+        if self._tx or self._rx or self.echo or self.record_transcript:
+            return None
+        faults = self.faults
+        if faults.disconnected or faults.timeout or faults.garble:
+            return None
+        mode = _MODE_LINES.get(data)   # m t / m 0 (table mode on, off): one whole line
+        if mode is not None:
+            if self._settle is not None:   # what the TTLs did before this line
+                self._settle()
+            if mode:
+                self._start_table()
+            else:
+                self.table_mode = False
+            return _OK
+        if data[-2:] != _CRLF:
+            return None
+        head = data[:1]
+        # A table entry in the fixed-width layout every driver sends ("t0 aaaa ffffffff,pppp,
+        # vvvv,dd", the clock loop's up to four lines per cycle): the separators in place and
+        # 22 hex digits between them (one C-level parse: 11 bytes) make it one whole ASCII
+        # line. Anything else, and every error, takes the checks below and `_set_table`'s
+        # field-by-field parse, which gives the same words.
+        if (head in _TABLE_HEADS and len(data) == 31 and data[2] == data[7] == 32   # b" "
+                and data[16] == data[21] == data[26] == 44):   # b","
+            ch = data[1] - 48
+            try:
+                b = _unhexlify(data[3:29].translate(None, b" ,"))
+            except ValueError:
+                b = b""
+            if len(b) == 11 and ch in TABLE_CHANNELS:
+                address, f, p, a, d = _ENTRY_WORDS(b)   # big-endian aaaa ffffffff pppp vvvv dd
+                if address < self.table_size and f <= F_MAX_WORD and p <= 16383:
+                    if self._settle is not None:   # what the TTLs did before this line
+                        self._settle()
+                    self.tables[ch][address] = ((f, p, a & 1023), d)
+                    if ch not in self._stepping:
+                        self._stepping = tuple(sorted(self._stepping + (ch,)))
                     return _OK
-                head = data[:1]
-                if head in _FAST_HEADS and data[1:2] in _CHANNELS and len(data) <= MAX_LINE + 2:
-                    try:
-                        self._set_output(_FAST_HEADS[head], data[1] - 48, data[2:-2].strip())
-                    except CommandError as err:
-                        return err.code.encode("ascii") + _CRLF
-                    return _OK
-                if head in _TABLE_HEADS and len(data) <= MAX_LINE + 2 and data.isascii():
-                    try:
-                        self._set_table(data[1] - 48, data[2:-2].decode("ascii"))
-                    except CommandError as err:
-                        return err.code.encode("ascii") + _CRLF
-                    return _OK
+        if data.count(b"\n") != 1 or len(data) > MAX_LINE + 2:
+            return None
+        if head in _TABLE_HEADS:
+            if not data.isascii():
+                return None
+            if self._settle is not None:
+                self._settle()
+            try:
+                self._set_table(data[1] - 48, data[2:-2].decode("ascii"))
+            except CommandError as err:
+                return err.code.encode("ascii") + _CRLF
+            return _OK
+        if head in _FAST_HEADS and data[1:2] in _CHANNELS:
+            if self._settle is not None:
+                self._settle()
+            try:
+                self._set_output(_FAST_HEADS[head], data[1] - 48, data[2:-2].strip())
+            except CommandError as err:
+                return err.code.encode("ascii") + _CRLF
+            return _OK
         return None
 
     # --- grammar --------------------------------------------------------------------------------
@@ -262,7 +317,7 @@ class SimNovatech409B(ShortcutLines, SimInstrument):
                 return "OK"
             raise CommandError("?6", "bad update mode")
         if word == "S":
-            self._saved = [tuple(ch) for ch in self.applied]
+            self._saved = list(self.applied)
             return "OK"
         if word == "R":
             self.power_cycle()
@@ -290,39 +345,23 @@ class SimNovatech409B(ShortcutLines, SimInstrument):
                 raise CommandError("?7", "bad amplitude")
             # The real unit does not reject words above 1023: its 10-bit DAC wraps.
             idx, value = 2, int(arg) & 1023
-        self.pending[ch][idx] = value
+        words = list(self.pending[ch])
+        words[idx] = value
+        self.pending[ch] = tuple(words)
         if not self.manual_update:
-            applied = self.applied[ch]
-            if applied[idx] != value:
-                applied[idx] = value
-                hook = self._hook   # _notify(ch), inlined: twice per clock cycle
+            words = list(self.applied[ch])
+            if words[idx] != value:
+                words[idx] = value
+                self.applied[ch] = f, p, a = tuple(words)
+                hook = self._hook   # _notify(ch), inlined
                 if hook is not None:
-                    hook(ch, applied[0] / 10.0, applied[1] / 16384.0, applied[2] / 1023.0)
+                    hook(ch, f / 10.0, p / 16384.0, a / 1023.0)
         return "OK"
 
     def _set_table(self, ch: int, arg: str) -> str:
         """``t<ch> <aaaa> <ffffffff>,<pppp>,<vvvv>,<dd>``: store one entry (hex fields)."""
         if ch not in TABLE_CHANNELS:
             raise CommandError("?0", "no table on this channel")
-        # The fixed-width layout every driver sends (" aaaa ffffffff,pppp,vvvv,dd"): one
-        # C-level hex parse (the clock loop writes up to three entries per cycle). With the
-        # spaces at 0 and 5 and the commas in place, 11 bytes means 22 hex digits in the
-        # even-width fields. Anything else, and every error, takes the field-by-field parse.
-        if (len(arg) == 27 and arg[0] == arg[5] == " "
-                and arg[14] == arg[19] == arg[24] == ","):
-            try:
-                b = bytes.fromhex(arg.replace(",", ""))
-            except ValueError:
-                b = b""
-            if len(b) == 11:
-                address = b[0] << 8 | b[1]
-                f = _from_bytes(b[2:6])
-                p = b[6] << 8 | b[7]
-                if address < self.table_size and f <= F_MAX_WORD and p <= 16383:
-                    self.tables[ch][address] = (f, p, (b[8] << 8 | b[9]) & 1023, b[10])
-                    if ch not in self._stepping:
-                        self._stepping = tuple(sorted(self._stepping + (ch,)))
-                    return "OK"
         parts = arg.split()
         if len(parts) != 2:
             raise CommandError("?0", "bad table line")
@@ -351,7 +390,7 @@ class SimNovatech409B(ShortcutLines, SimInstrument):
         a = int(a_text, 16) & 1023  # not rejected, as with V: the 10-bit DAC wraps
         if not 0 < len(d_text) <= 2 or d_text.strip(_HEX):
             raise CommandError("?5", "bad dwell")
-        self.tables[ch][address] = (f, p, a, int(d_text, 16))
+        self.tables[ch][address] = ((f, p, a), int(d_text, 16))
         if ch not in self._stepping:
             self._stepping = tuple(sorted(self._stepping + (ch,)))
         return "OK"
@@ -359,15 +398,19 @@ class SimNovatech409B(ShortcutLines, SimInstrument):
     def _start_table(self) -> None:
         """``m t``: table mode, pointers on entry 0; entry 0 out unless ``I e``."""
         self.table_mode = True
+        pointer = self._pointer
+        output = not self.external_update
         for ch in TABLE_CHANNELS:
-            self._pointer[ch] = 0
-            if not self.external_update:
-                self._output_entry(ch, self.tables[ch][0])
+            pointer[ch] = 0
+            if output:
+                entry = self.tables[ch][0]
+                if self.applied[ch] != entry[0]:   # as _output_entry would find
+                    self._output_entry(ch, entry)
 
     def _apply_all(self) -> None:
         for ch in range(4):
             if self.applied[ch] != self.pending[ch]:
-                self.applied[ch] = list(self.pending[ch])
+                self.applied[ch] = self.pending[ch]
                 self._notify(ch)
 
     def _notify(self, ch: int) -> None:
