@@ -629,15 +629,28 @@ class Logger:
         """Ask the run to end at the next check (safe from a signal handler)."""
         self._stop_requested = True
 
-    def run(self, until: float | None = None) -> None:
-        """Run until `until` (env time), or until `request_stop`."""
+    def run(self, until: float | None = None,
+            progress: Callable[[float], None] | None = None, steps: int = 200) -> None:
+        """Run until `until` (env time), or until `request_stop`.
+
+        `progress`, if given, is called with the time run so far (s) at `steps` points on
+        the way (a twin run's bar); the processes see the same events either way.
+        """
         if until is None:
             self.env.run(until=self._stopped)
             return
         if self._stop_requested:
             return
-        stop_at = self.env.timeout(max(0.0, until - self.env.now))
-        self.env.run(until=self.env.any_of([stop_at, self._stopped]))
+        if progress is None:
+            stop_at = self.env.timeout(max(0.0, until - self.env.now))
+            self.env.run(until=self.env.any_of([stop_at, self._stopped]))
+            return
+        start = self.env.now
+        step = max((until - start) / steps, 1e-6)
+        while self.env.now < until and not self._stopped.triggered:
+            stop_at = self.env.timeout(min(step, until - self.env.now))
+            self.env.run(until=self.env.any_of([stop_at, self._stopped]))
+            progress(self.env.now - start)
 
     def close(self, drain_timeout_s: float = 5.0) -> None:
         """Flush, stop the sinks (after draining what they can), close everything."""

@@ -872,7 +872,7 @@ def format_summary(s: dict) -> str:
     def fmt(v, spec):
         return "n/a" if v is None else format(v, spec)
     lines = [
-        f"lock report ({s['reference']})",
+        f"lock report, reference: {s['reference']}",
         f"  frames          {s['frames']:,} ({s['frames_used']:,} used; settle "
         f"{s['settle_s']:g} s), span {s['span_s'] / 3600:.2f} h, uptime {s['uptime']:.4f}",
         f"  QPN sigma0(1s)  {s['qpn_sigma_1s']:.3e}" + (

@@ -306,6 +306,20 @@ class ClockRun:
             except simpy.Interrupt:   # the run is over (`_end_processes`)
                 return
 
+    def _channel_rows(self) -> list[tuple]:
+        """The thermometer's channels as the store's `channels` table describes them.
+
+        The same names, units and sources a logger store has (`status` and `plot` read
+        them): (name, unit, band_min, band_max, source, period_s).
+        """
+        entry = self.cfg["instruments"].get("thermometer")
+        if self.live_budget is None or entry is None:
+            return []   # the environment process, which samples them, does not run
+        return [(channel, "K", None, None,
+                 f"{entry['model']} {entry['resource']} input_{int(number)}.temperature",
+                 self.cfg["budget"]["sample_s"])
+                for channel, number in entry["sensors"].items()]
+
     def _update_budget(self, t: float) -> None:
         budget = self.live_budget.evaluate(t)
         nu0 = budget.nu0_hz
@@ -319,13 +333,15 @@ class ClockRun:
         self.store.set_meta(version=__version__, config=self.cfg, simulated=self.simulated,
                             duration_s=duration_s, t0_unix=time.time(), t_start_s=self.t_start,
                             servo=asdict(self.params))
+        if self.live_budget is not None:   # `ionclock budget STORE` evaluates it again
+            self.store.set_meta(budget_config=self.live_budget.cfg)
+        self.store.set_channels(self._channel_rows())
         proc = self._startup_proc = self.env.process(self._startup())
         bar = None
-        if progress:
-            from tqdm import tqdm
+        if progress:   # on a terminal: simulated h:mm:ss of the run's length
+            from ionclock.progress import SimTimeBar
 
-            bar = tqdm(total=round(duration_s), unit="s", unit_scale=True, desc="sim time",
-                       disable=None, leave=False)
+            bar = SimTimeBar(duration_s, "sim")
         wall0 = time.perf_counter()
         step = max(duration_s / 200.0, 1.0)
         t = 0.0
@@ -362,7 +378,7 @@ class ClockRun:
                     t = min(t + step, duration_s)
                     self.env.run(until=self.t_start + t)
                     if bar is not None:
-                        bar.update(round(t) - bar.n)
+                        bar.advance_to(t)
                     if not proc.is_alive:   # the startup, and with it the servo, has ended
                         if not proc.ok:
                             raise proc.value
@@ -376,6 +392,7 @@ class ClockRun:
                 raise
         summary = self.summary(wall)
         summary["interrupted"] = interrupted
+        summary["duration_s"] = duration_s
         return summary
 
     def _failure(self) -> BaseException | None:
@@ -472,7 +489,9 @@ class ClockRun:
         path = self.out / self.cfg["run"]["store"]
         if not path.exists():
             return {}
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # the run's own store, closed: a connection that may write (this process is its
+        # writer) removes the -wal/-shm files as it closes, which a read-only one leaves
+        db = sqlite3.connect(str(path))
         try:
             return dict(db.execute("SELECT kind, COUNT(*) FROM events WHERE source != 'twin' "
                                    "GROUP BY kind ORDER BY kind").fetchall())
@@ -535,11 +554,17 @@ def format_summary(s: dict) -> str:
     """Human-readable lock summary; a value that was not measured is left out, never 'nan'."""
     time_base = s.get("time_base", "simulated")
     lines = [
-        "lock summary",
+        "lock summary" + (f" (interrupted by {s['interrupted']})" if s.get("interrupted")
+                          else ""),
         f"  cycles            {s['cycles']:,} ({s['frames']:,} frames, "
         f"{s['simulated_s'] / 3600:.2f} h {time_base} time)",
-        f"  locked fraction   {s['locked_fraction']:.4f}",
     ]
+    if s.get("interrupted"):
+        asked = s.get("duration_s")
+        of = f" of the {asked / 3600:.2f} h asked for" if _finite(asked) else ""
+        lines.append(f"  stopped           by {s['interrupted']} after "
+                     f"{s['simulated_s'] / 3600:.2f} h{of}; the store holds the run up to then")
+    lines.append(f"  locked fraction   {s['locked_fraction']:.4f}")
     if _finite(s["offset_hz"]):
         sigma = (f" +- {s['offset_sigma_hz']:.1e} Hz" if _finite(s["offset_sigma_hz"]) else "")
         lines.append(f"  offset            {s['offset_hz']:+.3e} Hz{sigma} "

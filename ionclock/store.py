@@ -62,7 +62,8 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ionclock.errors import UserError
@@ -346,6 +347,11 @@ class Store:
                               "WHERE t >= ? AND t <= ?", (t0, t1))
         return cur.rowcount
 
+    def set_channels(self, rows: Iterable[tuple]) -> None:
+        """Describe logged channels: (name, unit, band_min, band_max, source, period_s) rows."""
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO channels VALUES (?,?,?,?,?,?)", rows)
+
     def set_meta(self, **items) -> None:
         """Store run metadata (values JSON-encoded)."""
         with self.db:
@@ -441,9 +447,76 @@ class Store:
         return [(t, k, s, json.loads(d)) for t, k, s, d in rows]
 
 
+@contextmanager
+def left_as_found(store_path: str | Path) -> Iterator[None]:
+    """Read a store and leave its folder as it was: no ``-wal``/``-shm`` left by a reader.
+
+    For readers that do not use `open_readonly` (whose connections do this as they close):
+    ``ionclock report``.
+
+    SQLite's read-only connections to a WAL database create the ``-wal`` and ``-shm`` files
+    when they are missing, and cannot remove them when they close (only a connection that
+    may write checkpoints). A store that had neither has no writer; if it still has none
+    after the read (its writer lock is free: held for the instant of the removal, so none
+    can start meanwhile) and the ``-wal`` is empty, the two files are the reader's and are
+    removed. A store with a writer, or with a ``-wal`` a killed writer left, is untouched.
+    """
+    p = Path(store_path)
+    side = (Path(f"{p}-wal"), Path(f"{p}-shm"))
+    had = [f.exists() for f in side]
+    try:
+        yield
+    finally:
+        if not any(had) and any(f.exists() for f in side):
+            _remove_reader_files(p, side)
+
+
+def _remove_reader_files(store: Path, side: tuple[Path, Path]) -> None:
+    fd = None
+    try:
+        fd = os.open(lock_path(store), os.O_RDONLY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except FileNotFoundError:   # no lock file: no ionclock writer ever opened it here
+        pass
+    except OSError:             # a writer holds it (this process included): its files now
+        if fd is not None:
+            os.close(fd)
+        return
+    try:
+        if side[0].exists() and side[0].stat().st_size > 0:
+            return
+        for f in side:
+            f.unlink(missing_ok=True)
+    except OSError:
+        pass                    # a read-only folder: nothing the reader could have left
+    finally:
+        if fd is not None:
+            os.close(fd)        # closing the file releases the flock
+
+
+class _ReaderConnection(sqlite3.Connection):
+    """A read-only connection that, closed, leaves the store's folder as it found it."""
+
+    store_path: Path
+    had_side_files: bool
+
+    def close(self) -> None:
+        super().close()
+        side = (Path(f"{self.store_path}-wal"), Path(f"{self.store_path}-shm"))
+        if not self.had_side_files and any(f.exists() for f in side):
+            _remove_reader_files(self.store_path, side)
+
+
 def open_readonly(path: str | Path) -> sqlite3.Connection:
-    """Open an existing store for reading; a missing file is a `UserError`."""
+    """Open an existing store for reading; a missing file is a `UserError`.
+
+    Closed, the connection removes the ``-wal``/``-shm`` files it made beside a finished
+    store (`left_as_found`).
+    """
     p = Path(path)
     if not p.is_file():
         raise UserError(f"store: no such file {str(p)!r}")
-    return sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    had = any(Path(f"{p}{suffix}").exists() for suffix in ("-wal", "-shm"))
+    db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, factory=_ReaderConnection)
+    db.store_path, db.had_side_files = p, had
+    return db

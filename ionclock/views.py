@@ -4,7 +4,15 @@ Spans are relative to the newest sample in the store (``--since 7d`` = the last 
 of data), so the same command works on a lab store (Unix times) and on a twin run (seconds
 since ``meta.t0_unix``). `pick_table` chooses the raw table or a rollup so that a plot never
 pulls more than about `max_points` rows per channel: a year is 8760 hourly bins, not 31.5
-million raw rows.
+million raw rows; and only a table that still holds the span's start (retention prunes the
+raw rows first, then the 1-min bins).
+
+Time bases (`StoreView.time_base`): a lab store's times are on the calendar (a logger's
+are Unix seconds, a clock run's seconds since ``meta.t0_unix``); a twin log's are simulated
+seconds on the calendar its config starts (``[simulate] start_unix``); a twin clock run's
+are simulated seconds since its start, which no calendar date belongs to (its ``t0_unix``
+is the wall clock when it started: six simulated hours later is not a date). Ages in
+`status` count from now in the lab and from the newest sample in a twin run.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import numpy as np
 from ionclock.downsample import ROLLUPS
 from ionclock.errors import UserError
 from ionclock.store import open_readonly
+from ionclock.units import hms
 
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0,
           "y": 365.25 * 86400.0}
@@ -42,11 +51,17 @@ def parse_span(text: str) -> float:
     return value
 
 
-def pick_table(span_s: float, period_s: float = 1.0, max_points: int = 20000) -> str:
-    """``raw``, ``1m`` or ``1h``: the finest table giving at most `max_points` per channel."""
-    if span_s / max(period_s, 1e-9) <= max_points:
+def pick_table(span_s: float, period_s: float = 1.0, max_points: int = 20000,
+               holds: dict[str, bool] | None = None) -> str:
+    """``raw``, ``1m`` or ``1h``: the finest table giving at most `max_points` per channel.
+
+    `holds`, if given, says which tables still hold the span's start (retention prunes raw
+    rows first, then 1-min bins); one that does not is passed over for a coarser one.
+    """
+    holds = holds or {}
+    if span_s / max(period_s, 1e-9) <= max_points and holds.get("raw", True):
         return "raw"
-    if span_s / ROLLUPS["samples_1m"] <= max_points:
+    if span_s / ROLLUPS["samples_1m"] <= max_points and holds.get("1m", True):
         return "1m"
     return "1h"
 
@@ -77,6 +92,13 @@ class StoreView:
         except sqlite3.DatabaseError as err:
             raise UserError(f"store: {str(self.path)!r} is not an ionclock store: {err}") from None
         self.t0_unix = float(self.meta.get("t0_unix", 0.0) or 0.0)
+        #: a clock run's store (ionclock sim / run) rather than a logger's
+        self.clock_run = "servo" in self.meta or "simulated" in self.meta
+        self.simulated = bool(self.meta.get("simulated") if self.clock_run
+                              else self.meta.get("logger_simulate"))
+        #: "calendar": t0_unix + t is a date (lab stores, twin logs); "elapsed": simulated
+        #: seconds since a twin clock run's start, no date
+        self.time_base = "elapsed" if self.clock_run and self.simulated else "calendar"
 
     def close(self) -> None:
         self.db.close()
@@ -116,6 +138,26 @@ class StoreView:
         return (np.asarray(t, dtype=float) + self.t0_unix).astype("datetime64[s]") if len(
             t) else np.array([], dtype="datetime64[s]")
 
+    @staticmethod
+    def stamp_unix(t_unix: float) -> str:
+        """A Unix time as a UTC stamp to the second."""
+        return f"{np.array([t_unix]).astype('datetime64[s]')[0]}Z"
+
+    def stamp(self, t: float) -> str:
+        """One store time for a person: a UTC date, or ``+h:mm:ss`` of a twin clock run."""
+        if self.time_base == "elapsed":
+            return "+" + hms(t - float(self.meta.get("t_start_s", 0.0) or 0.0))
+        return f"{self.to_datetime(np.array([t]))[0]}Z"
+
+    def age(self, t: float, end: float, now_unix: float) -> float:
+        """How old a sample at store time `t` is (s): from now in the lab, else from `end`."""
+        return end - t if self.simulated else now_unix - (self.t0_unix + t)
+
+    def first_t(self, channel: str, table: str) -> float | None:
+        """The channel's oldest time in `table` (raw, 1m, 1h); None if it has none there."""
+        return self.db.execute(f"SELECT min(t) FROM {_TABLE_NAMES[table]} WHERE channel = ?",
+                               (channel,)).fetchone()[0]
+
     def resolve_channels(self, names: list[str] | None) -> list[str]:
         known = self.channels()
         if not names:
@@ -141,8 +183,13 @@ class StoreView:
         """One channel between store times t0 and t1 from `table` (``auto``: `pick_table`)."""
         info = self.channels().get(channel, {})
         if table == "auto":
-            span = (t1 - t0) if math.isfinite(t0) else t1 - (self._t_first(channel) or t1)
-            table = pick_table(span, info.get("period_s") or 1.0, max_points)
+            oldest = self._t_first(channel)   # hourly bins: kept longest (forever, default)
+            start = max(t0, oldest) if oldest is not None else t1
+            # a finer table holds the span when its first row is within the hour of the
+            # start; a month pruned by retention is not (it would be drawn empty)
+            holds = {name: (first := self.first_t(channel, name)) is not None
+                     and first <= start + ROLLUPS["samples_1h"] for name in ("raw", "1m")}
+            table = pick_table(t1 - start, info.get("period_s") or 1.0, max_points, holds)
         if table not in TABLES:
             raise UserError(f"table must be one of {', '.join(TABLES)} or auto")
         name = _TABLE_NAMES[table]
@@ -190,11 +237,48 @@ def refills(events: list[tuple[float, str, str, dict]], merge_s: float = 3600.0)
 
 
 # --- plot ----------------------------------------------------------------------------
+def image_format(out: str | Path) -> str:
+    """The image format of `out` from its suffix; one matplotlib cannot write is a `UserError`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    suffix = Path(out).suffix.lower()
+    known = FigureCanvasAgg.get_supported_filetypes()
+    if suffix[1:] not in known:
+        what = (f"{suffix!r} is not an image format" if suffix
+                else "a name without a suffix is not an image format")
+        raise UserError(f"plot: --out {str(out)!r}: {what} (use .png, .pdf, .svg; also "
+                        f"{', '.join(sorted(set(known) - {'png', 'pdf', 'svg'}))})")
+    return suffix[1:]
+
+
+def outages(events: list[tuple[float, str, str, dict]], t_end: float) -> list[tuple]:
+    """(t0, t1, source) of each instrument outage: ``instrument_offline`` to its online.
+
+    An instrument still offline at `t_end` (or when the logger stopped or restarted) is
+    drawn to there.
+    """
+    spans: list[tuple[float, float, str]] = []
+    open_: dict[str, float] = {}
+    for t, kind, source, _ in events:
+        if kind == "instrument_offline":
+            open_.setdefault(source, t)
+        elif kind == "instrument_online" and source in open_:
+            spans.append((open_.pop(source), t, source))
+        elif kind in ("logger_stopped", "run_stopped"):
+            spans += [(t0, t, src) for src, t0 in open_.items()]
+            open_.clear()
+    spans += [(t0, t_end, src) for src, t0 in open_.items()]
+    return sorted(spans)
+
+
 def plot(store: str | Path, channels: list[str] | None, since: str | None, out: str | Path,
          until: str | None = None, table: str = "auto", title: str | None = None) -> dict:
     """Draw the channels' record with refills marked (seed Fig. 1 style) to a PNG/PDF/SVG.
 
-    Rollups draw the mean with the min-max envelope shaded. Returns what was drawn.
+    One panel per unit (K, A, V, ...; a shared time axis), each with its calibrated band
+    when its channels share one; rollups draw the mean with the min-max envelope shaded;
+    LN2 refills are dashed lines, instrument outages shaded spans. A twin clock run's time
+    axis is its simulated hours (no date belongs to them). Returns what was drawn.
     """
     import matplotlib
 
@@ -203,6 +287,7 @@ def plot(store: str | Path, channels: list[str] | None, since: str | None, out: 
     import matplotlib.pyplot as plt
 
     out = Path(out)
+    image_format(out)
     if not out.parent.is_dir():
         raise UserError(f"plot: directory {str(out.parent)!r} does not exist")
     with StoreView(store) as view:
@@ -211,48 +296,72 @@ def plot(store: str | Path, channels: list[str] | None, since: str | None, out: 
         series = [view.series(ch, t0, t1, table) for ch in names]
         evs = view.events(t0, t1)
         info = view.channels()
-        units = sorted({s.unit for s in series})
-        fig, ax = plt.subplots(figsize=(10, 5.2), dpi=110)
+        groups: dict[str, list[Series]] = {}
         for s in series:
-            x = view.to_datetime(s.t)
-            line, = ax.plot(x, s.value, lw=0.9, label=s.channel)
-            if s.vmin is not None and len(s.t):
-                ax.fill_between(x, s.vmin, s.vmax, color=line.get_color(), alpha=0.18, lw=0)
+            groups.setdefault(s.unit, []).append(s)
+        # the unit with most channels on top (the temperatures of a cryostat log)
+        units = sorted(groups, key=lambda u: (u == "", -len(groups[u]), u))
+        elapsed = view.time_base == "elapsed"
+        t_start = float(view.meta.get("t_start_s", 0.0) or 0.0)
+
+        def x_of(t: np.ndarray) -> np.ndarray:
+            t = np.asarray(t, dtype=float)
+            return (t - t_start) / 3600.0 if elapsed else view.to_datetime(t)
+
+        fig, axes = plt.subplots(len(units), 1, sharex=True, squeeze=False, dpi=110,
+                                 figsize=(10, 2.2 + 2.6 * len(units)))
+        axes = axes[:, 0]
+        t_last = max((float(s.t[-1]) for s in series if len(s.t)), default=t1)
         refill_t = refills(evs)
-        for i, t in enumerate(refill_t):
-            ax.axvline(view.to_datetime(np.array([t]))[0], color="tab:blue", ls="--", lw=0.8,
-                       alpha=0.7, label="LN2 refill" if i == 0 else None)
-        offline = [e for e in evs if e[1] == "instrument_offline"]
-        for i, (t, _, src, _) in enumerate(offline):
-            ax.axvline(view.to_datetime(np.array([t]))[0], color="tab:red", ls=":", lw=0.8,
-                       label="instrument offline" if i == 0 else None)
-        bands = {info[ch]["band"] for ch in names if ch in info and None not in info[ch]["band"]}
-        if len(bands) == 1:
-            # Shade the calibrated band without letting it set the scale of the data.
+        spans = outages(evs, t_last)
+        for ax, unit in zip(axes, units):
+            members = groups[unit]
+            for s in members:
+                x = x_of(s.t)
+                line, = ax.plot(x, s.value, lw=0.9, label=s.channel)
+                if s.vmin is not None and len(s.t):
+                    ax.fill_between(x, s.vmin, s.vmax, color=line.get_color(), alpha=0.18, lw=0)
             ylim = ax.get_ylim()
-            lo, hi = bands.pop()
-            ax.axhspan(lo, hi, color="0.5", alpha=0.06, lw=0, label="calibrated band")
-            if any(len(s.t) for s in series):
+            for i, t in enumerate(refill_t):
+                ax.axvline(x_of(np.array([t]))[0], color="tab:blue", ls="--", lw=0.8,
+                           alpha=0.7, label="LN2 refill" if i == 0 else None)
+            for i, (a, b, src) in enumerate(spans):
+                xa, xb = x_of(np.array([a, b]))
+                ax.axvspan(xa, xb, color="tab:red", alpha=0.15, lw=0,
+                           label="instrument offline" if i == 0 else None)
+            bands = {info[s.channel]["band"] for s in members
+                     if s.channel in info and None not in info[s.channel]["band"]}
+            if len(bands) == 1:
+                # Shade the calibrated band without letting it set the scale of the data.
+                lo, hi = bands.pop()
+                ax.axhspan(lo, hi, color="0.5", alpha=0.06, lw=0, label="calibrated band")
+            if any(len(s.t) for s in members):
                 ax.set_ylim(ylim)
+            ax.set_ylabel(_quantity(unit))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         tables = sorted({s.table for s in series})
-        ax.set_ylabel(f"value ({', '.join(u for u in units if u) or 'unitless'})"
-                      if len(units) != 1 or not units[0] else _quantity(units[0]))
-        ax.set_xlabel("time (UTC)")
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
-        ax.set_title(title or f"{Path(store).name}: {', '.join(names)}"
-                     f"  [{'/'.join(tables)} table{'s' if len(tables) > 1 else ''}]", fontsize=10)
-        ax.grid(alpha=0.3)
-        # Below the axes: a month of traces leaves no empty corner for it.
-        ax.legend(fontsize=8, ncol=min(5, len(names) + 2), loc="upper center",
-                  bbox_to_anchor=(0.5, -0.14), frameon=False)
+        if elapsed:
+            axes[-1].set_xlabel("simulated time since the start of the run (h)")
+        else:
+            axes[-1].set_xlabel("time (UTC)" + (" (twin run: simulated)" if view.simulated
+                                               else ""))
+            axes[-1].xaxis.set_major_formatter(
+                mdates.ConciseDateFormatter(axes[-1].xaxis.get_major_locator()))
+        axes[0].set_title(title or f"{Path(store).name}: {', '.join(names)}"
+                          f"  [{'/'.join(tables)} table{'s' if len(tables) > 1 else ''}]",
+                          fontsize=10)
         fig.tight_layout()
         fig.savefig(out)
         plt.close(fig)
         return {"channels": names, "tables": tables, "points": sum(len(s.t) for s in series),
-                "refills": len(refill_t), "out": str(out)}
+                "refills": len(refill_t), "units": units, "outages": len(spans),
+                "out": str(out)}
 
 
 def _quantity(unit: str) -> str:
+    if not unit:
+        return "value (no unit)"
     return {"K": "temperature (K)", "A": "current (A)", "V": "voltage (V)",
             "Hz": "frequency (Hz)", "W": "power (W)"}.get(unit, f"value ({unit})")
 
@@ -326,19 +435,28 @@ def _age(seconds: float) -> str:
 
 
 def status(store: str | Path, n_events: int = 10, now: float | None = None) -> str:
-    """Summarise a store for the terminal: channels (last value, age), events, size."""
+    """Summarise a store for the terminal: channels (last value, age), events, size.
+
+    `now` is the Unix time ages count from in the lab (default: the wall clock); a twin
+    run's ages count from its newest sample, on its simulated clock.
+    """
     path = Path(store)
     with StoreView(path) as view:
         chans = view.channels()
         end = view.t_end()
-        simulated = bool(view.meta.get("logger_simulate"))
-        if now is None:
-            # A lab store's clock is Unix time; a twin run's ages count from its last sample.
-            now = end if (simulated or end is None) else time.time()
+        now_unix = time.time() if now is None else now
         lines = [f"store {path}  ({_size(path)})"]
         if end is not None:
-            stamp = view.to_datetime(np.array([end]))[0]
-            lines.append(f"newest sample {stamp}Z" + ("  (twin run)" if simulated else ""))
+            if view.time_base == "elapsed":
+                started = view.stamp_unix(view.t0_unix)
+                lines.append(f"newest sample {view.stamp(end)} of simulated time (twin clock "
+                             f"run started {started} wall clock; ages from the newest sample)")
+            elif view.simulated:
+                lines.append(f"newest sample {view.stamp(end)}  (twin run: simulated time on "
+                             "its config's calendar; ages from the newest sample)")
+            else:
+                age = _age(max(0.0, view.age(end, end, now_unix)))
+                lines.append(f"newest sample {view.stamp(end)}  ({age} ago)")
         lines.append("")
         lines.append(f"{'channel':<22}{'last value':>16}  {'age':>8}  {'rows (raw)':>10}  source")
         for name in sorted(chans):
@@ -351,7 +469,7 @@ def status(store: str | Path, n_events: int = 10, now: float | None = None) -> s
                 value, age = "-", "-"
             else:
                 value = "missing" if row[1] is None else f"{row[1]:.6g} {unit}".strip()
-                age = _age(max(0.0, now - row[0]))
+                age = _age(max(0.0, view.age(row[0], end, now_unix)))
             lo, hi = chans[name]["band"]
             flag = ""
             if row is not None and row[1] is not None and lo is not None and hi is not None \
@@ -369,8 +487,7 @@ def status(store: str | Path, n_events: int = 10, now: float | None = None) -> s
         recent = view.db.execute("SELECT t, kind, source, detail FROM events ORDER BY t DESC"
                                  " LIMIT ?", (n_events,)).fetchall()
         for t, kind, source, detail in reversed(recent):
-            stamp = view.to_datetime(np.array([t]))[0]
-            lines.append(f"  {stamp}Z  {kind:<20} {source:<18} {_short(detail)}")
+            lines.append(f"  {view.stamp(t)}  {kind:<20} {source:<18} {_short(detail)}")
         cursors = view.db.execute("SELECT name, last_rowid FROM cursors").fetchall()
         if cursors:
             top = {"sink": view.db.execute("SELECT max(rowid) FROM samples").fetchone()[0] or 0,

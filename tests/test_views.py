@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
@@ -112,7 +113,7 @@ def test_status_summary(store, twin_run):
     assert "lnc_bottom" in text and "trap_holder" in text
     assert f"ln2_refill {twin_run.refills}" in text
     assert "out_of_band 1" in text and "in_band 1" in text
-    assert "(twin run)" in text and "MB" in text
+    assert "(twin run: simulated time" in text and "MB" in text
 
 
 def test_cli_views(store, tmp_path, capsys):
@@ -125,3 +126,121 @@ def test_cli_views(store, tmp_path, capsys):
     assert main(["export", str(store), "--out", str(tmp_path / "e.txt")]) == 2
     assert main(["plot", str(store), "--channels", "nope", "--out", str(tmp_path / "q.png")]) == 2
     assert main(["plot", str(store), "--out", str(tmp_path / "missing" / "q.png")]) == 2
+
+
+# --- issue 12: what a new user trips over ---------------------------------------------------
+@pytest.fixture(scope="module")
+def clock_store(tmp_path_factory):
+    """A twin clock run's store (20 simulated minutes): simulated seconds since its start."""
+    out = tmp_path_factory.mktemp("clock") / "run"
+    assert main(["sim", "--duration", "20m", "--seed", "4", "--no-progress",
+                 "--out", str(out)]) == 0
+    return out / "ionclock.sqlite"
+
+
+def test_status_of_a_clock_run_knows_simulated_from_wall_time(clock_store):
+    text = status(clock_store, now=2e9)   # a wall clock far beyond the run changes nothing
+    lines = text.splitlines()
+    assert "newest sample +0:19:" in lines[1] and "of simulated time" in lines[1]
+    rows = {line.split()[0]: line for line in lines if line.startswith("temp.")}
+    assert sorted(rows) == ["temp.bbr_cavity", "temp.endcap", "temp.ln2_bottom",
+                            "temp.replica_trap", "temp.trap_holder"]
+    for name, row in rows.items():
+        # the unit, an age on the run's own clock (the last sample of the run), the source
+        assert " K " in row and " 0 s " in row, row
+        assert "lakeshore218 sim://lakeshore218 input_" in row, row
+    assert " d " not in text and "2026" not in text.split("events:")[1].splitlines()[1]
+    assert "  +0:00:00  coils_found" in text
+
+
+def test_status_of_a_lab_store_counts_ages_from_now(tmp_path):
+    from ionclock.store import Store
+
+    path = tmp_path / "lab.sqlite"
+    with Store(path, clock=lambda: 0.0) as st:   # a lab log: Unix seconds
+        st.add("samples", (1_700_000_000.0, "temp.trap_holder", 79.5))
+    text = status(path, now=1_700_000_000.0 + 90.0)
+    assert "newest sample 2023-11-14T22:13:20Z  (90 s ago)" in text
+    assert "79.5" in text and " 90 s " in text
+
+
+@pytest.fixture(scope="module")
+def pruned_store(tmp_path_factory):
+    """12 days of a 10-min channel, raw rows kept 5 days (1-min bins: forever)."""
+    path = tmp_path_factory.mktemp("pruned") / "env.sqlite"
+    cfg = {"store": {"path": str(path)},
+           "retention": {"raw_days": 5.0, "rollup_1m_days": 0.0, "check_interval_s": 3600.0},
+           "instruments": {"ls218": {"model": "lakeshore218", "resource": "sim://lakeshore218"},
+                           "coils": {"model": "keysight_e36312a",
+                                     "resource": "sim://keysight_e36312a"}},
+           "channels": {"temp.trap_holder": {"instrument": "ls218",
+                                             "read": "input_4.temperature",
+                                             "period_s": 600.0, "unit": "K"},
+                        "coil.current": {"instrument": "coils", "read": "ch_3.current",
+                                         "period_s": 600.0, "unit": "A"}},
+           "simulate": {"faults": [{"instrument": "coils", "kind": "disconnected",
+                                    "at_s": 3 * DAY, "duration_s": 6 * 3600.0}]}}
+    env = simpy.Environment()
+    logger = Logger(parse_config(cfg), env, world=make_env_world(env, 5), simulate=True).start()
+    logger.run(12 * DAY)
+    logger.close()
+    return path
+
+
+def test_plot_after_retention_takes_the_table_that_holds_the_span(pruned_store, tmp_path):
+    db = sqlite3.connect(f"file:{pruned_store}?mode=ro", uri=True)
+    first_raw = db.execute("SELECT min(t) FROM samples").fetchone()[0]
+    db.close()
+    assert first_raw > 6 * DAY     # raw rows pruned to the last 5 days; the 1-min bins kept
+    # 12 days at one sample per 10 min would fit the raw table's point budget: taken by
+    # the span alone, the first week would be drawn empty
+    info = plot(pruned_store, ["temp.trap_holder"], None, tmp_path / "p.png")
+    assert info["tables"] == ["1m"] and info["points"] > 1000
+    with StoreView(pruned_store) as view:
+        t0, t1 = view.span(None)
+        s = view.series("temp.trap_holder", t0, t1)
+    assert s.table == "1m" and s.t[0] < 600.0      # the first week is there, from the bins
+
+
+def test_plot_groups_channels_by_unit_and_draws_outages_as_spans(pruned_store, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    saved = []
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        saved.append(fig)
+        return real_savefig(fig, *args, **kwargs)
+
+    matplotlib.figure.Figure.savefig = keep
+    try:
+        info = plot(pruned_store, None, None, tmp_path / "all.png")
+    finally:
+        matplotlib.figure.Figure.savefig = real_savefig
+    axes = saved[0].axes
+    assert len(axes) == 2 and info["units"] == ["A", "K"]      # one panel per unit
+    assert [ax.get_ylabel() for ax in axes] == ["current (A)", "temperature (K)"]
+    # the coil supply's 6-hour outage: one shaded span from offline to online, per panel
+    assert info["outages"] == 1
+    for ax in axes:
+        spans = [p for p in ax.patches if p.get_label() == "instrument offline"]
+        assert len(spans) == 1
+        x0, x1 = spans[0].get_x(), spans[0].get_x() + spans[0].get_width()
+        assert 0.24 < x1 - x0 < 0.27         # 6 h in days (matplotlib date units)
+    plt.close("all")
+
+
+def test_reading_a_finished_store_leaves_no_wal_or_shm(clock_store, tmp_path, capsys):
+    side = [Path(f"{clock_store}-wal"), Path(f"{clock_store}-shm")]
+    assert not any(f.exists() for f in side)       # the run itself left none
+    for argv in (["status", str(clock_store)],
+                 ["plot", str(clock_store), "--out", str(tmp_path / "p.png")],
+                 ["export", str(clock_store), "--out", str(tmp_path / "e.csv")],
+                 ["budget", str(clock_store)],
+                 ["report", str(clock_store.parent), "--out", str(tmp_path / "r")]):
+        assert main(argv) in (0, 1), argv
+        assert not any(f.exists() for f in side), argv
+    capsys.readouterr()

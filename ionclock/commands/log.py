@@ -72,7 +72,17 @@ def run(args) -> int:
         logger.start()
         print(f"ionclock log: logging {len(cfg.channels)} channels to {cfg.store_path}",
               file=sys.stderr, flush=True)
-        logger.run(None if duration is None else env.now + duration)
+        bar = None
+        if args.simulate and duration is not None and not (args.quiet or args.no_progress):
+            from ionclock.progress import SimTimeBar
+
+            bar = SimTimeBar(duration, "log")   # on a terminal: simulated time, h:mm:ss
+        try:
+            logger.run(None if duration is None else env.now + duration,
+                       progress=None if bar is None else bar.advance_to)
+        finally:
+            if bar is not None:
+                bar.close()
     finally:
         logger.close()
         for sig, handler in previous.items():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
 
 from ionclock.clock_config import load_clock_config
-from ionclock.units import parse_duration
+from ionclock.units import hms, parse_duration
+
+DEFAULT_DURATION = "3650d"
 
 
 def register(sub) -> None:
@@ -14,7 +17,8 @@ def register(sub) -> None:
                                    "pyserial URLs, or sim:// twins), ramp the field, and "
                                    "lock in real time until the duration ends or Ctrl-C.")
     p.add_argument("config", help="clock config (TOML)")
-    p.add_argument("--duration", default="3650d", help="how long to run (default: until ^C)")
+    p.add_argument("--duration", default=DEFAULT_DURATION,
+                   help="how long to run (default: until ^C)")
     p.add_argument("--out", default="runs/lab", help="output folder")
     p.add_argument("--json", action="store_true", help="end with one JSON summary line")
     p.set_defaults(func=run)
@@ -33,6 +37,11 @@ def run(args) -> int:
     lock = WriterLock(out / cfg["run"]["store"]) if out.is_dir() else nullcontext()
     with lock:
         clock = ClockRun(cfg, out, realtime=True)
+        # the instruments are open: say so, and where the record goes, before the long wait
+        until = ("until Ctrl-C" if args.duration == DEFAULT_DURATION
+                 else f"for {hms(duration)} (or until Ctrl-C)")
+        print(f"ionclock run: {len(clock.instruments)} instruments open; running in real time "
+              f"{until}, recording to {clock.store.path}", file=sys.stderr, flush=True)
         summary = clock.run(duration, progress=False)
     print(format_summary(summary))
     if args.json:
