@@ -49,6 +49,12 @@ class BudgetInvalidError(UserError):
     """The budget has invalid rows; a corrected frequency from it would be wrong."""
 
 
+#: What each name in a provenance's ``nominal_inputs`` stands for.
+NOMINAL_INPUT_NAMES = {"field": "DC field B (no lock frames in the store)",
+                       "micromotion": "micromotion ratios R_i",
+                       "background_gas": "background-gas pressure",
+                       "qz_ac": "AC field <B^2>"}
+
 DEFAULT_TEMPERATURE_CHANNELS = ("temp.ln2_bottom", "temp.endcap", "temp.trap_holder",
                                 "temp.bbr_cavity", "temp.replica_trap")
 
@@ -409,6 +415,8 @@ class Budget:
                    f"{self.total_uncertainty * self.nu0_hz:.3g} Hz")
         if self.provenance:
             out.append("Inputs: " + _provenance_line(self.provenance))
+            if (nominal := _nominal_line(self.provenance)) is not None:
+                out.append(nominal)
         return "\n".join(out)
 
     def to_markdown(self) -> str:
@@ -420,6 +428,8 @@ class Budget:
         out.append(f"| **Total** | **{s}** | **{e}** | {note} |")
         if self.provenance:
             out += ["", "Inputs: " + _provenance_line(self.provenance)]
+            if (nominal := _nominal_line(self.provenance)) is not None:
+                out += ["", nominal]
         return "\n".join(out)
 
     def to_csv(self) -> str:
@@ -453,9 +463,28 @@ def _fmt(x: float) -> str:
     return f"{x:.1f}"
 
 
+def _number(v: Any) -> str:
+    """A float as a person reads it (14.799999999999963 -> 14.8); anything else as is."""
+    return f"{v:.10g}" if isinstance(v, float) else str(v)
+
+
 def _provenance_line(p: dict) -> str:
-    parts = [f"{k}={v}" for k, v in p.items() if not isinstance(v, (dict, list))]
+    parts = [f"{k}={_number(v)}" for k, v in p.items()
+             if not isinstance(v, (dict, list)) and k not in ("since", "until", "window")]
+    if "since" in p and "until" in p:
+        how = p.get("window")
+        parts.append(f"window {_number(p['since'])} s to {_number(p['until'])} s"
+                     + (f" ({how})" if isinstance(how, str) else ""))
     return ", ".join(parts)
+
+
+def _nominal_line(p: dict) -> str | None:
+    """Which inputs are the config's nominal values, not measurements (live budgets)."""
+    names = p.get("nominal_inputs")
+    if not names:
+        return None
+    return ("Nominal inputs (the budget config's values, not measured in this window): "
+            + ", ".join(NOMINAL_INPUT_NAMES.get(n, n) for n in names))
 
 
 # --- live inputs from the store ---------------------------------------------------------------
@@ -594,17 +623,65 @@ def _gather(db: sqlite3.Connection, path: str, since: float | None, until: float
                        provenance=prov, notes=notes)
 
 
+#: The budget config of a store that names none: the seed clock's Table II.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "seed_clock.toml"
+
+
+def run_budget_config(meta: dict, config: str | Path | dict | None = None) -> tuple[dict, str]:
+    """The budget config for a store, and where it came from.
+
+    `config` if given; else the one the run recorded (``meta.budget_config``), else the
+    file its clock config named (``[budget] config``), else the seed clock's.
+    """
+    if config is not None:
+        return load_config(config), "given" if isinstance(config, dict) else str(config)
+    if isinstance(meta.get("budget_config"), dict):
+        return load_config(meta["budget_config"]), "recorded by the run (meta.budget_config)"
+    clock = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    named = (clock.get("budget") or {}).get("config")
+    if named and Path(named).is_file():
+        return load_config(named), str(named)
+    return load_config(DEFAULT_CONFIG), str(DEFAULT_CONFIG)
+
+
+def read_meta(db: sqlite3.Connection) -> dict:
+    """A store's meta table, JSON-decoded (a value that is not JSON as it is)."""
+    out: dict[str, Any] = {}
+    for key, value in db.execute("SELECT key, value FROM meta"):
+        try:
+            out[key] = json.loads(value)
+        except (TypeError, ValueError):
+            out[key] = value
+    return out
+
+
 def budget_from_store(path: str | Path, since: float | None = None, until: float | None = None,
                       config: str | Path | dict | None = None,
                       last_s: float | None = None) -> Budget:
     """Budget of a store window [since, until] (store seconds; None = the store's start/end).
 
     `last_s` instead of `since`: the window is the last `last_s` seconds before `until`.
-    `config` is a clock configuration (path or dict; None = the schema defaults, i.e. the
-    default channel names). Missing channels or an empty window give invalid rows.
+    `config` is a budget configuration (path or dict); None: the one the run recorded or
+    named, else configs/seed_clock.toml (`run_budget_config`). Every input is measured
+    from the store: a missing channel or an empty window gives an invalid row (decision
+    0403); `ionclock.live_budget.replay_store` is the running clock's method instead.
     """
-    cfg = load_config(config if config is not None else {})
+    if config is None:
+        try:
+            db = open_readonly(path)
+        except sqlite3.Error as err:
+            raise UserError(f"store: cannot open {str(path)!r}: {err}") from None
+        try:
+            meta = read_meta(db)
+        except sqlite3.DatabaseError as err:
+            raise UserError(f"store: {str(path)!r} is not a readable ionclock store: "
+                            f"{err}") from None
+        finally:
+            db.close()
+        cfg, source = run_budget_config(meta)
+    else:
+        cfg, source = run_budget_config({}, config)
     inputs = gather_store_inputs(path, since, until, cfg, last_s)
-    if config is not None and not isinstance(config, dict):
-        inputs = replace(inputs, provenance={**inputs.provenance, "config": str(config)})
+    if not isinstance(config, dict):
+        inputs = replace(inputs, provenance={**inputs.provenance, "config": source})
     return Budget.from_inputs(inputs)

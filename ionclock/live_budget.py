@@ -6,23 +6,41 @@ Zeeman), and evaluates the budget of `ionclock.budget` on that window. Inputs th
 not measure live (micromotion ratios, pressure, <B^2>) come from the budget config's nominal
 values, and the budget's provenance says so. A sensor with no reading in the window makes
 the BBR row invalid (never a silent zero), and an invalid budget yields no corrected output.
+
+`replay_store` evaluates the same budget afterwards from a store (`ionclock budget STORE`):
+the readings and locked frames the run recorded are fed through a `LiveBudget` in time
+order, so a clock run's last ``budgets`` row comes out again, row for row. A store without
+a clock in it (a logger's) has no field measurement: its field is the config's nominal
+value, named with the other nominal inputs (docs/decisions/0502).
 """
 
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections import deque
+from dataclasses import replace
+from pathlib import Path
 
-from ionclock.budget import Budget, ClockInputs, nominal_inputs
+from ionclock.budget import Budget, ClockInputs, nominal_inputs, read_meta, run_budget_config
+from ionclock.budget import _window as store_window
+from ionclock.errors import UserError
 from ionclock.shifts import SensorTrace
+from ionclock.store import open_readonly
+
+#: What a clock measures live; every other input is the budget config's nominal value.
+NOMINAL_INPUTS = ["micromotion", "background_gas", "qz_ac"]
 
 
 class LiveBudget:
     """Sliding-window inputs and the budget evaluated on them."""
 
-    def __init__(self, budget_cfg: dict, window_s: float = 3600.0):
+    def __init__(self, budget_cfg: dict, window_s: float = 3600.0,
+                 nominal_field: bool = False):
         self.cfg = budget_cfg
         self.window_s = window_s
+        # no clock to measure the field (a logger's store): the config's nominal B, said so
+        self.nominal_field = nominal_field
         self.channels = list(budget_cfg["bbr"]["channels"])
         self._temps: dict[str, deque] = {ch: deque() for ch in self.channels}
         self._field: deque = deque()
@@ -54,8 +72,11 @@ class LiveBudget:
             b = math.sqrt(sum(v * v for _, v in self._field) / len(self._field))
             n_frames = len(self._field)
         else:
-            b, n_frames = nom.b_rms_t, 0   # evaluated, but the row is marked invalid below
-        notes = {"qz_dc": "no locked frame (field) in the window"} if not self._field else {}
+            # the nominal field where no clock measures it (n_frames None: a nominal input);
+            # else evaluated, but the row is marked invalid below
+            b, n_frames = nom.b_rms_t, (None if self.nominal_field else 0)
+        notes = ({"qz_dc": "no locked frame (field) in the window"}
+                 if not self._field and not self.nominal_field else {})
         if missing:
             notes["bbr"] = f"no reading in the window from {', '.join(missing)}"
         return ClockInputs(
@@ -64,10 +85,75 @@ class LiveBudget:
             ratio_uncs=nom.ratio_uncs, pressure_pa=nom.pressure_pa,
             provenance={"source": "live", "window": [t - self.window_s, t],
                         "temperature_readings": {ch: len(q) for ch, q in self._temps.items()},
-                        "field_frames": n_frames,
-                        "nominal_inputs": ["micromotion", "background_gas", "qz_ac"]},
+                        "field_frames": len(self._field),
+                        "nominal_inputs": (["field"] if self.nominal_field else [])
+                        + NOMINAL_INPUTS},
             notes=notes)
 
     def evaluate(self, t: float) -> Budget:
         """The budget over the window ending at t."""
         return Budget.from_inputs(self.inputs(t))
+
+
+# --- the live budget again, from a store ------------------------------------------------------
+def replay_store(path: str | Path, since: float | None = None, until: float | None = None,
+                 config: str | Path | dict | None = None,
+                 last_s: float | None = None) -> Budget:
+    """The live budget of a store window, as the running clock evaluates it (store seconds).
+
+    The window ends at `until` and spans `last_s`, or back to `since`; by default, on a
+    clock run's store, it is the run's last live-budget window (its last ``budgets`` row,
+    whose total this reproduces), else the window length the run used up to the store's
+    end, else the whole store. Temperatures and the field from the Zeeman splittings are
+    the store's; micromotion, pressure and the AC field are the config's nominal values
+    (`NOMINAL_INPUTS`, and the field too where the store has no lock frames at all).
+    """
+    try:
+        db = open_readonly(path)
+    except sqlite3.Error as err:
+        raise UserError(f"store: cannot open {str(path)!r}: {err}") from None
+    try:
+        return _replay(db, str(path), since, until, config, last_s)
+    except sqlite3.DatabaseError as err:
+        raise UserError(f"store: {str(path)!r} is not a readable ionclock store: {err}") from None
+    finally:
+        db.close()
+
+
+def _replay(db: sqlite3.Connection, path: str, since: float | None, until: float | None,
+            config: str | Path | dict | None, last_s: float | None) -> Budget:
+    meta = read_meta(db)
+    cfg, source = run_budget_config(meta, config)
+    run_cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    run_window = (run_cfg.get("budget") or {}).get("window_s")
+    last_row = db.execute("SELECT t FROM budgets ORDER BY t DESC LIMIT 1").fetchone()
+    if since is None and until is None and last_s is None and last_row and run_window:
+        t, window = float(last_row[0]), float(run_window)
+        how = f"the run's last live budget, t = {t:.10g} s"
+    else:
+        t0, t = store_window(db, since, until, last_s)
+        if since is None and last_s is None and run_window:
+            window, how = float(run_window), "the run's live-budget window"
+        else:
+            window, how = t - t0, "given" if (since is not None or last_s is not None) else (
+                "the whole store")
+    has_frames = db.execute("SELECT 1 FROM lock_frames LIMIT 1").fetchone() is not None
+    live = LiveBudget(cfg, window, nominal_field=not has_frames)
+    start = t - window
+    channels = list(cfg["bbr"]["channels"])
+    marks = ",".join("?" * len(channels))
+    # the same readings the run held: t - window <= t_sample <= t (LiveBudget trims the start)
+    for ts, channel, value in db.execute(
+            f"SELECT t, channel, value FROM samples WHERE channel IN ({marks}) AND t <= ? "   # noqa: S608
+            "AND t >= ? AND value IS NOT NULL ORDER BY t", (*channels, t, start - 1.0)):
+        live.add_temperature(ts, channel, value)
+    for tf, b in db.execute("SELECT t, b_t FROM lock_frames WHERE locked = 1 AND t <= ? "
+                            "AND t >= ? ORDER BY t", (t, start - 1.0)):
+        live.add_field(tf, b)
+    inputs = live.inputs(t)
+    prov = {"source": "store", "method": "live (as the running clock)", "store": path,
+            "window": how, "since": t - window, "until": t, "config": source,
+            "temperature_readings": inputs.provenance["temperature_readings"],
+            "field_frames": inputs.provenance["field_frames"],
+            "nominal_inputs": inputs.provenance["nominal_inputs"]}
+    return Budget.from_inputs(replace(inputs, provenance=prov))

@@ -1,7 +1,15 @@
 """`ionclock budget`: the systematic-shift budget, live from a store or at nominal inputs.
 
     ionclock budget STORE [--config CFG] [--since T] [--until T | --last 6h] [--format F]
+                          [--inputs live|measured]
     ionclock budget --nominal CFG [--json]
+
+A STORE's budget is, by default, the running clock's own (`--inputs live`,
+ionclock.live_budget.replay_store): on a clock run's store the run's last live budget (the
+last row of its ``budgets`` table, the same rows, validity and total) with the budget config
+the run used; what the clock does not measure (micromotion, pressure, the AC field) at the
+config's nominal values, which the output names. `--inputs measured` takes every input from
+the store's channels instead (decision 0403: a missing one is an invalid row).
 
 Exit status: 0 budget valid; 1 budget printed but some row is invalid (reason shown);
 2 bad input (one line on stderr).
@@ -12,8 +20,9 @@ from __future__ import annotations
 import math
 import sys
 
+from ionclock.commands import arg_type
 from ionclock.errors import UserError
-from ionclock.units import parse_duration
+from ionclock.units import parse_duration, parse_finite
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -38,20 +47,27 @@ def register(sub) -> None:
                     "config's nominal inputs (--nominal). Exit 1 if a row is invalid.")
     p.add_argument("store", nargs="?", help="SQLite store of a run")
     p.add_argument("--nominal", metavar="CONFIG", help="evaluate CONFIG's nominal inputs")
-    p.add_argument("--config", help="budget config for a store (default: built-in channels "
-                                    "and coefficients; see configs/seed_clock.toml)")
-    p.add_argument("--since", help="window start, store seconds (default: store start)")
-    p.add_argument("--until", help="window end, store seconds (default: store end)")
+    p.add_argument("--config", help="budget config for a store (default: the one the run "
+                                    "used, else configs/seed_clock.toml)")
+    p.add_argument("--inputs", choices=("live", "measured"), default="live",
+                   help="live (default): the running clock's budget, unmeasured inputs at "
+                        "their nominal values (named); measured: every input from the "
+                        "store's channels, a missing one invalid")
+    p.add_argument("--since", help="window start, store seconds (default: the run's last "
+                                   "live-budget window; a logger's store: its start)")
+    p.add_argument("--until", help="window end, store seconds (default: as --since; "
+                                   "else the store's end)")
     p.add_argument("--last", help="window = this duration before --until (e.g. 6h)")
     p.add_argument("--format", choices=FORMATS, default=None, help="output format")
     p.add_argument("--json", action="store_true", help="same as --format json")
-    p.add_argument("--servo-hz", type=float, default=None,
+    p.add_argument("--servo-hz", type=arg_type(parse_finite), default=None,
                    help="servo frequency (Hz) to correct: prints the corrected clock output")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ionclock.budget import Budget, budget_from_store
+    from ionclock.live_budget import replay_store
 
     fmt = "json" if args.json else (args.format or "table")
     if args.json and args.format not in (None, "json"):
@@ -59,8 +75,9 @@ def run(args) -> int:
     if (args.store is None) == (args.nominal is None):
         raise UserError("give either a STORE or --nominal CONFIG (exactly one)")
     if args.nominal is not None:
-        if args.since or args.until or args.last or args.config:
-            raise UserError("--since/--until/--last/--config apply to a STORE, not --nominal")
+        if args.since or args.until or args.last or args.config or args.inputs != "live":
+            raise UserError("--since/--until/--last/--config/--inputs apply to a STORE, "
+                            "not --nominal")
         budget = Budget.nominal(args.nominal)
     else:
         if args.since and args.last:
@@ -68,7 +85,8 @@ def run(args) -> int:
         since = _store_time(args.since) if args.since else None
         until = _store_time(args.until) if args.until else None
         last = parse_duration(args.last) if args.last else None
-        budget = budget_from_store(args.store, since, until, args.config, last)
+        evaluate = replay_store if args.inputs == "live" else budget_from_store
+        budget = evaluate(args.store, since, until, args.config, last)
     out = budget.render(fmt)
     if args.servo_hz is not None:
         nu, sigma = budget.corrected_frequency(args.servo_hz, allow_invalid=True)

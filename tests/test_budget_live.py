@@ -1,0 +1,114 @@
+"""`ionclock budget STORE` gives the run's own live budget; one channel naming scheme.
+
+A clock run evaluates its shift budget live (ionclock.live_budget) and stores each
+evaluation in `budgets`. `ionclock budget STORE` must give, by default, the same rows,
+validity and total as the run's last one, with the budget config the run used, and name
+the inputs that are nominal. A logger store, whose channels carry the same names, feeds it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from ionclock.budget import load_config
+from ionclock.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+TABLE_II_BOUNDS = ("zeeman1", "quadrupole", "aom_chirp", "probe_stark")
+
+
+@pytest.fixture(scope="module")
+def run_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("budget") / "run"
+    assert main(["sim", "--duration", "2h", "--seed", "5", "--no-progress",
+                 "--out", str(out)]) == 0
+    return out / "ionclock.sqlite"
+
+
+def _last_budget_row(store: Path) -> tuple:
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT t, total_fractional, sigma_fractional, valid, detail "
+                          "FROM budgets ORDER BY t DESC LIMIT 1").fetchone()
+    finally:
+        db.close()
+
+
+def test_budget_of_a_run_store_is_the_runs_last_live_budget(run_store, capsys):
+    t, total, sigma, valid, detail = _last_budget_row(run_store)
+    assert valid == 1 and t > 5000.0
+    assert main(["budget", str(run_store), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert abs(data["total"]["shift_fractional"] - total) <= 1e-22
+    assert abs(data["total"]["uncertainty_fractional"] - sigma) <= 1e-22
+    assert data["total"]["valid"] is True
+    live_rows = json.loads(detail)["rows"]
+    assert [r["key"] for r in data["rows"]] == [r["key"] for r in live_rows]
+    for mine, live in zip(data["rows"], live_rows):
+        assert mine["valid"] == live["valid"]
+        assert mine["shift"] == pytest.approx(live["shift"], abs=1e-9)
+    prov = data["provenance"]
+    assert prov["until"] == t and prov["window"].startswith("the run's last live budget")
+    assert prov["nominal_inputs"] == ["micromotion", "background_gas", "qz_ac"]
+
+
+def test_budget_keeps_table_ii_bound_rows_and_says_what_is_nominal(run_store, capsys):
+    assert main(["budget", str(run_store)]) == 0
+    out = capsys.readouterr().out
+    for label in ("Residual 1st Zeeman", "Electric quadrupole", "AOM phase chirp",
+                  "Clock laser Stark"):
+        assert label in out
+    assert "INVALID" not in out
+    assert ("Nominal inputs (the budget config's values, not measured in this window): "
+            "micromotion ratios R_i, background-gas pressure, AC field <B^2>") in out
+    inputs = next(line for line in out.splitlines() if line.startswith("Inputs:"))
+    assert "window 1814.8 s to 5414.8 s (the run's last live budget" in inputs
+    assert "99999" not in inputs and "00000" not in inputs      # 14.799999999999963 no more
+    assert "config=recorded by the run" in inputs
+
+
+def test_budget_measured_inputs_stay_available(run_store, capsys):
+    """`--inputs measured`: every input from the store; the twin has no micromotion or
+    pressure channel, so those rows are invalid, with their reasons (exit 1)."""
+    assert main(["budget", str(run_store), "--inputs", "measured", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert sorted(data["total"]["invalid_rows"]) == ["bg_gas", "emm"]
+    assert {r["key"] for r in data["rows"]} >= set(TABLE_II_BOUNDS)
+
+
+def test_one_channel_name_scheme_across_clock_runs_logger_and_budget():
+    budget = load_config(CONFIGS / "seed_clock.toml")["bbr"]["channels"]
+    sensors = tomllib.loads((CONFIGS / "sim.toml").read_text())["instruments"]["thermometer"][
+        "sensors"]
+    assert sorted(sensors) == sorted(budget)
+    for name in ("logger.sim.toml", "logger.example.toml"):
+        channels = tomllib.loads((CONFIGS / name).read_text())["channels"]
+        assert set(budget) <= set(channels), name
+        assert all("." in ch for ch in channels), name   # QUANTITY.PLACE everywhere
+        kelvin = {ch for ch, c in channels.items() if c.get("unit") == "K"}
+        assert all(ch.startswith("temp.") for ch in kelvin), name
+
+
+def test_a_logger_store_feeds_the_budget(tmp_path, capsys):
+    text = (CONFIGS / "logger.sim.toml").read_text().replace(
+        'path = "logger-sim.sqlite"', f'path = "{tmp_path / "env.sqlite"}"')
+    cfg = tmp_path / "log.toml"
+    cfg.write_text(text)
+    assert main(["log", str(cfg), "--simulate", "--duration", "1d", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["budget", str(tmp_path / "env.sqlite"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    bbr = next(r for r in data["rows"] if r["key"] == "bbr")
+    assert bbr["valid"]
+    readings = data["provenance"]["temperature_readings"]
+    assert set(readings) == set(load_config(CONFIGS / "seed_clock.toml")["bbr"]["channels"])
+    assert all(n == 1441 for n in readings.values())   # a day at one a minute, each sensor
+    # a logger measures no field: the config's nominal B, and the output says so
+    assert data["provenance"]["nominal_inputs"][0] == "field"
+    assert {r["key"] for r in data["rows"]} >= set(TABLE_II_BOUNDS)
