@@ -42,6 +42,10 @@ class ByteStream(Protocol):
     def read_available(self) -> bytes:
         """Return (and consume) every byte the device has sent so far."""
 
+    # Optional: ``exchange(data) -> bytes`` (`write` then `read_available` in one call), and
+    # ``shortcut(data) -> bytes | None``: the reply to a whole line the peer answers at once
+    # when nothing else is queued, else None (``ionclock.sim_instruments.base.ShortcutLines``).
+
 
 class LoopbackAdapter(Adapter):
     """pymeasure adapter over an in-process `ByteStream` peer.
@@ -74,8 +78,14 @@ class LoopbackAdapter(Adapter):
         self._buffer = b""
         self._term = read_termination.encode(encoding)
         self._term_cut = -len(self._term) or None   # slice end that drops the terminator
-        # A twin's write-then-read in one call (`SimInstrument.exchange`), when it has one
+        # Short one-line replies met so far, bytes -> text: a unit's replies are a few
+        # (``OK``, an error code, a count), so the per-cycle exchange mostly skips the
+        # terminator checks and the decoding (docs/decisions/0100-lean-hot-paths.md)
+        self._lines: dict[bytes, str] = {}
+        # A twin's write-then-read in one call (`SimInstrument.exchange`), when it has one,
+        # and its reply to a per-cycle line without the generic framing (`ShortcutLines`)
         self._peer_exchange = getattr(peer, "exchange", None)
+        self._peer_shortcut = getattr(peer, "shortcut", None)
 
     def _write(self, command: str, **kwargs) -> None:
         self.peer.write((command + self.write_termination).encode(self.encoding))
@@ -87,14 +97,29 @@ class LoopbackAdapter(Adapter):
         in-process peer has answered by the time `write` returns.
         """
         data = (command + self.write_termination).encode(self.encoding)
-        peer_exchange = self._peer_exchange
-        if peer_exchange is None or self._buffer:
+        if self._buffer:
             self.peer.write(data)
             return self._read()
-        reply = peer_exchange(data)
+        shortcut = self._peer_shortcut
+        reply = None if shortcut is None else shortcut(data)
+        if reply is None:
+            peer_exchange = self._peer_exchange
+            if peer_exchange is None:
+                self.peer.write(data)
+                return self._read()
+            reply = peer_exchange(data)
+        line = self._lines.get(reply)
+        if line is not None:   # a whole line met before: the usual case
+            return line
         term = self._term
         if term and reply.endswith(term) and reply.count(term) == 1:
-            return reply[:self._term_cut].decode(self.encoding)   # one whole line: the usual case
+            line = reply[:self._term_cut].decode(self.encoding)   # one whole line
+            if len(reply) <= 16:
+                lines = self._lines
+                if len(lines) >= 256:
+                    lines.clear()
+                lines[reply] = line
+            return line
         self._buffer = reply
         return self._read()
 

@@ -180,12 +180,23 @@ class ShortcutLines:
     """Mixin (before `SimInstrument`) for a twin whose per-cycle lines have a shortcut.
 
     The twin's `_fast(data)` returns the reply bytes of a line it handles itself (the same
-    grammar as its `handle`, without the generic framing), or None for the generic path.
-    `exchange` hands such a reply straight back when nothing else is queued before it.
+    grammar as its `handle`, without the generic framing), or None for the generic path; it
+    returns None whenever a reply is still queued (``_tx``), so that no reply overtakes one
+    sent before it. `exchange` hands such a reply straight back; a link may call it directly
+    as `shortcut` (`ionclock.transport.LoopbackAdapter`: one call less per line).
     """
 
     def _fast(self, data: bytes) -> bytes | None:   # pragma: no cover - overridden
         return None
+
+    @property
+    def shortcut(self):
+        """`_fast`, bound: ``shortcut(data) -> bytes | None`` (a link's direct call).
+
+        The reply bytes of a whole shortcut line when nothing else is queued, else None (then
+        `write` and `read_available`).
+        """
+        return self._fast
 
     def write(self, data: bytes) -> None:
         """Receive bytes: a shortcut line's reply is queued, anything else goes the usual way."""

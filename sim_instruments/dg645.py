@@ -189,7 +189,10 @@ class SimDG645(SimInstrument):
             settle()
         if (data == _TRG_LINE and not self._rx and not self.record_transcript
                 and not (faults.timeout or faults.garble)):
-            self._trg()
+            if self.source == SINGLE_SHOT:   # _trg(), its usual case inlined
+                self._fire()
+            else:
+                self._trg()
             return
         if b"\r" in data:
             data = data.replace(b"\r", b"\n")

@@ -221,7 +221,10 @@ class SimSR400(ShortcutLines, SimInstrument):
         """Bring the counters up to now: pending edges, then timers; return now."""
         if self._world_settle is not None:
             self._world_settle()
-        now = self._now()
+        env = self._env   # _now(), inlined: once per clock cycle
+        now = env.now if env is not None else self._t
+        if now < self._t:
+            now = self._t
         pending = self._pending
         while pending and pending[0] <= now:
             self._edge(pending.pop(0))
@@ -336,6 +339,9 @@ class SimSR400(ShortcutLines, SimInstrument):
             return self._photon(t0, t1 - t0) if t1 > t0 else 0
         total = 0
         for gate in self._gates:
+            t_open = gate[0]
+            if t_open >= t1 and t_open + gate[1] > t1:
+                continue   # opens after the period (the closing edge's own gate): nothing
             total += self._gate_counts(gate, t0, t1)
         return total
 
@@ -375,7 +381,7 @@ class SimSR400(ShortcutLines, SimInstrument):
         The per-cycle count query (`ShortcutLines`): the same `_sync` and `_qa_point` as the
         parser's ``QA``.
         """
-        if (data[:3] in _QA and data[-1:] == _CR and not self._rx
+        if (data[:3] in _QA and data[-1:] == _CR and not self._tx and not self._rx
                 and not self.record_transcript and data.count(_CR) == 1):
             faults = self.faults
             if not (faults.disconnected or faults.timeout or faults.garble):

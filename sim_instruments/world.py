@@ -298,7 +298,12 @@ class ClockWorld:
                 if not callbacks:
                     continue
                 handler = callbacks[0] if len(callbacks) == 1 else _fan_out(callbacks)
-            out.append((offset, handler))
+            elif line == "dds_step" and self._dds_single is not None:
+                # `_deliver` runs `_dds_step` inline (five edges per cycle): the DDS's own
+                # callback, then the segment is recorded (the third field)
+                out.append((offset, self._dds_single, True))
+                continue
+            out.append((offset, handler, False))
         self._edges = out
         self._cycle_length = max((e[0] for e in self._pattern), default=0.0)
 
@@ -319,7 +324,7 @@ class ClockWorld:
         self._edge_i = 0
         self._segments = []
         self._edge_t = t + self._edges[0][0]
-        if self._edge_t <= self.env.now:
+        if self._edge_t <= self.env._now:
             self.settle()
         return True
 
@@ -336,13 +341,16 @@ class ClockWorld:
         self._edge_t = math.inf     # re-entrant calls to settle() do nothing
         i = self._edge_i
         while i < n:
-            offset, handler = edges[i]
+            offset, handler, dds_step = edges[i]
             t = t0 + offset
             if t > now:
                 break
             i += 1
             self._edge_i = i
             handler(t)
+            if dds_step:   # _dds_step(t) with the one DDS, inlined: record the segment
+                self._segments.append((t, self.aom_hz, self.aom_phase_turns,
+                                       self.aom_amplitude))
         self._edge_t = t0 + edges[i][0] if i < n else math.inf
 
     def _dds_step(self, t: float) -> None:
@@ -539,7 +547,11 @@ class ClockWorld:
         # dark entry steps once more, at the end)
         segs = self._segments
         if segs and segs[-1][0] >= t_end:
-            segs = [seg for seg in segs if seg[0] < t_end]
+            # they were recorded in time order (the pattern's): the ones before t_end lead
+            k = len(segs) - 1
+            while k and segs[k - 1][0] >= t_end:
+                k -= 1
+            segs = segs[:k]
         self._segments = []
         if not self.ion_present:
             self._state = 2
