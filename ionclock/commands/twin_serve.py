@@ -308,7 +308,10 @@ class TwinServer:
             cls = registry.driver_class(model)
             twin = self.twins[role]
             if hasattr(cls, "serial_settings") and model not in LAN_MODELS:
-                server = PtyServer(twin, self.lock, self._advance, link=self.out / f"{role}.tty")
+                # the lab config names the link by its absolute path: a relative one
+                # (`--out runs/serve`) would be read from wherever `ionclock run` is started
+                server = PtyServer(twin, self.lock, self._advance,
+                                   link=(self.out / f"{role}.tty").absolute())
                 resources[role] = str(server.port)
             else:
                 try:
