@@ -4,8 +4,8 @@ driver bytes (Novatech 409B cycle table, DG645 trigger, SR400 count) -> pulse-le
 servo -> SQLite store, on one core, the embedded default config. Prints cycles per
 wall-clock second (the target), per CPU second of this process, and each cycle's time beside
 a reference measured in the same run: a fixed pure-Python workload (`reference_us`), so that
-a cycle also reads as a number of reference steps, which varies far less between machines
-and loads than microseconds do (the machine this runs on differs from the next by 30 %).
+a cycle also reads as a number of reference steps, to compare across machines (they differ by
+30 %). A load that changes during the run moves both, so the reference's spread is printed.
 
 BLAS runs on one thread (``benchmarks/__init__.py``): with numpy's default, an OpenBLAS
 worker thread spun on the other core after each batch of the twin's flicker noise, so the
@@ -15,6 +15,7 @@ CPU time came out above the wall-clock time and the loop itself ran slower.
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -45,8 +46,8 @@ class _Unit:
         return self.replies.get(data[-4:], "") + line[:2]
 
 
-def reference_us(steps: int = REFERENCE_STEPS) -> float:
-    """CPU microseconds per step of a fixed pure-Python workload, best of three.
+def reference_us(steps: int = REFERENCE_STEPS, repeats: int = 3) -> list[float]:
+    """CPU microseconds per step of a fixed pure-Python workload, `repeats` times.
 
     The work is the clock loop's kind (method calls, attributes, a dict, a list, float
     arithmetic, % formatting, bytes), the same on every machine and in every version of the
@@ -54,14 +55,14 @@ def reference_us(steps: int = REFERENCE_STEPS) -> float:
     """
     unit = _Unit()
     step = unit.step
-    best = float("inf")
-    for _ in range(3):
+    times = []
+    for _ in range(repeats):
         t0 = time.process_time()
         n = 0
         for i in range(steps):
             n += len(step(i, 80e6 + i * 0.37))
-        best = min(best, time.process_time() - t0)
-    return best / steps * 1e6
+        times.append((time.process_time() - t0) / steps * 1e6)
+    return times
 
 
 def run_once(hours: float) -> tuple[int, float, float]:
@@ -79,12 +80,13 @@ def main() -> int:
     except (AttributeError, OSError):
         pass
     load = os.getloadavg()[0]
-    ref_before = reference_us()
+    refs = reference_us()
     cycles, wall, cpu = run_once(6.0)
-    ref = min(ref_before, reference_us())   # the least disturbed of the two
+    refs = sorted(refs + reference_us())   # three before the run, three after
+    ref = statistics.median(refs)
     wall_us, cpu_us = 1e6 * wall / cycles, 1e6 * cpu / cycles
-    print(f"   reference (fixed pure-Python workload, best of 3 before and after): "
-          f"{ref:.3f} us CPU per step")
+    print(f"   reference (fixed pure-Python workload, median of 3 before and 3 after the run): "
+          f"{ref:.3f} us CPU per step ({refs[0]:.3f} .. {refs[-1]:.3f})")
     print(f"   full stack, 6 h simulated: {cycles:,} cycles in {wall:.2f} s wall, "
           f"{cpu:.2f} s CPU (load average {load:.1f})")
     print(f"   cycles per wall-clock second: {cycles / wall:,.0f} (target >= {TARGET:,})")
