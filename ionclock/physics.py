@@ -107,3 +107,45 @@ RF_MAGIC_HZ = 24.801e6
 RF_MAGIC_UNC_HZ = 2e3
 # RMS electric field of a 300 K blackbody, V/m (seed 000, Eq. 1).
 E_BBR_300K_V_PER_M = 831.9
+
+
+# --- the g-factor ratio under the RF-induced AC field (DOMAIN §3, seed supplement Eq. 6) ------
+# Shared by the ac-field analysis (procedures/analysis/ac_field.py, which solves it for
+# <B_perp^2>) and the twin's Zeeman lines (sim_instruments/zeeman.py, which applies it).
+#: g_D/g_S implied by the seed's r = 0.599488818(9) and <B_perp^2> = 11(9)e-14 T^2: the seed
+#: cites its "precisely measured" value without printing it (decision 0800). G_D52 / G_S12
+#: (DOMAIN §1) is 0.5994906, 3e-6 away.
+G_RATIO_SEED = 0.599488791
+G_RATIO_SEED_UNC = 2.0e-8
+AC_FIELD_CONVENTIONS = ("seed", "physical")
+
+
+def ac_zeeman_coefficients(b0_t: float, rf_hz: float = RF_MAGIC_HZ,
+                           convention: str = "seed") -> tuple[float, float]:
+    """(a, b): the AC field's fractional shifts of the D5/2 and S1/2 Zeeman splittings per x.
+
+    An AC field B_perp cos(Omega_RF t) perpendicular to the DC field B0 multiplies the Larmor
+    frequencies omega_D, omega_S by (1 + a x) and (1 + b x), x = <B_perp^2> / B0^2, so
+    r / (g_D/g_S) = (1 + a x) / (1 + b x) (seed Eq. 6). omega_J = 2 pi g_J (muB/h) B0.
+    ``seed`` (default): Eq. 6 as printed, a = omega_D^2 / 2 (omega_S^2 - Omega_RF^2),
+    b = omega_S^2 / 2 (omega_D^2 - Omega_RF^2); ``physical``: each level by its own
+    off-resonant drive (Bloch–Siegert), a = omega_D^2 / 2 (omega_D^2 - Omega_RF^2) and
+    b = omega_S^2 / 2 (omega_S^2 - Omega_RF^2): the seed swaps the denominators.
+    """
+    if convention not in AC_FIELD_CONVENTIONS:
+        raise ValueError(f"convention {convention!r}: expected one of "
+                         f"{', '.join(AC_FIELD_CONVENTIONS)}")
+    w_s = 2 * math.pi * G_S12 * MU_B_OVER_H * b0_t
+    w_d = 2 * math.pi * G_D52 * MU_B_OVER_H * b0_t
+    w_rf = 2 * math.pi * rf_hz
+    if convention == "seed":
+        return (0.5 * w_d ** 2 / (w_s ** 2 - w_rf ** 2), 0.5 * w_s ** 2 / (w_d ** 2 - w_rf ** 2))
+    return (0.5 * w_d ** 2 / (w_d ** 2 - w_rf ** 2), 0.5 * w_s ** 2 / (w_s ** 2 - w_rf ** 2))
+
+
+def g_ratio_with_ac_field(b_perp2_t2: float, b0_t: float, g_ratio: float = G_RATIO_SEED,
+                          rf_hz: float = RF_MAGIC_HZ, convention: str = "seed") -> float:
+    """The ratio r that an AC field <B_perp^2> (T^2) makes of g_D/g_S at B0 (seed Eq. 6)."""
+    a, b = ac_zeeman_coefficients(b0_t, rf_hz, convention)
+    x = b_perp2_t2 / b0_t ** 2
+    return g_ratio * (1 + a * x) / (1 + b * x)

@@ -47,7 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ionclock.physics import G_D52, G_S12, MU_B_OVER_H, RF_MAGIC_HZ
+# Eq. 6 forward (r from <B_perp^2>) lives in ionclock.physics, shared with the twin
+# (sim_instruments.zeeman); the names stay importable from here
+from ionclock.physics import AC_FIELD_CONVENTIONS, G_RATIO_SEED, RF_MAGIC_HZ
+from ionclock.physics import G_RATIO_SEED_UNC as G_RATIO_SEED_UNC
+from ionclock.physics import ac_zeeman_coefficients as shift_coefficients
+from ionclock.physics import g_ratio_with_ac_field as g_ratio_with_ac_field
 from ionclock.procedures.analysis.common import (
     LEVEL,
     AnalysisResult,
@@ -64,34 +69,10 @@ from ionclock.procedures.analysis.common import (
 NAME = "ac-field"
 COLUMNS = ("r", "r_unc", "b0_t", "b0_unc_t")
 OPTIONAL = ("g_ratio", "g_ratio_unc")
-CONVENTIONS = ("seed", "physical")
-#: g_D/g_S implied by the seed's r and <B_perp^2> (the seed does not print its value).
-G_RATIO_SEED = 0.599488791
-G_RATIO_SEED_UNC = 2.0e-8
+CONVENTIONS = AC_FIELD_CONVENTIONS
 #: Seed supplement: r = 0.599488818(9) at B_x = 56.363(5) uT -> <B_perp^2> = 11(9)e-14 T^2.
 SEED_R = (0.599488818, 9e-9)
 SEED_B0_T = (56.363e-6, 5e-9)
-
-
-def shift_coefficients(b0_t: float, rf_hz: float = RF_MAGIC_HZ,
-                       convention: str = "seed") -> tuple[float, float]:
-    """(a, b): r / (g_D/g_S) = (1 + a x) / (1 + b x), x = <B_perp^2>/B0^2 (seed Eq. 6)."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention {convention!r}: expected one of {', '.join(CONVENTIONS)}")
-    w_s = 2 * math.pi * G_S12 * MU_B_OVER_H * b0_t
-    w_d = 2 * math.pi * G_D52 * MU_B_OVER_H * b0_t
-    w_rf = 2 * math.pi * rf_hz
-    if convention == "seed":
-        return (0.5 * w_d ** 2 / (w_s ** 2 - w_rf ** 2), 0.5 * w_s ** 2 / (w_d ** 2 - w_rf ** 2))
-    return (0.5 * w_d ** 2 / (w_d ** 2 - w_rf ** 2), 0.5 * w_s ** 2 / (w_s ** 2 - w_rf ** 2))
-
-
-def g_ratio_with_ac_field(b_perp2_t2: float, b0_t: float, g_ratio: float = G_RATIO_SEED,
-                          rf_hz: float = RF_MAGIC_HZ, convention: str = "seed") -> float:
-    """The ratio r that an AC field <B_perp^2> (T^2) makes of g_D/g_S at B0 (seed Eq. 6)."""
-    a, b = shift_coefficients(b0_t, rf_hz, convention)
-    x = b_perp2_t2 / b0_t ** 2
-    return g_ratio * (1 + a * x) / (1 + b * x)
 
 
 def b_perp2(r: float, b0_t: float, g_ratio: float = G_RATIO_SEED, rf_hz: float = RF_MAGIC_HZ,

@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ionclock.physics import C_LIGHT, HBAR, MASS_CA40, NU0_CA
 from ionclock.procedures.analysis.common import (
     LEVEL,
     AnalysisResult,
@@ -58,47 +57,21 @@ from ionclock.procedures.analysis.common import (
     read_csv,
     save_figure,
 )
-from ionclock.shifts import SECULAR_FREQS_HZ
+
+# the beams' Lamb–Dicke parameters, shared with the twin (sim_instruments.motion); the
+# names stay importable from here
+from ionclock.sidebands import ETA_BEAM2_SEED as ETA_BEAM2_SEED
+from ionclock.sidebands import SEED_ETA as SEED_ETA
+from ionclock.sidebands import geometric_eta_matrix, seed_eta_matrix
+from ionclock.sidebands import lamb_dicke as lamb_dicke
 
 NAME = "debye-waller"
 COLUMNS = ("beam", "omega_doppler", "omega_doppler_unc", "omega_sc", "omega_sc_unc",
            "eta_x", "eta_y", "eta_z")
 MODES = ("x", "y", "z")
 SEED_TIES = (("x", "y"), ("z",))
-#: Seed Table I: Lamb–Dicke parameters of beam 2 (the sideband-cooling beam) on x, y, z.
-ETA_BEAM2_SEED = (0.025, 0.027, 0.043)
 #: Seed supplement Fig. 8: carrier Rabi frequencies (MHz), Doppler / sideband cooled.
 SEED_RABI_MHZ = {"1": ((2.172, 0.004), (2.201, 0.004)), "3": ((3.464, 0.005), (3.488, 0.008))}
-
-
-def lamb_dicke(frequency_hz: float, wavelength_m: float = C_LIGHT / NU0_CA,
-               mass_kg: float = MASS_CA40) -> float:
-    """Lamb–Dicke parameter k sqrt(hbar / 2 m omega) of a 729 nm beam along a mode (f in Hz)."""
-    k = 2 * math.pi / wavelength_m
-    return k * math.sqrt(HBAR / (2 * mass_kg * 2 * math.pi * frequency_hz))
-
-
-#: The seed's single Lamb–Dicke parameter of Eqs. 3-4 (see the module docstring): 0.0365.
-SEED_ETA = lamb_dicke(SECULAR_FREQS_HZ[0]) / math.sqrt(2)
-
-
-def seed_eta_matrix() -> np.ndarray:
-    """Beams 1 and 3 (rows) on x, y, z (columns), the seed's convention: one eta, 0.0365."""
-    return np.array([[SEED_ETA, SEED_ETA, SEED_ETA], [SEED_ETA, SEED_ETA, 0.0]])
-
-
-def geometric_eta_matrix(eta_beam2: Sequence[float] = ETA_BEAM2_SEED,
-                         frequencies_hz: Sequence[float] = SECULAR_FREQS_HZ) -> np.ndarray:
-    """Beams 1 and 3 on x, y, z from the geometry (beam 3 vertical, beams orthonormal).
-
-    cos^2 of beam 2 from its Table I eta; beam 3 at 45 deg to x and y, none on z; beam 1
-    takes what is left of each mode (sum over three orthogonal beams of cos^2 = 1).
-    """
-    full = np.array([lamb_dicke(f) for f in frequencies_hz])
-    c2 = (np.asarray(eta_beam2) / full) ** 2
-    c3 = np.array([0.5, 0.5, 0.0])
-    c1 = np.clip(1.0 - c2 - c3, 0.0, None)
-    return np.vstack([full * np.sqrt(c1), full * np.sqrt(c3)])
 
 
 ETA_CONVENTIONS = {"seed": seed_eta_matrix, "geometric": geometric_eta_matrix}

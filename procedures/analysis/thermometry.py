@@ -40,7 +40,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import special
 
 from ionclock.procedures.analysis.common import (
     LEVEL,
@@ -58,6 +57,9 @@ from ionclock.procedures.analysis.common import (
     save_figure,
 )
 
+# DOMAIN §3's couplings and thermal populations, shared with the twin (sim_instruments.motion)
+from ionclock.sidebands import sideband_rabi_frequency, thermal_cutoff, thermal_populations
+
 NAME = "thermometry"
 COLUMNS = ("dark_time_s", "pulse_time_s", "sideband", "p_excited", "eta")
 OPTIONAL = ("shots", "omega0_rad_s")
@@ -67,23 +69,6 @@ N_CAP = 4000             # hard cap on the number of Fock states summed
 
 
 # --- the model (DOMAIN §3) --------------------------------------------------------------------
-def sideband_rabi_frequency(n, s: int, eta: float, omega0: float = 1.0) -> np.ndarray:
-    """Omega_{n,n+s} (units of `omega0`) for Fock states n, sideband order s (DOMAIN §3).
-
-    Omega0 exp(-eta^2/2) eta^|s| sqrt(n<!/n>!) L_{n<}^{|s|}(eta^2); zero where n + s < 0.
-    """
-    n = np.asarray(n, dtype=float)
-    a = abs(int(s))
-    lo = np.minimum(n, n + s)
-    hi = np.maximum(n, n + s)
-    ok = lo >= 0
-    lo_ok = np.where(ok, lo, 0.0)
-    ratio = np.exp(0.5 * (special.gammaln(lo_ok + 1) - special.gammaln(np.where(ok, hi, 0) + 1)))
-    lag = special.eval_genlaguerre(lo_ok, a, eta * eta)
-    out = omega0 * math.exp(-0.5 * eta * eta) * eta ** a * ratio * lag
-    return np.where(ok, out, 0.0)
-
-
 @lru_cache(maxsize=512)
 def _rabi_table(eta: float, s: int, n_max: int) -> np.ndarray:
     """Omega_{n,n+s} / Omega0 for n = 0 .. n_max - 1 (cached: a fit calls it many times)."""
@@ -94,18 +79,7 @@ def _rabi_table(eta: float, s: int, n_max: int) -> np.ndarray:
 
 def n_cutoff(nbar: float, tail: float = TAIL) -> int:
     """Number of Fock states whose thermal weight leaves out less than `tail`."""
-    if nbar <= 0:
-        return 1
-    q = nbar / (nbar + 1.0)
-    return int(min(N_CAP, math.ceil(math.log(tail) / math.log(q)) + 1))
-
-
-def thermal_populations(nbar: float, n_max: int) -> np.ndarray:
-    """p_n = nbar^n / (nbar + 1)^(n+1) for n = 0 .. n_max - 1 (DOMAIN §3)."""
-    n = np.arange(n_max)
-    if nbar <= 0:
-        return (n == 0).astype(float)
-    return np.exp(n * math.log(nbar / (nbar + 1.0)) - math.log(nbar + 1.0))
+    return thermal_cutoff(nbar, tail, N_CAP)
 
 
 def sideband_flop(t, nbar: float, omega0: float, eta: float, sideband) -> np.ndarray:
