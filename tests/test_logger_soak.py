@@ -6,7 +6,8 @@ stopped from day 10 to day 20. Faults: the LS218's cable pulled for 2 h on day 5
 hung for 30 min on day 12, the LS218 sending garbage for 20 min on day 20. Checks:
 
 - every stored value is what the instrument read at that time (the cryostat's closed-form
-  truth plus the sensor's calibration error, to the unit's resolution);
+  truth plus the sensor's calibration error, to the unit's resolution); a garbled reply is a
+  missing reading (NULL, with a ``reading_missing`` event), only ever inside the garble;
 - every poll of the grid is in the store except while its instrument was marked offline, and
   every offline window starts inside an injected fault;
 - every LN2 refill the cryostat made is found (within one poll), and no other;
@@ -92,11 +93,18 @@ def test_thirty_days_with_faults_lose_nothing(tmp_path, influxd, caplog):  # noq
     errors = {name: logger.instruments[inst].driver.twin.sensor_errors[inp]
               for name, (inst, inp, _) in CHANNELS.items()}
     rows = db.execute("SELECT t, channel, value FROM samples ORDER BY t").fetchall()
+    garbled = [(a, a + d) for i, k, a, d in FAULTS if k == "garble"]
     worst = 0.0
     for t, ch, v in rows:
+        if v is None:   # a garbled reply is a missing reading of its channel (decision 0503)
+            assert CHANNELS[ch][0] == "ls218" and any(a <= t < b for a, b in garbled), (t, ch)
+            continue
         truth.env.now = t
         worst = max(worst, abs(v - (truth.temperature(CHANNELS[ch][2]) + errors[ch])))
     assert worst < 2e-3  # the units' 5-digit readout (0.001 K) plus the CVD round trip
+    missing_events = [(t, src) for t, k, src in events if k == "reading_missing"]
+    assert missing_events and all(any(a <= t < b for a, b in garbled)
+                                  for t, _ in missing_events)
 
     # 2. Complete: each grid point is stored unless its instrument was marked offline then.
     offline: dict[str, list[tuple[float, float]]] = {"ls218": [], "ls224": []}
