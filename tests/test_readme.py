@@ -97,10 +97,24 @@ def test_every_readme_command_runs_as_written_after_make_run(tmp_path):
     blocks = readme_blocks((tree / "README.md").read_text())
     first = [c for c, _ in blocks[0]]
     assert first[0] == "make run", "the README starts with `make run`"
-    done = []
+    done: list[str] = []
+    background: list[tuple[subprocess.Popen, str, Path]] = []
+    try:
+        _run_blocks(blocks, tree, env, tmp_path, done, background)
+    finally:   # a failed step leaves no server running
+        for proc, _, _ in background:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    assert "make run" in done and any(c.startswith("ionclock run ") for c in done)
+    _check_budget_of_make_run(tree, env)
+
+
+def _run_blocks(blocks, tree: Path, env: dict, tmp_path: Path, done: list[str],
+                background: list) -> None:
     for block in blocks:
-        background: list[tuple[subprocess.Popen, str, Path]] = []
-        for i, (command, comment) in enumerate(block):
+        started = len(background)
+        for command, comment in block:
             if command in NOT_RUN:
                 continue
             argv = shlex.split(command)
@@ -110,9 +124,9 @@ def test_every_readme_command_runs_as_written_after_make_run(tmp_path):
             if BACKGROUND in comment:
                 proc = subprocess.Popen(argv, cwd=tree, env=env, stdin=subprocess.DEVNULL,
                                         stdout=log.open("w"), stderr=subprocess.STDOUT)
+                background.append((proc, command, log))
                 _wait_for_output(log, proc, command)
                 time.sleep(2.0)   # into its work (a run: past opening its instruments)
-                background.append((proc, command, log))
             else:
                 result = subprocess.run(argv, cwd=tree, env=env, capture_output=True,
                                         text=True, timeout=STEP_TIMEOUT_S)
@@ -121,11 +135,12 @@ def test_every_readme_command_runs_as_written_after_make_run(tmp_path):
                     f"`{command}` -> {result.returncode}:\n{result.stdout}\n{result.stderr}")
                 assert "Traceback" not in result.stderr, command
             done.append(command)
-        for proc, command, log in reversed(background):
+        for proc, command, log in reversed(background[started:]):
             _stop(proc, command, log)
-    assert "make run" in done and any(c.startswith("ionclock run ") for c in done)
 
-    # the make-run store: `ionclock budget` gives the run's last live budget
+
+def _check_budget_of_make_run(tree: Path, env: dict) -> None:
+    """On the make-run store, `ionclock budget` gives the run's last live budget."""
     store = tree / "runs" / "latest" / "ionclock.sqlite"
     db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
     try:
