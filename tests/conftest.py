@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+
+# BLAS on one thread, before anything imports numpy (as `ionclock` and `make bench` do):
+# OpenBLAS's idle worker spins on the second core and slowed each twin run 1.5-2x
+# (decision 0100). `make test` sets the same in the environment, for pytest's plugins too.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
 
 
 def pytest_addoption(parser):
