@@ -22,8 +22,9 @@ from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
-from ionclock.budget import Budget, ClockInputs, nominal_inputs, read_meta, run_budget_config
-from ionclock.budget import _window as store_window
+from ionclock.budget import Budget, ClockInputs, nominal_inputs
+from ionclock.budget_inputs import _window as store_window
+from ionclock.budget_inputs import read_meta, run_budget_config
 from ionclock.errors import UserError
 from ionclock.shifts import SensorTrace
 from ionclock.store import open_readonly

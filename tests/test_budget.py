@@ -14,10 +14,10 @@ from ionclock import shifts
 from ionclock.budget import (
     Budget,
     BudgetInvalidError,
-    budget_from_store,
     load_config,
     nominal_inputs,
 )
+from ionclock.budget_inputs import budget_from_store
 from ionclock.cli import main
 from ionclock.errors import ConfigError
 from ionclock.physics import NU0_CA

@@ -66,7 +66,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ionclock.budget import Budget, budget_from_store
+    from ionclock.budget import Budget
+    from ionclock.budget_inputs import budget_from_store
     from ionclock.live_budget import replay_store
 
     fmt = "json" if args.json else (args.format or "table")
