@@ -16,8 +16,8 @@ import types
 import simpy
 from pymeasure.instruments import Channel, Instrument
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.drivers.novatech409b import CycleTable
-from ionclock.registry import open_instrument
 
 
 def _per_call_us(fn, n: int) -> float:

@@ -1,6 +1,6 @@
 """Query round trips against the twins vs the same queries through pyvisa-sim: us per query.
 
-Each row drives ONE pymeasure driver, opened by ``ionclock.registry.open_instrument``, two
+Each row drives ONE pymeasure driver, opened by ``ionclock.apparatus.registry.open_instrument``, two
 ways side by side in one run:
 
 - the twin through the registry's ``sim://`` path (LoopbackAdapter: the driver's bytes reach
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import simpy
 
-from ionclock.registry import open_instrument
+from ionclock.apparatus.registry import open_instrument
 
 TARGET_RATIO = 0.2
 QA_POINTS = 2000  # the SR400 driver walks scan points 1..2000 (one QA m per gate)

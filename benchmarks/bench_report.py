@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ionclock.physics import NU0_CA, ZEEMAN_LINES
+from ionclock.physics.constants import NU0_CA, ZEEMAN_LINES
 from ionclock.report import make_report
 from ionclock.servo.clock_lock import ServoParams
-from ionclock.store import Store
+from ionclock.storage.store import Store
 
 TARGET_S = 60.0
 

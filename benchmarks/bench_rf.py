@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ionclock.registry import open_instrument
+from ionclock.apparatus.registry import open_instrument
 from ionclock.servo.rf_stabiliser import RFStabiliserConfig, default_controller, rf_stabiliser
 from ionclock.sim_instruments.trap_rf import RFWorld
 

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ionclock.clock_config import load_clock_config
-from ionclock.runner import ClockRun
+from ionclock.apparatus.clock_config import load_clock_config
+from ionclock.apparatus.clock_run import ClockRun
 
 ROOT = Path(__file__).resolve().parents[1]
 

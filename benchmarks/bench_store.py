@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import simpy
 
-from ionclock.downsample import upsert_bins
-from ionclock.store import Store
-from ionclock.views import StoreView, plot
+from ionclock.storage.rollups import upsert_bins
+from ionclock.storage.store import Store
+from ionclock.storage.views import StoreView, plot
 
 CHANNELS = [f"T{i}" for i in range(8)]
 YEAR = 365 * 86400
@@ -52,8 +52,8 @@ def bench_ingest(path: Path, seconds: float = 4.0) -> tuple[float, int]:
 
 
 def bench_logger_path(path: Path) -> float:
-    from ionclock.logger import Logger, parse_config
-    from ionclock.registry import make_env_world
+    from ionclock.apparatus.registry import make_env_world
+    from ionclock.logger.poller import Logger, parse_config
 
     cfg = {"store": {"path": str(path)},
            "instruments": {"ls218": {"model": "lakeshore218", "resource": "sim://lakeshore218"}},

@@ -7,8 +7,8 @@ import types
 
 import simpy
 
-from ionclock.registry import open_instrument
-from ionclock.rtd import SensorCalibration, cvd_resistance, cvd_temperature
+from ionclock.apparatus.registry import open_instrument
+from ionclock.physics.rtd import SensorCalibration, cvd_resistance, cvd_temperature
 from ionclock.sim_instruments.cryostat import Cryostat
 
 

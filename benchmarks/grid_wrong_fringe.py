@@ -89,9 +89,9 @@ def cell_overrides(cell: str, duration_s: float, event_at: float) -> dict:
 def run_one(job: tuple) -> dict:
     """One (cell, seed) run in a scratch folder; returns its figures (or its error)."""
     cell, seed, duration_s, settle_s, event_settle_s, event_at, scenario, keep = job
-    from ionclock.clock_config import load_clock_config
+    from ionclock.apparatus.clock_config import load_clock_config
+    from ionclock.apparatus.clock_run import ClockRun
     from ionclock.report import analysis_mask, find_slips, load_run, silent_wrong_lock
-    from ionclock.runner import ClockRun
 
     row = {"cell": cell, "seed": seed}
     wall0 = time.perf_counter()

@@ -66,7 +66,7 @@ def line_exchange(adapter: Any) -> Callable[[str], str]:
     Made of the adapter's transport methods (``_write``/``_read``), past pymeasure's public
     ``write()``/``read()`` and their two DEBUG log calls per exchange (docs/decisions/
     0100-lean-hot-paths.md). An adapter with its own ``exchange`` (the in-process
-    `ionclock.transport.LoopbackAdapter`) is used as it is.
+    `ionclock.apparatus.transport.LoopbackAdapter`) is used as it is.
     """
     own = getattr(adapter, "exchange", None)
     if own is not None:

@@ -48,7 +48,7 @@ from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from ionclock.drivers.common import LinkMixin, ScpiErrorQueueMixin, parse_number
 from ionclock.errors import ReplyError
-from ionclock.rtd import Missing
+from ionclock.physics.rtd import Missing
 
 NAME = "Pendulum CNT-91"
 

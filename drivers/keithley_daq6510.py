@@ -6,7 +6,7 @@ pymeasure's `KeithleyDAQ6510` is the base; it has no RTD helpers, so this subcla
 - RTD mode: ``:SENS:FUNC 'TEMP',(@list)``, ``:SENS:TEMP:TRAN TRTD,(@list)`` (3-wire;
   ``FRTD`` 4-wire), ``:SENS:TEMP:RTD:THR PT100,(@list)`` (4-wire: ``:SENS:TEMP:RTD:FOUR``),
   ``:SENS:TEMP:UNIT KELV,(@list)``: the instrument linearises with the IEC 60751 PT100 curve
-  and the driver applies each sensor's calibration (`ionclock.rtd.SensorCalibration.apply`).
+  and the driver applies each sensor's calibration (`ionclock.physics.rtd.SensorCalibration.apply`).
   The command words are those of DESY's cmstkmodlab driver, which runs real DAQ6510 + 7700
   units (github DESY-FH-ELab/cmstkmodlab, devices/Keithley/KeithleyDAQ6510.cpp).
 - Resistance mode: ``:SENS:FUNC 'FRES',(@list)`` (4-wire; ``'RES'`` 2-wire with a lead
@@ -46,7 +46,7 @@ from pymeasure.instruments.keithley.keithleyDAQ6510 import KeithleyDAQ6510
 
 from ionclock.drivers.common import ANY_FAILURE, LinkMixin
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.rtd import NOMINAL, Missing, SensorCalibration, TemperatureReading
+from ionclock.physics.rtd import NOMINAL, Missing, SensorCalibration, TemperatureReading
 
 NAME = "Keithley DAQ6510"
 OVERFLOW = 9.9e37
@@ -315,7 +315,7 @@ class KeithleyDAQ6510RTD(LinkMixin, KeithleyDAQ6510):
         """Run the scan once; return calibrated temperatures {channel: TemperatureReading}.
 
         RTD channels get their sensor's calibration applied to the instrument's CVD kelvin
-        reading; resistance channels go through `ionclock.rtd` CVD and the calibration.
+        reading; resistance channels go through `ionclock.physics.rtd` CVD and the calibration.
         `u_reading` is the reading's own standard uncertainty (K or Ω by mode).
         """
         out: dict[int, TemperatureReading] = {}

@@ -49,7 +49,7 @@ from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from ionclock.drivers.common import ANY_FAILURE, LinkMixin
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.rtd import T_MIN, Missing
+from ionclock.physics.rtd import T_MIN, Missing
 
 NAME = "Lake Shore 218"
 
@@ -60,10 +60,10 @@ SENSOR_TYPES: dict[str, int] = {"diode_2.5V": 0, "diode_7.5V": 1, "platinum_250"
 PT100_CURVE = 6
 
 #: Kelvin readings outside this range (K) are clamped or over-range readings, not
-#: temperatures. Low end: the floor of the suite's CVD chain (`ionclock.rtd.T_MIN`, below any
-#: LN2 cryostat); high end: above any temperature the clock's PT100s see (75–85 K in service,
-#: a bake-out stays below 200 °C) and below the 218's ``+480.00`` clamp on open inputs. A
-#: driver option (`kelvin_range`) for an apparatus that needs another range.
+#: temperatures. Low end: the floor of the suite's CVD chain (`ionclock.physics.rtd.T_MIN`, below
+#: any LN2 cryostat); high end: above any temperature the clock's PT100s see (75–85 K in service, a
+#: bake-out stays below 200 °C) and below the 218's ``+480.00`` clamp on open inputs. A driver
+#: option (`kelvin_range`) for an apparatus that needs another range.
 DEFAULT_KELVIN_RANGE: tuple[float, float] = (T_MIN, 475.0)
 
 _OVERLOAD = re.compile(r"[+-]?(?:OVL|OVLD|OL|OVER|OVERLOAD|OVERRANGE|OVRLD)", re.IGNORECASE)

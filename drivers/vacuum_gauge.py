@@ -59,7 +59,7 @@ from pymeasure.instruments.mksinst.mks937b import (
 
 from ionclock.drivers.common import LinkMixin
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.rtd import Missing
+from ionclock.physics.rtd import Missing
 
 NAME = "MKS 937B vacuum gauge"
 

@@ -15,10 +15,10 @@ What is measured (DOMAIN §5):
   the chi-squared 68 % interval with Greenhall's equivalent degrees of freedom for white
   frequency noise, the noise type the lock shows on every tau it resolves.
 - The QPN limit sigma0(tau) = 1 / (2 pi nu0 T C (1 - 2 eps)) sqrt(Tc / tau) from the run's
-  servo parameters (`ionclock.physics.qpn_sigma`); each single line is sqrt(6) worse. Tc is
-  the time per clock probe: the cycle time over the clock-probe duty cycle, the fraction of
-  the locked cycles that are hyper-Ramsey probes (`servo_cycles.line` 0..5; ion checks and
-  the fringe verification's Rabi probes, decision 0008, are not), when the store has them.
+  servo parameters (`ionclock.physics.constants.qpn_sigma`); each single line is sqrt(6) worse. Tc
+  is the time per clock probe: the cycle time over the clock-probe duty cycle, the fraction of the
+  locked cycles that are hyper-Ramsey probes (`servo_cycles.line` 0..5; ion checks and the fringe
+  verification's Rabi probes, decision 0008, are not), when the store has them.
 - Bias: the mean fractional lock error over the same frames; its standard error by batch
   means (robust to the loop's correlations). Twin runs only.
 - Fringe slips (DOMAIN §5): episodes where one line sits a Ramsey fringe (1/T) off. Found
@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ionclock.errors import UserError
-from ionclock.physics import NU0_CA, PAIR_SPLITTING_HZ_PER_T, ZEEMAN_LINES, qpn_sigma
+from ionclock.physics.constants import NU0_CA, PAIR_SPLITTING_HZ_PER_T, ZEEMAN_LINES, qpn_sigma
 
 STORE_NAME = "ionclock.sqlite"
 DEFAULT_SETTLE_S = 600.0

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ionclock.errors import IonclockError
-from ionclock.physics import ZEEMAN_LINES, ramsey_contrast
+from ionclock.physics.constants import ZEEMAN_LINES, ramsey_contrast
 from ionclock.servo.clock_output import ClockOutput
 from ionclock.servo.fringe_check import (
     CENTRED,
@@ -133,7 +133,7 @@ class ClockServo:
         cycle's probe frequency (Hz at the ion) and final-pulse phase sign, runs the cycle.
     readout: the state readout (`read()` -> (dark, counts)), e.g. `ThresholdReadout` over the
         sequencer's counts.
-    store: an `ionclock.store.Store` or None. Cycle rows are appended to its
+    store: an `ionclock.storage.store.Store` or None. Cycle rows are appended to its
         ``buffer("servo_cycles")`` (none are kept when it has no such buffer); frames and
         events go through ``add``/``event``, which also commit the buffered rows when due.
     on_frame: called with each `Frame` after it is recorded (e.g. the twin's truth logger).
@@ -375,9 +375,9 @@ class ClockServo:
     def _use_direct(self, direct: bool) -> None:
         """Per-cycle calls through the instruments' direct handles, or through themselves.
 
-        A resilient instrument (``ionclock.resilience``) hands out the driver behind it with
-        ``direct()``; the servo's per-cycle settings are re-made every cycle, so they need no
-        recording, and after a failure the servo retries through the wrapper itself (the
+        A resilient instrument (``ionclock.apparatus.resilience``) hands out the driver behind
+        it with ``direct()``; the servo's per-cycle settings are re-made every cycle, so they
+        need no recording, and after a failure the servo retries through the wrapper itself (the
         sequencer then reloads everything: a reconnected unit may have been power cycled).
         """
         for part in (self.sequencer, self.readout):

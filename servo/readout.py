@@ -25,7 +25,7 @@ class ThresholdReadout:
     def use_direct(self, direct: bool) -> None:
         """Count through the counter's direct handle (hot path) or through the counter itself.
 
-        See `ionclock.resilience`'s ``direct()``: a wrapped counter hands out the driver
+        See `ionclock.apparatus.resilience`'s ``direct()``: a wrapped counter hands out the driver
         behind it; an unwrapped one is used as it is.
         """
         get = getattr(self.counter, "direct", None) if direct else None

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from ionclock.physics import ZEEMAN_LINES
+from ionclock.physics.constants import ZEEMAN_LINES
 
 
 def _orthonormal(*vectors) -> np.ndarray:

@@ -183,7 +183,7 @@ class ShortcutLines:
     grammar as its `handle`, without the generic framing), or None for the generic path; it
     returns None whenever a reply is still queued (``_tx``), so that no reply overtakes one
     sent before it. `exchange` hands such a reply straight back; a link may call it directly
-    as `shortcut` (`ionclock.transport.LoopbackAdapter`: one call less per line).
+    as `shortcut` (`ionclock.apparatus.transport.LoopbackAdapter`: one call less per line).
     """
 
     def _fast(self, data: bytes) -> bytes | None:   # pragma: no cover - overridden

@@ -7,7 +7,7 @@ lines with the RF's AC field and a two-clock comparison at other fields
 (`sim_instruments.zeeman`). `truth()` gathers what an analysis is graded against.
 
 The clock world applies its own copies of three of these truths through
-`ionclock.shifts.true_shifts_hz`: the probe occupations ``TwinParams.nbar`` (equal to
+`ionclock.physics.shifts.true_shifts_hz`: the probe occupations ``TwinParams.nbar`` (equal to
 `Motion.nbar_during_probe` with the defaults), alpha_z at its field (equal to the
 comparison's), and <B_y^2> = 1e-13 T^2 (equal to the AC-field default). The micromotion
 ratios it applies (``TwinParams.micromotion_ratios``, 0) are not this model's live R_i; at the
@@ -16,7 +16,7 @@ magic drive both give no shift. Building this draws from none of the world's ran
 
 from __future__ import annotations
 
-from ionclock.shifts import MEAN_PROBE_DELAY_S
+from ionclock.physics.shifts import MEAN_PROBE_DELAY_S
 from ionclock.sim_instruments.micromotion import Micromotion, MicromotionParams
 from ionclock.sim_instruments.motion import Motion, MotionParams
 from ionclock.sim_instruments.zeeman import (

@@ -56,7 +56,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ionclock.physics import NU0_CA
+from ionclock.physics.constants import NU0_CA
 from ionclock.sim_instruments.base import CommandError, Faults, SimInstrument
 
 ERROR_TEXT = {-104: "Data type error", -113: "Undefined header", -221: "Settings conflict",

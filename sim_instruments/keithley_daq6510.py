@@ -34,7 +34,7 @@ from __future__ import annotations
 import random
 import re
 
-from ionclock.rtd import T_MAX, T_MIN, cvd_resistance, cvd_temperature
+from ionclock.physics.rtd import T_MAX, T_MIN, cvd_resistance, cvd_temperature
 from ionclock.sim_instruments.base import CommandError, SimInstrument
 
 _LONG = {"SENSE": "SENS", "FUNCTION": "FUNC", "TEMPERATURE": "TEMP", "TRANSDUCER": "TRAN",

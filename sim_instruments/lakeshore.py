@@ -6,7 +6,7 @@ fixed `values` option. Like a real sensor, each PT100 departs from the IEC curve
 calibration error (`sensor_errors`, K; seeded draws by default): its resistance is
 ``cvd_resistance(T_true + error)``, the unit's kelvin reading applies the standard curve to
 that resistance, and so reads ``T_true + error`` — exactly what a per-sensor calibration
-(ionclock.rtd.SensorCalibration) must remove.
+(ionclock.physics.rtd.SensorCalibration) must remove.
 
 Inputs that have no valid reading answer as the real units do, not with a convenient marker:
 
@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import random
 
-from ionclock.rtd import T_MAX, T_MIN, cvd_resistance, cvd_temperature
+from ionclock.physics.rtd import T_MAX, T_MIN, cvd_resistance, cvd_temperature
 from ionclock.sim_instruments.base import CommandError, SimInstrument
 
 _CMD_ERROR = 32

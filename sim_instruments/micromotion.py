@@ -25,7 +25,7 @@ recovery time. The applied voltages stay where they were set (`set_voltages`), s
 the EMM shift grow after a refill until the voltages are re-optimised (the seed: "EMM
 suppression was performed once ... after each refilling").
 
-**Shift.** `emm_shift` is `ionclock.shifts.true_shifts_hz`'s ``emm`` (DOMAIN §2, seed Eq. 5,
+**Shift.** `emm_shift` is `ionclock.physics.shifts.true_shifts_hz`'s ``emm`` (DOMAIN §2, seed Eq. 5,
 the same function the world and the budget use) at the true R_i and the trap drive
 frequency. Convention (decision 0801): ``seed`` (default) puts the measured Rabi-frequency
 ratio R_i = J1/J0 into Eq. 5; ``physical`` puts beta_i / 2, with which Eq. 5 is exactly the
@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from ionclock.physics import NU0_CA, RF_MAGIC_HZ
-from ionclock.shifts import TrueConditions, true_shifts_hz
+from ionclock.physics.constants import NU0_CA, RF_MAGIC_HZ
+from ionclock.physics.shifts import TrueConditions, true_shifts_hz
 from ionclock.sim_instruments.motion import BEAMS, Motion
 from ionclock.sim_instruments.shots import dark_counts
 
@@ -160,7 +160,7 @@ class Micromotion:
         return special.j1(b) / special.j0(b) if convention == "seed" else 0.5 * b
 
     def emm_shift_hz(self, v=None, t: float | None = None, convention: str = "seed") -> float:
-        """True EMM shift (Hz) at voltages `v` (seed Eq. 5 through ionclock.shifts)."""
+        """True EMM shift (Hz) at voltages `v` (seed Eq. 5 through ionclock.physics.shifts)."""
         r = tuple(float(x) for x in self.ratios(v, t, convention))
         cond = TrueConditions(micromotion_ratios=r, rf_hz=self.p.rf_hz)
         return true_shifts_hz(cond, NU0_CA)["emm"]

@@ -13,7 +13,7 @@ With t-bar = 44 ms these give the world's probe occupations ``TwinParams.nbar``
 (0.034, 0.043, 0.113), so the clock's secular shift and these measurements share one truth.
 
 **Couplings** (DOMAIN §3). A pulse of beam b (1, 2, 3: Lamb–Dicke parameters
-`ionclock.sidebands.beam_eta_matrix`, seed convention by default) on the carrier or on the
+`ionclock.physics.sidebands.beam_eta_matrix`, seed convention by default) on the carrier or on the
 order-s sideband of mode j drives |n> -> |n + s e_j> with the Rabi frequency
 
     Omega_n = Omega_b c prod_i F_i(n_i),  F_j = Omega_{n_j,n_j+s}(eta_bj) / Omega0 (Laguerre),
@@ -52,8 +52,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ionclock.shifts import HEATING_RATES, MEAN_PROBE_DELAY_S, N0_RANGES, SECULAR_FREQS_HZ
-from ionclock.sidebands import (
+from ionclock.physics.shifts import HEATING_RATES, MEAN_PROBE_DELAY_S, N0_RANGES, SECULAR_FREQS_HZ
+from ionclock.physics.sidebands import (
     ETA_BEAM2_SEED,
     ETA_CONVENTIONS,
     beam_eta_matrix,

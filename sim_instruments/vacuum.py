@@ -17,7 +17,7 @@ The clock's world offers one `Vacuum` as ``world.vacuum`` (from ``TwinParams.pre
 and ``pressure_wander``); the gauge twins read it. Building it draws from no stream but its
 own, so a run without a gauge is what it was before the chamber existed. The true
 background-gas shift the world applies to the ion stays at the nominal ``pressure_pa``
-(ionclock.shifts.true_shifts_hz): following the wander there would change every existing
+(ionclock.physics.shifts.true_shifts_hz): following the wander there would change every existing
 run's numbers; the budget's row is a bound taken at the window's worst reading anyway.
 """
 

@@ -24,7 +24,7 @@ Models (DOMAIN §1, §5):
   (a standard 1/f synthesis), scaled so that its Allan deviation is the configured floor.
 - Field: B(t) = calibration * I_coil + B_residual + drift * t + random walk + steps,
   evaluated at the probe time, plus white pT noise per probe.
-- Ion: six Zeeman lines (ionclock.physics.ZEEMAN_LINES) with the electric-quadrupole shift
+- Ion: six Zeeman lines (ionclock.physics.constants.ZEEMAN_LINES) with the electric-quadrupole shift
   Q0 * weight(m_D), plus a common shift (systematics, Hz). The laser addresses the nearest line.
 - Interrogation: hyper-Ramsey (sim_instruments.hyper_ramsey), exact or the fast path; D5/2
   decay during the free evolution lowers the contrast to C = exp(-T / 2 tau)
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from ionclock.physics import NU0_CA, TAU_D52, ZEEMAN_LINES, ramsey_contrast
+from ionclock.physics.constants import NU0_CA, TAU_D52, ZEEMAN_LINES, ramsey_contrast
 from ionclock.sim_instruments.hyper_ramsey import (
     FastHyperRamsey,
     excitation_exact,
@@ -440,8 +440,8 @@ class ClockWorld:
         return 0.5 * (self.cryostat.temperature("trap") + self.cryostat.temperature("bbr_cavity"))
 
     def _update_shifts(self) -> None:
-        """Apply the true systematic shifts (ionclock.shifts, the budget's own formulas)."""
-        from ionclock.shifts import TrueConditions, true_shifts_hz
+        """Apply the true systematic shifts (ionclock.physics.shifts, the budget's own formulas)."""
+        from ionclock.physics.shifts import TrueConditions, true_shifts_hz
 
         p = self.p
         cond = TrueConditions(temperature_k=self.temperature_k(), b_t=self.b_true(),

@@ -7,7 +7,7 @@ the truth exposed (`ZeemanLines.truth`, `ZeemanComparison.truth`).
 the ion with mean squares <B_x^2>, <B_y^2>, <B_z^2>. With the DC field B0 along an axis, the
 perpendicular part <B_perp^2> (the other two) multiplies the Larmor frequencies of S1/2 and
 D5/2 by (1 + b x) and (1 + a x), x = <B_perp^2> / B0^2, with (a, b) from seed Eq. 6
-(`ionclock.physics.ac_zeeman_coefficients`, the formula the ac-field analysis inverts; the
+(`ionclock.physics.constants.ac_zeeman_coefficients`, the formula the ac-field analysis inverts; the
 ``seed`` convention by default, ``physical`` kept): f_S = g_S (muB/h) B0 (1 + b x),
 f_D = (g_D/g_S) g_S (muB/h) B0 (1 + a x). The six lines sit at m_D f_D - m_S f_S from the
 quadratic Zeeman centre alpha_z (B0^2 + <B_par^2>) (the parallel part shifts every line
@@ -17,15 +17,15 @@ locks to, r = (A + B) / (3 B - A). `ramsey` samples a two-point Ramsey measureme
 at a probe frequency, p+- = 1/2 [1 -+ C sin(2 pi delta T)] (DOMAIN §5's form of the
 hyper-Ramsey response), binomial over N shots.
 
-Defaults: <B_y^2> = 1e-13 T^2 (`ionclock.shifts.TrueConditions`, what the world's AC row
+Defaults: <B_y^2> = 1e-13 T^2 (`ionclock.physics.shifts.TrueConditions`, what the world's AC row
 applies), <B_z^2> = 1e-14 T^2, <B_x^2> = 0, so with B0 along x the ratio sees
 <B_perp^2> = 11e-14 T^2 (the seed's 11(9)e-14); the unperturbed g_D/g_S is the value the
-seed's numbers imply (`ionclock.physics.G_RATIO_SEED`, decision 0800). The clock world's
+seed's numbers imply (`ionclock.physics.constants.G_RATIO_SEED`, decision 0800). The clock world's
 own lines use DOMAIN §1's g_D (G_D52 / G_S12 = 0.5994906): pass ``g_ratio=G_D52 / G_S12``
 for lines that agree with it.
 
 **Quadratic Zeeman at other fields** (`ZeemanComparison`). The clock transition's shift at a
-field B is ``ionclock.shifts.true_shifts_hz``'s ``qz_dc`` = alpha_z B^2 (DOMAIN §2, the same
+field B is ``ionclock.physics.shifts.true_shifts_hz``'s ``qz_dc`` = alpha_z B^2 (DOMAIN §2, the same
 function the world applies at its own field). A comparison of a clock at B against a
 reference at B0 (seed Eq. 2, Figs. 9-10) sees delta_z = alpha_z (B^2 - B0^2) plus the
 difference of the two clocks' other shifts (the seed: (10.7 +/- 39.0)e-18), with the two
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ionclock.physics import (
+from ionclock.physics.constants import (
     AC_FIELD_CONVENTIONS,
     G_RATIO_SEED,
     G_S12,
@@ -56,7 +56,7 @@ from ionclock.physics import (
     qpn_sigma,
     ramsey_contrast,
 )
-from ionclock.shifts import TrueConditions, true_shifts_hz
+from ionclock.physics.shifts import TrueConditions, true_shifts_hz
 from ionclock.sim_instruments.shots import dark_counts
 
 AXES = ("x", "y", "z")
@@ -124,7 +124,7 @@ class ZeemanLines:
         return f_s * (1 + b * x), p.g_ratio * f_s * (1 + a * x)
 
     def line_offsets_hz(self, b0_t: float, axis: str = "x") -> np.ndarray:
-        """True centres of the six lines (ionclock.physics.ZEEMAN_LINES order), Hz from nu0."""
+        """True centres of the six lines (`ZEEMAN_LINES` order), Hz from nu0."""
         f_s, f_d = self.larmor_hz(b0_t, axis)
         centre = self.p.alpha_z * (b0_t ** 2 + self.p.b2_t2[_axis(axis)])
         return np.array([centre + line.m_d * f_d - line.m_s * f_s for line in ZEEMAN_LINES])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import simpy
 
-from ionclock import registry
+from ionclock.apparatus import registry
 from ionclock.drivers.sequencer import PulseProgram, TableSequencer
-from ionclock.physics import B_NOMINAL
+from ionclock.physics.constants import B_NOMINAL
 from ionclock.sim_instruments.world import ClockWorld, TwinParams
 
 

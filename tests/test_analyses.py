@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ionclock import shifts
-from ionclock.cli import main
+from ionclock.commands.main import main
+from ionclock.physics import shifts
 from ionclock.procedures.analysis import (
     ANALYSES,
     DataError,

@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from ionclock import shifts
-from ionclock.budget import (
+from ionclock.commands.main import main
+from ionclock.errors import ConfigError
+from ionclock.physics import shifts
+from ionclock.physics.budget import (
     Budget,
     BudgetInvalidError,
     load_config,
     nominal_inputs,
 )
-from ionclock.budget_inputs import budget_from_store
-from ionclock.cli import main
-from ionclock.errors import ConfigError
-from ionclock.physics import NU0_CA
-from ionclock.store import Store
+from ionclock.physics.constants import NU0_CA
+from ionclock.storage.budget_inputs import budget_from_store
+from ionclock.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_CONFIG = ROOT / "configs" / "seed_clock.toml"

@@ -1,6 +1,6 @@
 """`ionclock budget STORE` gives the run's own live budget; one channel naming scheme.
 
-A clock run evaluates its shift budget live (ionclock.live_budget) and stores each
+A clock run evaluates its shift budget live (ionclock.apparatus.live_budget) and stores each
 evaluation in `budgets`. `ionclock budget STORE` must give, by default, the same rows,
 validity and total as the run's last one, with the budget config the run used, and name
 the inputs that are nominal. A logger store, whose channels carry the same names, feeds it.
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from ionclock.budget import load_config
-from ionclock.cli import main
+from ionclock.commands.main import main
+from ionclock.physics.budget import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -1,4 +1,4 @@
-"""The 111/113Cd+ standard (ionclock/cadmium.py) against seed 004."""
+"""The 111/113Cd+ standard (ionclock/physics/cadmium.py) against seed 004."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from ionclock import cadmium as cd
+from ionclock.physics import cadmium as cd
 
 
 @pytest.mark.parametrize("mass, k0", [(111, 270.1), (113, 258.2)])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ionclock.cli import main
+from ionclock.commands.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ def test_bad_arguments_are_one_line_and_exit_2(short_run, tmp_path, capsys, monk
 
 def test_a_negative_seed_never_reaches_numpy():
     """The traceback the issue saw came from numpy; the CLI now stops at the argument."""
-    result = subprocess.run([sys.executable, "-m", "ionclock.cli", "sim", "--seed", "-1",
+    result = subprocess.run([sys.executable, "-m", "ionclock", "sim", "--seed", "-1",
                              "--duration", "1m", "--no-progress", "--out", "/nonexistent/o"],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2
@@ -100,3 +100,4 @@ def test_report_into_a_folder_that_cannot_be_made(short_run, tmp_path, capsys):
         _one_line_exit_2(capsys, ["report", str(short_run), "--out", "/proc/ionclock_report"],
                          "cannot create")
     assert a_file.read_text() == "not a folder"
+

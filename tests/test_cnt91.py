@@ -18,15 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
+from ionclock.apparatus.transport import LoopbackAdapter
 from ionclock.drivers.frequency_counter import FrequencyCounterCNT91
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.physics import NU0_CA
-from ionclock.registry import open_instrument
-from ionclock.rtd import Missing, missing_reason
+from ionclock.physics.constants import NU0_CA
+from ionclock.physics.rtd import Missing, missing_reason
 from ionclock.sim_instruments.cnt91 import SimCNT91
 from ionclock.sim_instruments.serve import TcpServer
 from ionclock.sim_instruments.world import ClockWorld, TwinParams
-from ionclock.transport import LoopbackAdapter
 
 IDN = "PENDULUM, CNT-91, 1234567, V1.01 28 Jun 2004"
 NO_ERROR = (":SYST:ERR?", '0,"No error"')

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.errors import InstrumentError
-from ionclock.registry import open_instrument
 
 pytestmark = pytest.mark.device
 

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.drivers.coil_supplies import CoilSupplyDP832, CoilSupplyE36312A, parse_scpi_error
 from ionclock.drivers.common import parse_number
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.registry import open_instrument
 from ionclock.sim_instruments.coil_supplies import SimKeysightE36312A, SimRigolDP832
 from ionclock.sim_instruments.serve import TcpServer
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import pyvisa
 
-from ionclock.registry import open_instrument
+from ionclock.apparatus.registry import open_instrument
 
 pytestmark = pytest.mark.device
 

@@ -18,17 +18,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ionclock import registry
-from ionclock.clock_config import SEED_BUDGET, load_clock_config, scenario_names
+from ionclock.apparatus import registry
+from ionclock.apparatus.clock_config import SEED_BUDGET, load_clock_config, scenario_names
 from ionclock.errors import ConfigError
-from ionclock.logger import load_config as load_logger_config
+from ionclock.logger.poller import load_config as load_logger_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / "configs" / "sim.toml"
 LAB = ROOT / "configs" / "lab.example.toml"
 LOGGER_SIM = ROOT / "configs" / "logger.sim.toml"
 _EXE = Path(sys.executable).with_name("ionclock")
-IONCLOCK = [str(_EXE)] if _EXE.exists() else [sys.executable, "-m", "ionclock.cli"]
+IONCLOCK = [str(_EXE)] if _EXE.exists() else [sys.executable, "-m", "ionclock"]
 
 SHUTTER = """
 [instruments.cooling_shutter]     # Thorlabs SC10 on the cooling beam
@@ -272,7 +272,7 @@ def test_store_name_must_stay_in_the_output_folder(tmp_path, name):
 
 @given(st.text(min_size=1, max_size=12))
 def test_an_accepted_store_name_is_a_file_directly_in_the_output_folder(name):
-    from ionclock.clock_config import _check_store_name
+    from ionclock.apparatus.clock_config import _check_store_name
 
     out = Path("/srv/runs/x")
     try:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ionclock.clock_config import load_clock_config
-from ionclock.physics import NU0_CA
-from ionclock.runner import ClockRun
+from ionclock.apparatus.clock_config import load_clock_config
+from ionclock.apparatus.clock_run import ClockRun
+from ionclock.physics.constants import NU0_CA
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.drivers.keithley_daq6510 import KeithleyDAQ6510RTD, channel_list, parse_scan
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.registry import open_instrument
-from ionclock.rtd import Missing, SensorCalibration, cvd_resistance, cvd_temperature
+from ionclock.physics.rtd import Missing, SensorCalibration, cvd_resistance, cvd_temperature
 from ionclock.sim_instruments.cryostat import Cryostat
 from ionclock.sim_instruments.keithley_daq6510 import SimKeithleyDAQ6510
 from ionclock.sim_instruments.serve import TcpServer

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pymeasure.adapters import SerialAdapter
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.transport import LoopbackAdapter
 from ionclock.drivers.dg645 import (
     DELAY_CHANNELS,
     ERROR_CODES,
@@ -28,7 +29,6 @@ from ionclock.errors import InstrumentError, InstrumentTimeout, IonclockError, R
 from ionclock.sim_instruments.base import LinkDown
 from ionclock.sim_instruments.dg645 import IDN, SimDG645
 from ionclock.sim_instruments.serve import PtyServer, TcpServer
-from ionclock.transport import LoopbackAdapter
 from tests.transcripts import RecordingAdapter, check_result, run_action
 
 NO_ERROR = ("LERR?", "0")

@@ -9,8 +9,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ionclock.downsample import ROLLUPS, aggregate, apply_retention, recompute
-from ionclock.store import Store
+from ionclock.storage.rollups import ROLLUPS, aggregate, apply_retention, recompute
+from ionclock.storage.store import Store
 
 
 def test_aggregate_matches_numpy():

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ionclock.clock_config import load_clock_config
-from ionclock.physics import ZEEMAN_LINES
+from ionclock.apparatus.clock_config import load_clock_config
+from ionclock.apparatus.clock_run import ClockRun
+from ionclock.physics.constants import ZEEMAN_LINES
 from ionclock.report import load_run, silent_wrong_lock, summarise
-from ionclock.runner import ClockRun
 from ionclock.servo.clock_lock import VERIFY_LINE, ServoParams
 from ionclock.servo.fringe_check import FringeMonitor, predict_fringes, search_order
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from scipy.stats import poisson
 
-from ionclock.clock_config import load_clock_config
+from ionclock.apparatus.clock_config import load_clock_config
+from ionclock.apparatus.clock_run import ClockRun, servo_params
 from ionclock.errors import ConfigError
-from ionclock.runner import ClockRun, servo_params
 from ionclock.servo.clock_lock import ServoParams
 from ionclock.servo.ion_presence import LOST, PRESENT, IonPresenceTest
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.drivers.lakeshore218 import (
     DEFAULT_KELVIN_RANGE,
     LakeShore218,
@@ -18,8 +19,7 @@ from ionclock.drivers.lakeshore218 import (
     status_text,
 )
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.registry import open_instrument
-from ionclock.rtd import Missing, SensorCalibration
+from ionclock.physics.rtd import Missing, SensorCalibration
 from ionclock.sim_instruments.base import LinkDown
 from ionclock.sim_instruments.cryostat import Cryostat
 from ionclock.sim_instruments.lakeshore import SimLakeShore218

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ionclock.registry import open_instrument
+from ionclock.apparatus.registry import open_instrument
 
 pytestmark = pytest.mark.device
 

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.drivers.lakeshore224 import INPUTS, LakeShore224Clock
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.registry import open_instrument
-from ionclock.rtd import Missing
+from ionclock.physics.rtd import Missing
 from ionclock.sim_instruments.cryostat import Cryostat
 from ionclock.sim_instruments.lakeshore import SimLakeShore224
 from ionclock.sim_instruments.serve import TcpServer

@@ -1,4 +1,6 @@
-"""STYLE §1: imports run procedures -> servo -> drivers, and only the registry knows the twin.
+"""STYLE §1: imports run procedures -> servo -> drivers, and only the registry knows the twin;
+the core's rooms run commands -> report -> logger -> apparatus -> storage -> physics -> base,
+and the physics imports nothing that reads a store or opens an instrument (decision 0009).
 
 import-linter (grimp) finds a package's modules by walking its folder, and the editable
 install maps drivers/, servo/, ... into `ionclock.*` from outside that folder. So the test
@@ -14,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,14 +43,14 @@ def assemble(tmp: Path) -> Path:
 def lint(tree: Path) -> subprocess.CompletedProcess:
     lint_imports = Path(sys.executable).with_name("lint-imports")
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    return subprocess.run([str(lint_imports), "--config", str(tree / "pyproject.toml"),
-                           "--no-cache"], cwd=tree, capture_output=True, text=True, env=env)
+    return subprocess.run([str(lint_imports), str(tree / "pyproject.toml"), "--no-cache"],
+                          cwd=tree, capture_output=True, text=True, env=env)
 
 
 def test_import_contracts_hold(tmp_path):
     result = lint(assemble(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 2 kept, 0 broken" in result.stdout
+    assert "Contracts: 4 kept, 0 broken" in result.stdout
 
 
 def test_the_contract_catches_a_driver_importing_the_twin(tmp_path):
@@ -57,3 +60,19 @@ def test_the_contract_catches_a_driver_importing_the_twin(tmp_path):
     result = lint(tree)
     assert result.returncode != 0
     assert "broken" in result.stdout
+
+
+@pytest.mark.parametrize("module, line, contracts", [
+    # a physics module that reads a store: both core contracts break
+    ("physics/_bad.py", "from ionclock.storage.store import open_readonly\n", 2),
+    # the store reaching up into the apparatus
+    ("storage/_bad.py", "import ionclock.apparatus.registry\n", 1),
+    # the apparatus calling the command line
+    ("apparatus/_bad.py", "import ionclock.commands.main\n", 1),
+])
+def test_the_core_contracts_catch_an_import_up_the_layers(tmp_path, module, line, contracts):
+    tree = assemble(tmp_path)
+    (tree / "ionclock" / module).write_text(line)
+    result = lint(tree)
+    assert result.returncode != 0
+    assert f"Contracts: {4 - contracts} kept, {contracts} broken" in result.stdout, result.stdout

@@ -1,7 +1,7 @@
 """The logger service: config checks, the scheduler, and short twin runs.
 
 Scheduler-only tests use a tiny in-test double (a registered fake model); everything else
-polls the real drivers against their twins through `ionclock.registry`.
+polls the real drivers against their twins through `ionclock.apparatus.registry`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import simpy
 
-from ionclock import registry
-from ionclock.cli import main
-from ionclock.downsample import recompute
+from ionclock.apparatus import registry
+from ionclock.apparatus.registry import make_env_world
+from ionclock.commands.main import main
 from ionclock.errors import ConfigError, UserError
-from ionclock.logger import Logger, load_config, parse_config, resume_time
-from ionclock.registry import make_env_world
+from ionclock.logger.poller import Logger, load_config, parse_config, resume_time
+from ionclock.storage.rollups import recompute
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,7 +112,7 @@ def test_typo_in_a_read_path_is_one_line_before_anything_opens(tmp_path):
     text = text.replace('read = "input_2.temperature"', 'read = "input_2.temprature"')
     cfg = _write_toml(tmp_path / "typo.toml", text.replace(
         'path = "logger-sim.sqlite"', f'path = "{tmp_path / "s.sqlite"}"'))
-    result = subprocess.run([sys.executable, "-m", "ionclock.cli", "log", str(cfg),
+    result = subprocess.run([sys.executable, "-m", "ionclock", "log", str(cfg),
                              "--simulate", "--duration", "1h"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 2
@@ -382,7 +382,7 @@ read = "input_1.temperature"
 period_s = 0.05
 unit = "K"
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "ionclock.cli", "log", str(cfg), "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "ionclock", "log", str(cfg), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()

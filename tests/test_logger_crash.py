@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from ionclock.downsample import recompute
+from ionclock.storage.rollups import recompute
 
 KILLS = 20
 SEED = 20251121
@@ -106,7 +106,7 @@ def test_kill_9_at_random_moments_loses_at_most_the_last_second(tmp_path):
         delay = rng.uniform(0.3, 3.0)
         witness_path = tmp_path / f"witness-{i}.txt"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ionclock.cli", "log", str(cfg), "--quiet",
+            [sys.executable, "-m", "ionclock", "log", str(cfg), "--quiet",
              "--witness", str(witness_path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
@@ -136,7 +136,7 @@ def test_kill_9_at_random_moments_loses_at_most_the_last_second(tmp_path):
 def test_checker_detects_loss(tmp_path):
     """Negative control: remove committed rows older than the risk window; the check sees it."""
     store = tmp_path / "s.sqlite"
-    from ionclock.store import Store
+    from ionclock.storage.store import Store
 
     now = time.time()
     witness = [(now - 5.0 + 0.01 * k, "a", float(k), 78.0 + k * 1e-3) for k in range(400)]

@@ -8,7 +8,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ionclock.alarms import BandDetector, IonLostDetector, RefillDetector
+from ionclock.logger.alarms import BandDetector, IonLostDetector, RefillDetector
 
 
 def cryostat_like(seed: int, refills: list[float], period: float = 60.0, days: float = 6.0):

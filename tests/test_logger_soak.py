@@ -25,8 +25,8 @@ import pytest
 import simpy
 from test_sinks import influxd  # noqa: F401  (the fixture)
 
-from ionclock.logger import Logger, parse_config
-from ionclock.registry import make_env_world
+from ionclock.apparatus.registry import make_env_world
+from ionclock.logger.poller import Logger, parse_config
 
 DAY = 86400.0
 PERIOD = 120.0

@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
+from ionclock.apparatus.transport import LoopbackAdapter
 from ionclock.drivers.microwave import CD_HFS_HZ, MicrowaveSynth8257D
 from ionclock.errors import InstrumentError, ReplyError
-from ionclock.registry import open_instrument
 from ionclock.sim_instruments.microwave import SimAgilent8257D
 from ionclock.sim_instruments.serve import TcpServer
-from ionclock.transport import LoopbackAdapter
 
 OK = (":SYST:ERR?", '+0,"No error"')
 

@@ -19,19 +19,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
+from ionclock.apparatus.transport import LoopbackAdapter
 from ionclock.drivers.vacuum_gauge import (
     PA_PER_UNIT,
     VacuumGauge937B,
     parse_pressure,
 )
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.registry import open_instrument
-from ionclock.rtd import Missing, missing_reason
+from ionclock.physics.rtd import Missing, missing_reason
 from ionclock.sim_instruments.mks937b import SimMKS937B, mks_number
 from ionclock.sim_instruments.serve import PtyServer
 from ionclock.sim_instruments.vacuum import PA_PER_TORR, Vacuum, VacuumParams
 from ionclock.sim_instruments.world import ClockWorld, TwinParams
-from ionclock.transport import LoopbackAdapter
 
 TORR = PA_PER_UNIT["TORR"]
 FF = (None, b"FF")

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.errors import InstrumentError
-from ionclock.registry import open_instrument
-from ionclock.rtd import Missing
+from ionclock.physics.rtd import Missing
 
 pytestmark = pytest.mark.device
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.drivers.novatech409b import (
     ERROR_CODES,
     Novatech409B,
@@ -17,7 +18,6 @@ from ionclock.drivers.novatech409b import (
     phase_word,
 )
 from ionclock.errors import InstrumentError, InstrumentTimeout, IonclockError, ReplyError
-from ionclock.registry import open_instrument
 from ionclock.sim_instruments.novatech409b import SimNovatech409B
 from ionclock.sim_instruments.serve import PtyServer
 from tests.transcripts import RecordingAdapter, replay

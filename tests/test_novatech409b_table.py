@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.drivers.novatech409b import (
     ERROR_CODES,
     F_MAX_HZ,
@@ -28,7 +29,6 @@ from ionclock.drivers.novatech409b import (
     table_line,
 )
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.registry import open_instrument
 from ionclock.sim_instruments.novatech409b import SimNovatech409B
 from ionclock.sim_instruments.serve import PtyServer
 from tests.transcripts import RecordingAdapter, replay

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ionclock.registry import open_instrument
+from ionclock.apparatus.registry import open_instrument
 
 pytestmark = pytest.mark.device
 

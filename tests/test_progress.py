@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ionclock import progress
-from ionclock.cli import main
+from ionclock.commands.main import main
 from ionclock.report import make_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def test_a_lab_run_says_it_started_and_that_sigterm_interrupted_it(tmp_path):
     """`ionclock run` (real time; the twin's resources here) names its store as it starts
     and, ended by SIGTERM, says in its summary that it was interrupted."""
     out = tmp_path / "lab"
-    proc = subprocess.Popen([sys.executable, "-m", "ionclock.cli", "run",
+    proc = subprocess.Popen([sys.executable, "-m", "ionclock", "run",
                              str(ROOT / "configs" / "sim.toml"), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:

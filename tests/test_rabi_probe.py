@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ionclock.drivers.sequencer import PulseProgram, rabi_fine_amplitude
-from ionclock.physics import B_NOMINAL
+from ionclock.physics.constants import B_NOMINAL
 from ionclock.servo.fringe_check import CENTRED, OFF, FringeTest
 from ionclock.sim_instruments.hyper_ramsey import excitation_segments
 from tests.table_twin import quiet_world, table_sequencer

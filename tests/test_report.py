@@ -1,6 +1,6 @@
 """`ionclock report`: the estimator against stores whose answer is known, the CLI, bad input.
 
-The synthetic stores are written through `ionclock.store.Store` (the real schema) with white
+The synthetic stores are written through `ionclock.storage.store.Store` (the real schema) with white
 frequency noise of a chosen level, so the Allan deviation is known analytically:
 sigma_y(tau) = s sqrt(tau0 / tau). Holdover frames carry a large excursion that must not
 reach the estimate (the uptime-weighted ADEV uses locked, non-holdover frames only).
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ionclock.cli import main
+from ionclock.commands.main import main
 from ionclock.errors import UserError
-from ionclock.physics import NU0_CA, ZEEMAN_LINES, qpn_sigma
+from ionclock.physics.constants import NU0_CA, ZEEMAN_LINES, qpn_sigma
 from ionclock.report import (
     EVENT_SETTLE_S,
     adev,
@@ -31,7 +31,7 @@ from ionclock.report import (
     splitting_inconsistency_hz,
 )
 from ionclock.servo.clock_lock import ServoParams
-from ionclock.store import Store
+from ionclock.storage.store import Store
 
 Z = np.array([line.zeeman_hz_per_t for line in ZEEMAN_LINES])
 QW = np.array([line.quadrupole_weight for line in ZEEMAN_LINES])
@@ -454,9 +454,9 @@ def test_report_of_a_twin_run_with_an_ion_loss(tmp_path):
     """Holdover frames are left out of the evaluation and off the uptime; events counted."""
     import sqlite3
 
-    from ionclock.clock_config import load_clock_config
+    from ionclock.apparatus.clock_config import load_clock_config
+    from ionclock.apparatus.clock_run import ClockRun
     from ionclock.commands.sim import DEFAULT_CONFIG
-    from ionclock.runner import ClockRun
 
     run = ClockRun(load_clock_config(DEFAULT_CONFIG), tmp_path / "run", seed=3)
     world = run.world
@@ -508,9 +508,9 @@ def test_a_laser_jump_of_one_fringe_is_counted_as_the_truth_says(tmp_path):
     import itertools
     import sqlite3
 
-    from ionclock.clock_config import load_clock_config
+    from ionclock.apparatus.clock_config import load_clock_config
+    from ionclock.apparatus.clock_run import ClockRun
     from ionclock.commands.sim import DEFAULT_CONFIG
-    from ionclock.runner import ClockRun
 
     cfg = load_clock_config(DEFAULT_CONFIG, overrides={"twin": {"events": [
         {"at": "20min", "kind": "laser_jump", "value": 12.5}]}}, run_s=2400.0)

@@ -1,4 +1,5 @@
-"""Transport resilience (ionclock.resilience): pass-through, faults, restore, events, backoff."""
+"""Transport resilience (ionclock.apparatus.resilience): pass-through, faults, restore, events,
+backoff."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ionclock import registry
-from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.resilience import (
+from ionclock.apparatus import registry
+from ionclock.apparatus.resilience import (
     RESTORE_SPECS,
     InstrumentOffline,
     ResilientInstrument,
@@ -22,7 +22,8 @@ from ionclock.resilience import (
     until_online,
     unwrap,
 )
-from ionclock.store import Store
+from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
+from ionclock.storage.store import Store
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ import types
 import pytest
 import simpy
 
-from ionclock import registry
-from ionclock.resilience import InstrumentOffline
+from ionclock.apparatus import registry
+from ionclock.apparatus.resilience import InstrumentOffline
 from ionclock.sim_instruments.coil_supplies import SimKeysightE36312A
 from ionclock.sim_instruments.sc10 import SimSC10
 from ionclock.sim_instruments.serve import PtyServer, TcpServer
-from ionclock.store import Store
+from ionclock.storage.store import Store
 
 pytestmark = pytest.mark.ostransport
 

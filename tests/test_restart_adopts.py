@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import simpy
 
-from ionclock import registry
-from ionclock.cli import main
-from ionclock.clock_config import load_clock_config
+from ionclock.apparatus import registry
+from ionclock.apparatus.clock_config import load_clock_config
+from ionclock.apparatus.clock_run import ClockRun
+from ionclock.apparatus.resilience import InstrumentOffline
+from ionclock.commands.main import main
 from ionclock.errors import ConfigError
-from ionclock.resilience import InstrumentOffline
-from ionclock.runner import ClockRun
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / "configs" / "sim.toml"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_rf import run
-from ionclock.registry import open_instrument
+from ionclock.apparatus.registry import open_instrument
 from ionclock.servo.rf_stabiliser import (
     RFStabiliserConfig,
     default_controller,

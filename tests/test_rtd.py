@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ionclock.rtd import (
+from ionclock.physics.rtd import (
     T_MAX,
     T_MIN,
     Missing,

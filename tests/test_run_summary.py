@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ionclock.runner import dump_json, format_summary
+from ionclock.apparatus.clock_run import dump_json, format_summary
 
 
 def _summary(**kw):

@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
+from ionclock.apparatus.transport import LoopbackAdapter
 from ionclock.drivers.sc10 import SC10
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
-from ionclock.registry import open_instrument
 from ionclock.sim_instruments.sc10 import SimSC10
 from ionclock.sim_instruments.serve import PtyServer
-from ionclock.transport import LoopbackAdapter
 
 
 def q(cmd: str, value: str) -> tuple[str, str]:

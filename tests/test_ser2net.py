@@ -3,7 +3,7 @@
 The Novatech 409B twin is served on a pty (PtyServer); ser2net 4.x (Debian's package,
 installed here when missing) runs in the foreground on loopback with a YAML connection
 ``telnet(rfc2217),tcp,127.0.0.1,PORT`` -> ``serialdev,/dev/pts/N``; the driver is opened
-with ``ionclock.registry.open_instrument("novatech409b", "rfc2217://127.0.0.1:PORT?...")``.
+with ``ionclock.apparatus.registry.open_instrument("novatech409b", "rfc2217://127.0.0.1:PORT?...")``.
 
 ``?ign_set_control`` in the URL: ser2net does not answer pyserial's RFC 2217 SET_CONTROL
 (flow control) on a ``local`` port, so pyserial would time out waiting for it
@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 import serial.rfc2217
 
-from ionclock import registry
-from ionclock.resilience import InstrumentOffline
+from ionclock.apparatus import registry
+from ionclock.apparatus.resilience import InstrumentOffline
 from ionclock.sim_instruments.novatech409b import SimNovatech409B
 from ionclock.sim_instruments.serve import PtyServer
-from ionclock.store import Store
+from ionclock.storage.store import Store
 
 pytestmark = [
     pytest.mark.ostransport,

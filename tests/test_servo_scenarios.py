@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ionclock.clock_config import load_clock_config
-from ionclock.physics import NU0_CA
-from ionclock.runner import ClockRun
+from ionclock.apparatus.clock_config import load_clock_config
+from ionclock.apparatus.clock_run import ClockRun
+from ionclock.physics.constants import NU0_CA
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / "configs" / "sim.toml"
@@ -120,8 +120,8 @@ def test_deterministic_bias_below_1e_20_with_drifts_and_quadrupole(tmp_path):
 
 
 def test_scenarios_all_load_and_unknown_scenario_is_a_user_error(capsys):
-    from ionclock.cli import main
-    from ionclock.clock_config import scenario_names
+    from ionclock.apparatus.clock_config import scenario_names
+    from ionclock.commands.main import main
 
     names = scenario_names()
     assert {"nominal", "qpn", "drift_10", "drift_50", "drift_100", "b_steps", "quadrupole",

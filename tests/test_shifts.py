@@ -1,4 +1,5 @@
-"""Shift models (ionclock/shifts.py) against the seed's Table I/II and their validity rules."""
+"""Shift models (ionclock/physics/shifts.py) against the seed's Table I/II and their validity
+rules."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ionclock import shifts
-from ionclock.physics import NU0_CA
-from ionclock.shifts import SensorTrace
+from ionclock.physics import shifts
+from ionclock.physics.constants import NU0_CA
+from ionclock.physics.shifts import SensorTrace
 
 E19 = 1e-19
 SEED_ENVELOPE = [SensorTrace("seed_envelope", 78.1, 80.9)]

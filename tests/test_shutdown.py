@@ -1,4 +1,5 @@
-"""Safe shutdown (ionclock.shutdown) against twins: RF on, coils held or ramped, shutters set."""
+"""Safe shutdown (ionclock.apparatus.shutdown) against twins: RF on, coils held or ramped,
+shutters set."""
 
 from __future__ import annotations
 
@@ -13,17 +14,17 @@ import types
 import pytest
 import simpy
 
-from ionclock import registry
-from ionclock.errors import InstrumentError
-from ionclock.resilience import InstrumentOffline
-from ionclock.shutdown import (
+from ionclock.apparatus import registry
+from ionclock.apparatus.resilience import InstrumentOffline
+from ionclock.apparatus.shutdown import (
     ShutdownPolicy,
     ShutdownRequested,
     kind_of,
     safe_shutdown,
     shutdown_on_signals,
 )
-from ionclock.store import Store
+from ionclock.errors import InstrumentError
+from ionclock.storage.store import Store
 
 
 @pytest.fixture
@@ -221,8 +222,8 @@ def test_a_failed_commit_keeps_its_rows_for_the_next_one(tmp_path):
 CHILD = textwrap.dedent("""
     import json, sys, types
     import simpy
-    from ionclock import registry
-    from ionclock.shutdown import ShutdownPolicy, safe_shutdown, shutdown_on_signals
+    from ionclock.apparatus import registry
+    from ionclock.apparatus.shutdown import ShutdownPolicy, safe_shutdown, shutdown_on_signals
 
     env = simpy.Environment()
     world = types.SimpleNamespace(env=env)

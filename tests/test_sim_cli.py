@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ionclock.cli import main
-from ionclock.store import TABLES
+from ionclock.commands.main import main
+from ionclock.storage.store import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / "configs" / "sim.toml"
@@ -22,7 +22,7 @@ SIM = ROOT / "configs" / "sim.toml"
 def two_hour_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     result = subprocess.run(
-        [sys.executable, "-m", "ionclock.cli", "sim", "--duration", "2h", "--seed", "3",
+        [sys.executable, "-m", "ionclock", "sim", "--duration", "2h", "--seed", "3",
          "--json", "--no-progress", "--out", str(out)],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -93,7 +93,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, old, new, expect):
 def test_unreachable_resource_stops_before_anything_starts(tmp_path):
     cfg = write_config(tmp_path, 'resource = "sim://novatech409b"',
                        'resource = "/dev/ttyIONCLOCK_NO_SUCH_PORT"')
-    result = subprocess.run([sys.executable, "-m", "ionclock.cli", "run", str(cfg),
+    result = subprocess.run([sys.executable, "-m", "ionclock", "run", str(cfg),
                              "--duration", "10s", "--out", str(tmp_path / "o")],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2
@@ -117,7 +117,7 @@ def test_sigterm_stops_cleanly_with_summary_and_safe_shutdown(tmp_path):
     import time
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "ionclock.cli", "sim", "--duration", "30d",
+    proc = subprocess.Popen([sys.executable, "-m", "ionclock", "sim", "--duration", "30d",
                              "--no-progress", "--json", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     db_path = out / "ionclock.sqlite"
@@ -156,8 +156,8 @@ def test_a_second_twin_run_replaces_the_first_and_a_lab_run_never_mixes(tmp_path
     assert db.execute("SELECT COUNT(*) FROM events WHERE kind='servo_started'").fetchone()[0] == 1
     db.close()
     # a lab run (real instruments) into a folder that holds a run is refused, data untouched
+    from ionclock.apparatus.clock_run import fresh_store_path
     from ionclock.errors import UserError
-    from ionclock.runner import fresh_store_path
 
     store = out / "ionclock.sqlite"
     size = store.stat().st_size

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from ionclock.alarms import AlarmDispatcher
-from ionclock.sinks import InfluxSink, PrometheusSink, escape_tag, line_protocol
-from ionclock.store import Store
+from ionclock.logger.alarms import AlarmDispatcher
+from ionclock.logger.sinks import InfluxSink, PrometheusSink, escape_tag, line_protocol
+from ionclock.storage.store import Store
 
 
 def _free_port() -> int:
@@ -190,7 +190,7 @@ def test_influx_outage_keeps_backlog_and_catches_up(influxd, tmp_path, caplog):
     sink = InfluxSink("influxdb", path, influxd.url, batch=400, interval_s=0.05,
                       max_backoff_s=0.2, timeout_s=1.0,
                       on_event=lambda kind, src, **d: events.append(kind))
-    caplog.set_level(logging.WARNING, "ionclock.sinks")
+    caplog.set_level(logging.WARNING, "ionclock.logger.sinks")
     influxd.stop()
     try:
         sink.start()

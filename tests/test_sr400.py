@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.drivers.photon_counter import PhotonCounter
 from ionclock.drivers.sr400 import CLOSE_MARGIN_S, SR400, parse_count, preset_text
 from ionclock.errors import InstrumentError, InstrumentTimeout, IonclockError, ReplyError
-from ionclock.registry import open_instrument
 from ionclock.sim_instruments.serve import PtyServer
 from ionclock.sim_instruments.sr400 import SimSR400
 from tests.sr400_world import CycleWorld

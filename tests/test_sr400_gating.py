@@ -13,9 +13,9 @@ import itertools
 
 import pytest
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.drivers.sr400 import SR400
 from ionclock.errors import InstrumentTimeout
-from ionclock.registry import open_instrument
 from ionclock.sim_instruments.sr400 import SimSR400
 from tests.sr400_world import STRAY, CycleWorld
 

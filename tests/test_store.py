@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ionclock.store import Store
+from ionclock.storage.store import Store
 
 
 @pytest.fixture

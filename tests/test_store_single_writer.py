@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from ionclock.cli import main
+from ionclock.commands.main import main
 from ionclock.errors import UserError
-from ionclock.store import Store, StoreLocked, WriterLock, lock_holder, lock_path
+from ionclock.storage.store import Store, StoreLocked, WriterLock, lock_holder, lock_path
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "ionclock.cli"]
+CLI = [sys.executable, "-m", "ionclock"]
 
 
 def logger_config(tmp: Path, store: Path, start_unix: float | None = None,
@@ -133,7 +133,7 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
 
 HELPER = """
 import sys, time
-from ionclock.store import Store
+from ionclock.storage.store import Store
 store = Store(sys.argv[1])
 store.add("samples", (1.0, "a", 2.0))
 store.flush()
@@ -178,7 +178,7 @@ def test_second_logger_is_refused_naming_the_holder(tmp_path):
         line = refused(["log", str(cfg), "--quiet"])
         assert line.startswith(f"ionclock: error: store: {str(store)!r} is open for writing "
                                f"by pid {holder.pid} (`")
-        assert f"ionclock.cli log {cfg} --quiet`" in line
+        assert f"-m ionclock log {cfg} --quiet`" in line
         # a twin logger on the same store is refused by the same lock, before anything else
         twin_cfg = logger_config(tmp_path, store, start_unix=1.0e9, name="twin.toml")
         assert f"by pid {holder.pid} " in refused(["log", str(twin_cfg), "--simulate",
@@ -205,7 +205,7 @@ def test_second_writer_on_a_running_clock_store_is_refused_and_t0_unix_kept(tmp_
         # another twin run into the same folder: refused before it clears the running store
         line = refused(["sim", "--duration", "10m", "--no-progress", "--out", str(out)])
         assert f"is open for writing by pid {holder.pid} (`" in line
-        assert f"ionclock.cli sim --duration 30d --seed 2 --no-progress --out {out}`" in line
+        assert f"-m ionclock sim --duration 30d --seed 2 --no-progress --out {out}`" in line
         # a twin logger with its own start_unix: refused, the run's t0_unix untouched
         cfg = logger_config(tmp_path, store, start_unix=1.0e9)
         line = refused(["log", str(cfg), "--simulate", "--store", str(store),

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
+from ionclock.apparatus.transport import LoopbackAdapter
 from ionclock.drivers.trap_rf import (
     PickoffDMM,
     TrapRFSource,
@@ -17,7 +19,6 @@ from ionclock.drivers.trap_rf import (
     vrms_to_dbm,
 )
 from ionclock.errors import InstrumentError, ReplyError
-from ionclock.registry import open_instrument
 from ionclock.sim_instruments.serve import TcpServer
 from ionclock.sim_instruments.trap_rf import (
     RFWorld,
@@ -26,7 +27,6 @@ from ionclock.sim_instruments.trap_rf import (
     TrapRF,
     TrapRFParams,
 )
-from ionclock.transport import LoopbackAdapter
 
 # --- transcripts shared by the protocol tests and the twin-parser check -------------------
 # Each: (name, driver kwargs, action on the driver, expected result, [(command, reply)])

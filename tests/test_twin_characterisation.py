@@ -1,12 +1,12 @@
 """One handle on the twin's characterisation physics (sim_instruments/characterisation.py):
-its truth agrees with what the clock world applies through ionclock.shifts."""
+its truth agrees with what the clock world applies through ionclock.physics.shifts."""
 
 from __future__ import annotations
 
 import pytest
 
-from ionclock.physics import NU0_CA
-from ionclock.shifts import TrueConditions, true_shifts_hz
+from ionclock.physics.constants import NU0_CA
+from ionclock.physics.shifts import TrueConditions, true_shifts_hz
 from ionclock.sim_instruments.characterisation import CharacterisationTwin
 from ionclock.sim_instruments.world import ClockWorld
 

@@ -17,8 +17,8 @@ from functools import cache
 import numpy as np
 import pytest
 
-from ionclock import shifts
-from ionclock.physics import G_RATIO_SEED, G_RATIO_SEED_UNC, NU0_CA, ramsey_contrast
+from ionclock.physics import shifts
+from ionclock.physics.constants import G_RATIO_SEED, G_RATIO_SEED_UNC, NU0_CA, ramsey_contrast
 from ionclock.procedures.analysis import (
     ac_field,
     debye_waller,

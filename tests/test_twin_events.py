@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ionclock.cli import main
-from ionclock.clock_config import load_clock_config
+from ionclock.apparatus.clock_config import load_clock_config
+from ionclock.apparatus.clock_run import ClockRun
+from ionclock.commands.main import main
 from ionclock.errors import ConfigError
-from ionclock.runner import ClockRun
 from tests.test_world import make_world
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ def test_laser_offset_covers_the_capture_range(tmp_path, capsys, offset, ok):
 def test_a_one_tesla_field_step_stops_the_real_command_without_a_traceback(tmp_path):
     path = scenario(tmp_path, 'at = "10s"\nkind = "b_step"\nvalue = 1.0')
     result = subprocess.run(
-        [sys.executable, "-m", "ionclock.cli", "sim", "--scenario", str(path), "--duration",
+        [sys.executable, "-m", "ionclock", "sim", "--scenario", str(path), "--duration",
          "1min", "--no-progress", "--out", str(tmp_path / "o")],
         capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2

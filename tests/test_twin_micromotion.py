@@ -1,5 +1,5 @@
 """The twin's micromotion (sim_instruments/micromotion.py): sidebands, the optimum's drift at
-LN2 refills, the EMM shift through ionclock.shifts (DOMAIN §2-§3, seed Eq. 5)."""
+LN2 refills, the EMM shift through ionclock.physics.shifts (DOMAIN §2-§3, seed Eq. 5)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from ionclock import shifts
+from ionclock.physics import shifts
 from ionclock.sim_instruments.micromotion import Micromotion, MicromotionParams
 from ionclock.sim_instruments.world import ClockWorld, TwinParams
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from ionclock import sidebands
+from ionclock.physics import sidebands
 from ionclock.procedures.analysis import debye_waller
 from ionclock.sim_instruments.motion import MODES, Motion, MotionParams
 from ionclock.sim_instruments.world import TwinParams

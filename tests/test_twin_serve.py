@@ -22,14 +22,14 @@ from pathlib import Path
 import pytest
 import simpy
 
-from ionclock import registry
+from ionclock.apparatus import registry
+from ionclock.apparatus.resilience import InstrumentOffline
+from ionclock.apparatus.transport import LinkError
 from ionclock.commands.twin_serve import lab_config_text, load_scenario, parse_fault
 from ionclock.errors import ConfigError, InstrumentTimeout, IonclockError
-from ionclock.resilience import InstrumentOffline
 from ionclock.sim_instruments.dg645 import SimDG645
 from ionclock.sim_instruments.novatech409b import SimNovatech409B
 from ionclock.sim_instruments.serve import PtyServer, TcpServer
-from ionclock.transport import LinkError
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -136,7 +136,7 @@ def test_lab_config_text_replaces_resources_only():
 def start_server(out: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     """`ionclock twin-serve configs/sim.toml --out OUT`; (process, lab config path)."""
     proc = subprocess.Popen(
-        [PYTHON, "-m", "ionclock.cli", "twin-serve", str(ROOT / "configs/sim.toml"),
+        [PYTHON, "-m", "ionclock", "twin-serve", str(ROOT / "configs/sim.toml"),
          "--out", str(out), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, cwd=ROOT)
     line = proc.stdout.readline().strip()
@@ -146,7 +146,7 @@ def start_server(out: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
 
 def fault(out: Path, text: str) -> str:
     done = subprocess.run(
-        [PYTHON, "-m", "ionclock.cli", "twin-serve", str(ROOT / "configs/sim.toml"),
+        [PYTHON, "-m", "ionclock", "twin-serve", str(ROOT / "configs/sim.toml"),
          "--out", str(out), "--fault", text], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.strip()
@@ -170,12 +170,12 @@ def test_twin_serve_writes_a_lab_config_takes_faults_and_restarts_in_place(tmp_p
         assert fault(out, "garble aom 1") == "ok garble aom 1 s"
         assert fault(out, "power_cycle coils") == "ok power_cycle coils"
         assert fault(out, "drop pulser") == "ok drop pulser"
-        bad = subprocess.run([PYTHON, "-m", "ionclock.cli", "twin-serve", "configs/sim.toml",
+        bad = subprocess.run([PYTHON, "-m", "ionclock", "twin-serve", "configs/sim.toml",
                               "--out", str(out), "--fault", "hang nothing 3"],
                              capture_output=True, text=True, cwd=ROOT, timeout=30)
         assert bad.returncode == 1 and bad.stdout.startswith("error ")
         assert coil_history(out) == []   # off since power-on: no change of current yet
-        none = subprocess.run([PYTHON, "-m", "ionclock.cli", "twin-serve", "configs/sim.toml",
+        none = subprocess.run([PYTHON, "-m", "ionclock", "twin-serve", "configs/sim.toml",
                                "--out", str(out), "--history", "aom"],
                               capture_output=True, text=True, cwd=ROOT, timeout=30)
         assert none.returncode == 1 and none.stdout.startswith("error ")
@@ -238,7 +238,7 @@ def test_a_run_against_twin_serve_survives_a_killed_server_a_hang_and_a_power_cy
     server, lab = start_server(out)
     run_out = tmp_path / "run"
     store = run_out / "ionclock.sqlite"
-    run = subprocess.Popen([PYTHON, "-m", "ionclock.cli", "run", str(lab), "--out",
+    run = subprocess.Popen([PYTHON, "-m", "ionclock", "run", str(lab), "--out",
                             str(run_out), "--duration", "300s", "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -293,7 +293,7 @@ def test_a_run_against_twin_serve_survives_a_killed_server_a_hang_and_a_power_cy
 def coil_history(out: Path) -> list[tuple[float, int, float]]:
     """The served coil supply's record (`ionclock twin-serve --history coils`)."""
     done = subprocess.run(
-        [PYTHON, "-m", "ionclock.cli", "twin-serve", str(ROOT / "configs/sim.toml"),
+        [PYTHON, "-m", "ionclock", "twin-serve", str(ROOT / "configs/sim.toml"),
          "--out", str(out), "--history", "coils"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
     return [tuple(entry) for entry in json.loads(done.stdout)]
@@ -305,8 +305,8 @@ def coil_step_and_noise(lab: Path) -> tuple[float, float]:
     The driver on a scratch twin, built with the options the run gives it
     (`ClockRun._driver_options`); the noise is the twin's (1 sigma, A).
     """
-    from ionclock.clock_config import load_clock_config
-    from ionclock.transport import LoopbackAdapter
+    from ionclock.apparatus.clock_config import load_clock_config
+    from ionclock.apparatus.transport import LoopbackAdapter
 
     entry = load_clock_config(str(lab))["instruments"]["coils"]
     cls = registry.driver_class(entry["model"])
@@ -346,7 +346,7 @@ def test_three_runs_in_a_row_lock_and_hold_the_coil_current_without_a_step(tmp_p
         for i, duration in enumerate(DURATIONS):
             run_out = tmp_path / f"run{i + 1}"
             done = subprocess.run(
-                [PYTHON, "-m", "ionclock.cli", "run", str(lab), "--out", str(run_out),
+                [PYTHON, "-m", "ionclock", "run", str(lab), "--out", str(run_out),
                  "--duration", duration, "--json"],
                 capture_output=True, text=True, cwd=ROOT, timeout=240)
             assert done.returncode == 0, done.stderr

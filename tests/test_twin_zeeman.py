@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from ionclock.physics import (
+from ionclock.physics.constants import (
     G_D52,
     G_S12,
     PAIR_SPLITTING_HZ_PER_T,

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import simpy
 
-from ionclock.cli import main
+from ionclock.apparatus.registry import make_env_world
+from ionclock.commands.main import main
 from ionclock.errors import UserError
-from ionclock.logger import Logger, parse_config
-from ionclock.registry import make_env_world
-from ionclock.views import StoreView, export, parse_span, pick_table, plot, status
+from ionclock.logger.poller import Logger, parse_config
+from ionclock.storage.views import StoreView, export, parse_span, pick_table, plot, status
 
 DAY = 86400.0
 
@@ -154,7 +154,7 @@ def test_status_of_a_clock_run_knows_simulated_from_wall_time(clock_store):
 
 
 def test_status_of_a_lab_store_counts_ages_from_now(tmp_path):
-    from ionclock.store import Store
+    from ionclock.storage.store import Store
 
     path = tmp_path / "lab.sqlite"
     with Store(path, clock=lambda: 0.0) as st:   # a lab log: Unix seconds

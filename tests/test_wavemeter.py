@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymeasure.test import expected_protocol
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.drivers.wavemeter import (
     ERRORS,
     NoSignalError,
@@ -24,7 +25,6 @@ from ionclock.drivers.wavemeter import (
     check_result,
 )
 from ionclock.errors import ReplyError
-from ionclock.registry import open_instrument
 from ionclock.sim_instruments.serve import TcpServer
 from ionclock.sim_instruments.wavemeter import NOMINAL_HZ, SimWavemeterServer
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ionclock.apparatus.registry import open_instrument
 from ionclock.drivers.wavemeter import WavemeterError
-from ionclock.registry import open_instrument
 
 pytestmark = pytest.mark.device
 

@@ -8,7 +8,7 @@ import pytest
 import simpy
 
 from ionclock.drivers.sequencer import PulseProgram
-from ionclock.physics import B_NOMINAL, ZEEMAN_LINES
+from ionclock.physics.constants import B_NOMINAL, ZEEMAN_LINES
 from ionclock.sim_instruments.world import ClockWorld, TwinParams, _Flicker
 
 

@@ -1,4 +1,4 @@
-"""The `ionclock` subcommands, one module each (see ionclock.cli)."""
+"""The `ionclock` subcommands, one module each (see ionclock.commands.main)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ionclock.errors import UserError
 def arg_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse ``type=`` from one of ionclock.units' parsers (its `UserError` message).
 
-    argparse then names the option in its one-line error (ionclock.cli.Parser).
+    argparse then names the option in its one-line error (ionclock.commands.main.Parser).
     """
     def convert(text: str) -> Any:
         try:

@@ -5,7 +5,7 @@
     ionclock budget --nominal CFG [--json]
 
 A STORE's budget is, by default, the running clock's own (`--inputs live`,
-ionclock.live_budget.replay_store): on a clock run's store the run's last live budget (the
+ionclock.apparatus.live_budget.replay_store): on a clock run's store the run's last live budget (the
 last row of its ``budgets`` table, the same rows, validity and total) with the budget config
 the run used; what the clock does not measure (micromotion, pressure, the AC field) at the
 config's nominal values, which the output names. `--inputs measured` takes every input from
@@ -66,9 +66,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ionclock.budget import Budget
-    from ionclock.budget_inputs import budget_from_store
-    from ionclock.live_budget import replay_store
+    from ionclock.apparatus.live_budget import replay_store
+    from ionclock.physics.budget import Budget
+    from ionclock.storage.budget_inputs import budget_from_store
 
     fmt = "json" if args.json else (args.format or "table")
     if args.json and args.format not in (None, "json"):

@@ -20,7 +20,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ionclock.errors import UserError
-    from ionclock.views import export
+    from ionclock.storage.views import export
 
     fmt = args.format
     if fmt is None:

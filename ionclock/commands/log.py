@@ -35,7 +35,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ionclock.logger import (
+    from ionclock.logger.poller import (
         Logger,
         load_config,
         make_environment,
@@ -56,7 +56,7 @@ def run(args) -> int:
                            resume_time(cfg.store_path) if args.simulate else 0.0)
     world = None
     if args.simulate or needs_world(cfg):
-        from ionclock.registry import make_env_world
+        from ionclock.apparatus.registry import make_env_world
 
         world = make_env_world(env, cfg.raw["simulate"]["seed"], cfg.raw["simulate"]["cryostat"])
     witness = open(args.witness, "a", buffering=1) if args.witness else None  # noqa: SIM115

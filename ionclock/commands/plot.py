@@ -18,7 +18,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ionclock.views import plot
+    from ionclock.storage.views import plot
 
     channels = [c for c in args.channels.split(",") if c] or None
     info = plot(args.store, channels, args.since, args.out, until=args.until, table=args.table,

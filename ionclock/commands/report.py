@@ -53,7 +53,7 @@ def run(args) -> int:
     from ionclock import report
     from ionclock.errors import UserError
     from ionclock.progress import Stages
-    from ionclock.store import left_as_found
+    from ionclock.storage.store import left_as_found
     from ionclock.units import parse_duration
 
     matplotlib.use("Agg")

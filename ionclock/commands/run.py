@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 
-from ionclock.clock_config import load_clock_config
+from ionclock.apparatus.clock_config import load_clock_config
 from ionclock.units import hms, parse_duration
 
 DEFAULT_DURATION = "3650d"
@@ -25,8 +25,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ionclock.runner import ClockRun, check_out_dir, dump_json, format_summary
-    from ionclock.store import WriterLock
+    from ionclock.apparatus.clock_run import ClockRun, check_out_dir, dump_json, format_summary
+    from ionclock.storage.store import WriterLock
 
     duration = parse_duration(args.duration)
     cfg = load_clock_config(args.config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ionclock.clock_config import load_clock_config
+from ionclock.apparatus.clock_config import load_clock_config
 from ionclock.commands import arg_type
 from ionclock.units import parse_duration, parse_seed
 
@@ -31,8 +31,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ionclock.runner import ClockRun, check_out_dir, dump_json, format_summary
-    from ionclock.store import WriterLock
+    from ionclock.apparatus.clock_run import ClockRun, check_out_dir, dump_json, format_summary
+    from ionclock.storage.store import WriterLock
 
     duration = parse_duration(args.duration)
     overrides = {"twin": {"deterministic": True}} if args.deterministic else None

@@ -15,7 +15,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ionclock.views import status
+    from ionclock.storage.views import status
 
     print(status(args.store, n_events=args.events))
     return 0

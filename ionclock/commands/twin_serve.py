@@ -221,7 +221,7 @@ class TwinServer:
     """The served twins of one config, their world in real time, and the fault control."""
 
     def __init__(self, config: str, out: Path, scenario: str | None = None):
-        from ionclock.clock_config import load_clock_config
+        from ionclock.apparatus.clock_config import load_clock_config
 
         self.config_path = Path(config)
         self.cfg = load_clock_config(config)
@@ -247,7 +247,7 @@ class TwinServer:
     def _build_world(self, t0_unix: float):
         import simpy
 
-        from ionclock import registry
+        from ionclock.apparatus import registry
 
         cfg = self.cfg
         env = simpy.Environment()
@@ -269,9 +269,9 @@ class TwinServer:
         The counter's edges depend on its gate settings: read from its driver, configured
         as the run configures it, on a scratch twin.
         """
-        from ionclock import registry
+        from ionclock.apparatus import registry
+        from ionclock.apparatus.transport import LoopbackAdapter
         from ionclock.drivers.sequencer import PulseProgram
-        from ionclock.transport import LoopbackAdapter
 
         s = self.cfg["servo"]
         counter = self.cfg["instruments"]["counter"]
@@ -294,7 +294,7 @@ class TwinServer:
             env.run(until=now)
 
     def _open(self) -> dict[str, str]:
-        from ionclock import registry
+        from ionclock.apparatus import registry
         from ionclock.sim_instruments.serve import PtyServer, TcpServer
 
         self.out.mkdir(parents=True, exist_ok=True)

@@ -47,12 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
-# Eq. 6 forward (r from <B_perp^2>) lives in ionclock.physics, shared with the twin
+# Eq. 6 forward (r from <B_perp^2>) lives in ionclock.physics.constants, shared with the twin
 # (sim_instruments.zeeman); the names stay importable from here
-from ionclock.physics import AC_FIELD_CONVENTIONS, G_RATIO_SEED, RF_MAGIC_HZ
-from ionclock.physics import G_RATIO_SEED_UNC as G_RATIO_SEED_UNC
-from ionclock.physics import ac_zeeman_coefficients as shift_coefficients
-from ionclock.physics import g_ratio_with_ac_field as g_ratio_with_ac_field
+from ionclock.physics.constants import AC_FIELD_CONVENTIONS, G_RATIO_SEED, RF_MAGIC_HZ
+from ionclock.physics.constants import G_RATIO_SEED_UNC as G_RATIO_SEED_UNC
+from ionclock.physics.constants import ac_zeeman_coefficients as shift_coefficients
+from ionclock.physics.constants import g_ratio_with_ac_field as g_ratio_with_ac_field
 from ionclock.procedures.analysis.common import (
     LEVEL,
     AnalysisResult,

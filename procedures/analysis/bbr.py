@@ -3,9 +3,9 @@
 The seed takes the upper and lower bounds of every temperature sensor, operational and
 replica, with the trap RF on and off (79.5 +/- 1.4 K) and adds the 0.1 K calibration
 linearly (79.5 +/- 1.5 K). This is the budget's own evaluation, reused, not copied:
-`ionclock.shifts.sensor_envelope` forms the envelope (a replica-trap channel that was never
+`ionclock.physics.shifts.sensor_envelope` forms the envelope (a replica-trap channel that was never
 seen with RF off is widened down by the RF step, 0.4 K, so the envelope still spans both
-states) and `ionclock.shifts.bbr` gives the shift from it (seed Eq. 1; uncertainty
+states) and `ionclock.physics.shifts.bbr` gives the shift from it (seed Eq. 1; uncertainty
 Delta(T + dT) - Delta(T), the seed's 3.5e-19).
 
 The interval is the envelope plus calibration: a bound that contains every sensor reading,
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ionclock import shifts
+from ionclock.physics import shifts
 from ionclock.procedures.analysis.common import (
     AnalysisResult,
     DataError,

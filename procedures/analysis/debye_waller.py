@@ -46,6 +46,12 @@ from pathlib import Path
 
 import numpy as np
 
+# the beams' Lamb–Dicke parameters, shared with the twin (sim_instruments.motion); the
+# names stay importable from here
+from ionclock.physics.sidebands import ETA_BEAM2_SEED as ETA_BEAM2_SEED
+from ionclock.physics.sidebands import SEED_ETA as SEED_ETA
+from ionclock.physics.sidebands import geometric_eta_matrix, seed_eta_matrix
+from ionclock.physics.sidebands import lamb_dicke as lamb_dicke
 from ionclock.procedures.analysis.common import (
     LEVEL,
     AnalysisResult,
@@ -57,13 +63,6 @@ from ionclock.procedures.analysis.common import (
     read_csv,
     save_figure,
 )
-
-# the beams' Lamb–Dicke parameters, shared with the twin (sim_instruments.motion); the
-# names stay importable from here
-from ionclock.sidebands import ETA_BEAM2_SEED as ETA_BEAM2_SEED
-from ionclock.sidebands import SEED_ETA as SEED_ETA
-from ionclock.sidebands import geometric_eta_matrix, seed_eta_matrix
-from ionclock.sidebands import lamb_dicke as lamb_dicke
 
 NAME = "debye-waller"
 COLUMNS = ("beam", "omega_doppler", "omega_doppler_unc", "omega_sc", "omega_sc_unc",

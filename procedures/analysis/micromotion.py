@@ -5,7 +5,7 @@ frequencies seen by beam i, J1(beta_i)/J0(beta_i) ~ beta_i / 2 (the seed says "i
 ratio"; with R = beta/2 Eq. 5 is the time dilation of the micromotion velocity, so R is the
 Rabi-frequency ratio; a ratio of excitation probabilities in weak pulses is R^2). Per beam the
 samples give R_i = sqrt(<R^2>) (the shift is quadratic) with the standard error of <R^2> from
-the samples' uncertainties, or from their scatter; the row is `ionclock.shifts.micromotion`
+the samples' uncertainties, or from their scatter; the row is `ionclock.physics.shifts.micromotion`
 (the budget's own function): Delta nu/nu0 = -(Omega/2 pi nu0)^2 [1 - (Omega/Omega_magic)^2]
 sum R_i^2, uncertainty from the R_i, Delta alpha_0 and Omega_magic. Interval: value +/-
 1.96 sigma.
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ionclock import shifts
-from ionclock.physics import RF_MAGIC_HZ
+from ionclock.physics import shifts
+from ionclock.physics.constants import RF_MAGIC_HZ
 from ionclock.procedures.analysis.common import (
     LEVEL,
     AnalysisResult,

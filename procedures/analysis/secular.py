@@ -1,6 +1,6 @@
 """The secular-motion (time-dilation) budget row from heating rates (DOMAIN §2, seed Table I).
 
-The row itself is `ionclock.shifts.secular_motion` (the budget's own function, not a copy):
+The row itself is `ionclock.physics.shifts.secular_motion` (the budget's own function, not a copy):
 shift = -sum_i TD_i (nbar_i + 1/2), TD_i = h f_i / (m c^2) (the seed's convention: every mode
 with micromotion-doubled kinetic energy), nbar_i = n0_i + ndot_i t_bar, t_bar = 44 ms.
 The seed's heating-rate uncertainties are 95 % confidence half-widths (its Fig. 3: "all fit
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ionclock import shifts
+from ionclock.physics import shifts
 from ionclock.procedures.analysis.common import (
     AnalysisResult,
     DataError,

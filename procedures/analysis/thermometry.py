@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+# DOMAIN §3's couplings and thermal populations, shared with the twin (sim_instruments.motion)
+from ionclock.physics.sidebands import sideband_rabi_frequency, thermal_cutoff, thermal_populations
 from ionclock.procedures.analysis.common import (
     LEVEL,
     AnalysisResult,
@@ -56,9 +58,6 @@ from ionclock.procedures.analysis.common import (
     read_csv,
     save_figure,
 )
-
-# DOMAIN §3's couplings and thermal populations, shared with the twin (sim_instruments.motion)
-from ionclock.sidebands import sideband_rabi_frequency, thermal_cutoff, thermal_populations
 
 NAME = "thermometry"
 COLUMNS = ("dark_time_s", "pulse_time_s", "sideband", "p_excited", "eta")

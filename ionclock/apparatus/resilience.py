@@ -402,7 +402,7 @@ class ResilientInstrument(_Node):
         Seconds on the run's clock (``lambda: env.now`` for a twin, `time.monotonic` in the
         lab).
     on_event:
-        Called as ``on_event(t, kind, source, **detail)`` (`ionclock.store.Store.event`).
+        Called as ``on_event(t, kind, source, **detail)`` (`ionclock.storage.store.Store.event`).
     spec:
         What to record and how to restore it (default: `RESTORE_SPECS` of `model`).
     initial_backoff_s, backoff_factor, max_backoff_s:

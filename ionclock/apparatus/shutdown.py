@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ionclock.resilience import ResilientInstrument, release_connection, unwrap
-from ionclock.signal_guard import atomic
+from ionclock.apparatus.resilience import ResilientInstrument, release_connection, unwrap
+from ionclock.storage.signal_guard import atomic
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def safe_shutdown(instruments: Mapping[str, Any], policy: ShutdownPolicy | None 
     """Leave `instruments` (role -> driver or wrapper) safe and release them; see the module.
 
     `sleep(s)` waits between coil ramp steps. `on_event(t, "shutdown", "shutdown", ...)`
-    records what was done (`ionclock.store.Store.event`).
+    records what was done (`ionclock.storage.store.Store.event`).
     """
     policy = policy or ShutdownPolicy()
     report = ShutdownReport()
@@ -218,7 +218,7 @@ def shutdown_on_signals(shutdown: Callable[[str], Any],
         def raise_now() -> None:
             raise ShutdownRequested.for_signal(signum)
 
-        # Inside a store commit (ionclock.signal_guard) the request waits for its end.
+        # Inside a store commit (ionclock.storage.signal_guard) the request waits for its end.
         atomic.hold_or_run(raise_now)
 
     if main:

@@ -29,7 +29,7 @@ seconds since the start of a twin run; `meta.t0_unix` anchors a twin run):
   grows: sinks keep a cursor on it.
 - ``samples_1m``, ``samples_1h`` ``(channel, t, n, vmin, vmax, vsum)``: rollups of
   ``samples`` into 60 s and 3600 s bins (t = bin start, mean = vsum / n), maintained in the
-  same transaction as the raw rows they summarise (ionclock.downsample), so a committed
+  same transaction as the raw rows they summarise (ionclock.storage.rollups), so a committed
   rollup always equals the aggregate of the committed raw rows of its bin.
 - ``channels(name, unit, band_min, band_max, source, period_s)``: what each logged channel
   is (source = "model resource attribute-path"), written by the logger at start.
@@ -67,7 +67,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ionclock.errors import UserError
-from ionclock.signal_guard import atomic
+from ionclock.storage.signal_guard import atomic
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -292,7 +292,7 @@ class Store:
         # rows are cleared: the rollups ride in the same commit as their raw rows.
         self._commit_hooks: list = []
         if rollups:
-            from ionclock.downsample import update_rollups
+            from ionclock.storage.rollups import update_rollups
 
             self._commit_hooks.append(update_rollups)
 

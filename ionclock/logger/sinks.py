@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-log = logging.getLogger("ionclock.sinks")
+log = logging.getLogger("ionclock.logger.sinks")
 
 
 def escape_tag(value: str) -> str:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import voigt_profile
 
-from ionclock.budget import Budget
-from ionclock.physics import MU_B_OVER_H
-from ionclock.shifts import ShiftResult, bound_row, invalid
+from ionclock.physics.budget import Budget
+from ionclock.physics.constants import MU_B_OVER_H
+from ionclock.physics.shifts import ShiftResult, bound_row, invalid
 
 GAUSS = 1e-4   # T
 

@@ -3,7 +3,7 @@
 A *channel* is an instrument entry (registry model + resource) plus the driver attribute
 path to read (``ch_1.temperature``, ``current``, ...), a period, a unit and, optionally, a
 calibrated band and event detectors. Nothing here knows a particular driver: any model in
-`ionclock.registry.MODELS` whose driver exposes the attribute can be logged.
+`ionclock.apparatus.registry.MODELS` whose driver exposes the attribute can be logged.
 
 Time: one SimPy process per channel. In the lab the environment is
 `simpy.rt.RealtimeEnvironment` starting at the Unix time (store times are Unix seconds); a
@@ -13,10 +13,10 @@ twin run (`simulate=True`) uses `simpy.Environment` from 0 and records ``meta.t0
 Durability: samples go to the store's buffer and are committed in batches no more than
 ``store.commit_interval_s`` (<= 1 s) apart: in the lab a flusher process commits on that
 cadence even when no sample arrives; a twin run commits by wall clock inside `Store.add`.
-SQLite in WAL mode, rollups in the same transaction (ionclock.downsample). Restarting on the
+SQLite in WAL mode, rollups in the same transaction (ionclock.storage.rollups). Restarting on the
 same store appends; a store the run's times would not fit is refused (`check_log_store`: a
 clock run's store, a lab log for a twin run or the reverse, another ``t0_unix``), and so is
-a store another process is writing (the store's writer lock, ionclock.store).
+a store another process is writing (the store's writer lock, ionclock.storage.store).
 SIGTERM/SIGINT end the run cleanly (`request_stop`): flush, drain the sinks for a few
 seconds, close the instruments and the store.
 
@@ -32,7 +32,7 @@ when the channel starts to miss, one ``reading_restored`` when it reads again.
 Read paths are checked at load against what the driver declares (`registry.check_read_path`):
 its channels, then one of their readable properties; nothing else is ever read. Sinks and
 alarm hooks run in their own worker threads off the committed store, so a dead InfluxDB or
-webhook never delays a poll (ionclock.sinks).
+webhook never delays a poll (ionclock.logger.sinks).
 """
 
 from __future__ import annotations
@@ -52,27 +52,27 @@ from typing import Any, TextIO
 import simpy
 import simpy.rt
 
-from ionclock import registry
-from ionclock.alarms import (
+from ionclock.apparatus import registry
+from ionclock.config import Field, Table, check_kind, load_toml, validate
+from ionclock.errors import ConfigError, UserError
+from ionclock.logger.alarms import (
     DEFAULT_ALARM_KINDS,
     AlarmDispatcher,
     BandDetector,
     IonLostDetector,
     RefillDetector,
 )
-from ionclock.config import Field, Table, check_kind, load_toml, validate
-from ionclock.downsample import apply_retention
-from ionclock.errors import ConfigError, UserError
-from ionclock.sinks import InfluxSink, PrometheusSink
-from ionclock.store import Store
+from ionclock.logger.sinks import InfluxSink, PrometheusSink
+from ionclock.storage.rollups import apply_retention
+from ionclock.storage.store import Store
 
-log = logging.getLogger("ionclock.logger")
+log = logging.getLogger("ionclock.logger.poller")
 
 DAY = 86400.0
 _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 INSTRUMENT_SCHEMA = {
-    "model": Field(str, doc="a model in ionclock.registry.MODELS"),
+    "model": Field(str, doc="a model in ionclock.apparatus.registry.MODELS"),
     "resource": Field(str, doc="VISA resource, serial URL or sim://<model>"),
     "twin": Field(dict, default={}, doc="options of the twin (sim:// resources only)"),
 }
@@ -270,7 +270,7 @@ def resolve(obj: Any, path: str) -> Any:
 
 
 #: Errors of the link to an instrument (the instrument is offline): timeouts, lost
-#: connections, serial and socket errors (pyvisa's come as these, ionclock.transport).
+#: connections, serial and socket errors (pyvisa's come as these, ionclock.apparatus.transport).
 #: Anything else a read raises is that channel's reading, missing.
 LINK_ERRORS = (OSError,)
 
@@ -677,7 +677,7 @@ class Logger:
                 log.warning("%s: close failed: %s", inst.name, err)
 
 
-#: meta keys only a clock run (ionclock.runner) writes
+#: meta keys only a clock run (ionclock.apparatus.clock_run) writes
 CLOCK_RUN_META = ("servo", "simulated")
 
 

@@ -1,9 +1,9 @@
 """A budget's inputs read from a store window, and the budget of a store.
 
 `gather_store_inputs` turns a store window into `ClockInputs` (channel names from the
-budget configuration, see `ionclock.budget`); `budget_from_store` evaluates the budget of a
+budget configuration, see `ionclock.physics.budget`); `budget_from_store` evaluates the budget of a
 window; `run_budget_config` finds the configuration a run recorded; `read_meta` reads a
-store's meta table. The budget itself (`ionclock.budget`) takes numbers only.
+store's meta table. The budget itself (`ionclock.physics.budget`) takes numbers only.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ionclock.budget import Budget, ClockInputs, load_config
 from ionclock.errors import UserError
-from ionclock.shifts import SensorTrace
-from ionclock.store import open_readonly
+from ionclock.physics.budget import Budget, ClockInputs, load_config
+from ionclock.physics.shifts import SensorTrace
+from ionclock.storage.store import open_readonly
 
 
 # --- live inputs from the store ---------------------------------------------------------------
@@ -158,7 +158,7 @@ def _gather(db: sqlite3.Connection, path: str, since: float | None, until: float
 
 
 #: The budget config of a store that names none: the seed clock's Table II.
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "seed_clock.toml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "seed_clock.toml"
 
 
 def run_budget_config(meta: dict, config: str | Path | dict | None = None) -> tuple[dict, str]:
@@ -198,7 +198,7 @@ def budget_from_store(path: str | Path, since: float | None = None, until: float
     `config` is a budget configuration (path or dict); None: the one the run recorded or
     named, else configs/seed_clock.toml (`run_budget_config`). Every input is measured
     from the store: a missing channel or an empty window gives an invalid row (decision
-    0403); `ionclock.live_budget.replay_store` is the running clock's method instead.
+    0403); `ionclock.apparatus.live_budget.replay_store` is the running clock's method instead.
     """
     if config is None:
         try:

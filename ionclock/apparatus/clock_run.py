@@ -31,17 +31,18 @@ from typing import Any
 import simpy
 import simpy.rt
 
-from ionclock import __version__, registry
+from ionclock import __version__
+from ionclock.apparatus import registry
+from ionclock.apparatus.resilience import watch_links
+from ionclock.apparatus.shutdown import ShutdownRequested, shutdown_on_signals
 from ionclock.drivers.sequencer import PulseProgram, TableSequencer
 from ionclock.errors import ConfigError, IonclockError, UserError
-from ionclock.resilience import watch_links
 from ionclock.servo.clock_lock import ClockServo, Frame, ServoParams
 from ionclock.servo.clock_output import ClockOutput
 from ionclock.servo.readout import ThresholdReadout
-from ionclock.shutdown import ShutdownRequested, shutdown_on_signals
-from ionclock.store import Store
+from ionclock.storage.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def servo_params(cfg: dict) -> ServoParams:
@@ -91,8 +92,8 @@ class ClockRun:
         self._watch_proc = None
         self.live_budget = None
         if cfg["budget"]["enabled"]:
-            from ionclock.budget import load_config as load_budget_config
-            from ionclock.live_budget import LiveBudget
+            from ionclock.apparatus.live_budget import LiveBudget
+            from ionclock.physics.budget import load_config as load_budget_config
 
             path = Path(cfg["budget"]["config"])
             if not path.is_absolute():
@@ -245,7 +246,7 @@ class ClockRun:
         setpoint brought down to that current). Off: with nothing flowing, a setpoint left
         above one step is ramped to 0 before the output goes on. Then the compliance is set,
         the output (kept) on, and the setpoint ramped. Every set goes through the wrapper, so
-        a reconnect restores this state (`ionclock.resilience.restore_coils`).
+        a reconnect restores this state (`ionclock.apparatus.resilience.restore_coils`).
         """
         entry = self.cfg["instruments"]["coils"]
         coil = self._coil_channel()
@@ -433,12 +434,12 @@ class ClockRun:
             pass
 
     def shutdown(self, reason: str = "end") -> None:
-        """Leave the apparatus safe (ionclock.shutdown) and close the store.
+        """Leave the apparatus safe (ionclock.apparatus.shutdown) and close the store.
 
         The trap RF is untouched, coil currents are held or ramped down as configured,
         shutters are put as configured, and connections are released.
         """
-        from ionclock.shutdown import ShutdownPolicy, safe_shutdown
+        from ionclock.apparatus.shutdown import ShutdownPolicy, safe_shutdown
 
         pol = self.cfg["shutdown"]
         policy = ShutdownPolicy(shutters=dict(pol["shutters"]), coils=pol["coils"])

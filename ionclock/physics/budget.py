@@ -8,7 +8,7 @@ micromotion share ``delta_alpha0``), clipped to |rho| <= 1.
 
 Inputs come from a clock configuration (`load_config`, schema `SCHEMA`; example
 configs/seed_clock.toml) either at their nominal values (`nominal_inputs`) or live from a
-store window (`ionclock.budget_inputs.budget_from_store`: the store is read there, this
+store window (`ionclock.storage.budget_inputs.budget_from_store`: the store is read there, this
 module takes numbers), whose channel names the configuration lists:
 
 - ``[bbr] channels``: temperature channels in ``samples`` (default names ``temp.ln2_bottom``,
@@ -31,17 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ionclock import shifts
 from ionclock.config import Field, Table, check_kind, load_toml, validate
 from ionclock.errors import ConfigError, UserError
-from ionclock.physics import (
+from ionclock.physics import shifts
+from ionclock.physics.constants import (
     ALPHA_Z_HZ_PER_T2,
     ALPHA_Z_UNC_HZ_PER_T2,
     NU0_CA,
     RF_MAGIC_HZ,
     RF_MAGIC_UNC_HZ,
 )
-from ionclock.shifts import SensorTrace, ShiftResult
+from ionclock.physics.shifts import SensorTrace, ShiftResult
 
 
 class BudgetInvalidError(UserError):

@@ -28,9 +28,9 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from ionclock.sinks import CursorPump
+from ionclock.logger.sinks import CursorPump
 
-log = logging.getLogger("ionclock.alarms")
+log = logging.getLogger("ionclock.logger.alarms")
 
 #: Event kinds that raise an alarm unless the config lists others.
 DEFAULT_ALARM_KINDS = ("ln2_refill", "out_of_band", "instrument_offline", "ion_lost",

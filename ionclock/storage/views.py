@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ionclock.downsample import ROLLUPS
 from ionclock.errors import UserError
-from ionclock.store import open_readonly
+from ionclock.storage.rollups import ROLLUPS
+from ionclock.storage.store import open_readonly
 from ionclock.units import hms
 
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0,

@@ -4,7 +4,7 @@ Lamb–Dicke parameters of the 729 nm beams on the three secular modes, the Lagu
 frequencies of the carrier and the motional sidebands, and the thermal populations. The
 characterisation analyses (``procedures/analysis``: thermometry, debye_waller) fit with them
 and the twin's motional states (``sim_instruments/motion.py``) simulate with them, so this
-physics lives in one place. numpy and scipy are imported here, not in `ionclock.physics`,
+physics lives in one place. numpy and scipy are imported here, not in `ionclock.physics.constants`,
 which the command line loads without them.
 
 Beams (DOMAIN §1): 1, 2, 3 are mutually orthogonal; beam 2 cools (Table I gives its eta on
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import special
 
-from ionclock.physics import C_LIGHT, HBAR, MASS_CA40, NU0_CA
-from ionclock.shifts import SECULAR_FREQS_HZ
+from ionclock.physics.constants import C_LIGHT, HBAR, MASS_CA40, NU0_CA
+from ionclock.physics.shifts import SECULAR_FREQS_HZ
 
 #: Seed Table I (DOMAIN §1): Lamb–Dicke parameters of beam 2 (the cooling beam) on x, y, z.
 ETA_BEAM2_SEED = (0.025, 0.027, 0.043)

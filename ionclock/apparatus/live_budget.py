@@ -2,7 +2,7 @@
 
 `LiveBudget` keeps a sliding window of what the clock measures: every temperature sensor's
 readings (BBR) and the field from the Zeeman splittings of locked frames (quadratic
-Zeeman), and evaluates the budget of `ionclock.budget` on that window. Inputs the clock does
+Zeeman), and evaluates the budget of `ionclock.physics.budget` on that window. Inputs the clock does
 not measure live (micromotion ratios, pressure, <B^2>) come from the budget config's nominal
 values, and the budget's provenance says so. A sensor with no reading in the window makes
 the BBR row invalid (never a silent zero), and an invalid budget yields no corrected output.
@@ -22,12 +22,12 @@ from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
-from ionclock.budget import Budget, ClockInputs, nominal_inputs
-from ionclock.budget_inputs import _window as store_window
-from ionclock.budget_inputs import read_meta, run_budget_config
 from ionclock.errors import UserError
-from ionclock.shifts import SensorTrace
-from ionclock.store import open_readonly
+from ionclock.physics.budget import Budget, ClockInputs, nominal_inputs
+from ionclock.physics.shifts import SensorTrace
+from ionclock.storage.budget_inputs import _window as store_window
+from ionclock.storage.budget_inputs import read_meta, run_budget_config
+from ionclock.storage.store import open_readonly
 
 #: What a clock measures live; every other input is the budget config's nominal value.
 NOMINAL_INPUTS = ["micromotion", "background_gas", "qz_ac"]

@@ -13,17 +13,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ionclock import registry
+from ionclock.apparatus import registry
+from ionclock.apparatus.registry import describe_ids
+from ionclock.apparatus.shutdown import SHUTTER_STATES, kind_of
 from ionclock.config import Field, ListOf, Table, check_kind, load_toml, merge, validate
 from ionclock.errors import ConfigError, UserError
-from ionclock.physics import B_NOMINAL
-from ionclock.registry import describe_ids
-from ionclock.shutdown import SHUTTER_STATES, kind_of
+from ionclock.physics.constants import B_NOMINAL
 from ionclock.units import parse_duration
 
 F = Field
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SEED_BUDGET = CONFIGS / "seed_clock.toml"
 
 INSTRUMENT = {
@@ -256,7 +256,7 @@ def load_clock_config(path: str | Path, scenario: str | None = None,
     return cfg
 
 
-# The models each role of the clock run is built on (ionclock/runner.py,
+# The models each role of the clock run is built on (ionclock/apparatus/clock_run.py,
 # drivers/sequencer.py): the cycle table of the 409B, a coil supply's safe ramps, the SR400's
 # gated counts, the DG645's start trigger.
 ROLE_MODELS = {
@@ -356,8 +356,8 @@ def _check_coils(entry: dict) -> None:
         raise ConfigError("instruments.coils.compliance_v",
                           f"{entry['compliance_v']} V is above output {channel}'s rating of "
                           f"{volts} V ({model})")
-    # The clock run gives the driver one limit for every output (ionclock/runner.py), and
-    # the driver refuses a limit above any output's rating.
+    # The clock run gives the driver one limit for every output
+    # (ionclock/apparatus/clock_run.py), and the driver refuses a limit above any output's rating.
     lowest = min(amps for _, amps in ratings.values())
     if entry["current_limit_a"] > lowest:
         each = ", ".join(f"{ch}: {a} A" for ch, (_, a) in sorted(ratings.items()))
@@ -448,7 +448,7 @@ def _check_budget(budget: dict, base: Path) -> None:
     if not path.is_file():
         raise ConfigError("budget.config", f"no such file {str(path)!r} (a relative path is "
                                            "taken from the config file's folder)")
-    from ionclock.budget import load_config as load_budget_config
+    from ionclock.physics.budget import load_config as load_budget_config
 
     try:
         load_budget_config(path)

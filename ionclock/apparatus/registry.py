@@ -33,8 +33,8 @@ from typing import Any
 
 from pymeasure.instruments.common_base import CommonBase
 
+from ionclock.apparatus.transport import LoopbackAdapter, VisaLinkAdapter
 from ionclock.errors import ConfigError
-from ionclock.transport import LoopbackAdapter, VisaLinkAdapter
 
 
 @dataclass(frozen=True)
@@ -373,10 +373,11 @@ def open_instrument(model: str, resource: str, *, world: Any = None, key: str = 
     `world` is the simulated world for ``sim://`` resources (required there). Connection
     failures are `ConfigError`s naming `key`, raised before anything is started.
 
-    With `resilient`, the driver comes wrapped in `ionclock.resilience.ResilientInstrument`:
-    on a lost link it reconnects here (same twin, or a fresh OS connection) with backoff and
-    restores its setpoints. `resilience` holds the wrapper's options (``on_event``,
-    ``clock``: default ``world.env.now`` for a twin, else `time.monotonic`, backoff times).
+    With `resilient`, the driver comes wrapped in
+    `ionclock.apparatus.resilience.ResilientInstrument`: on a lost link it reconnects here (same
+    twin, or a fresh OS connection) with backoff and restores its setpoints. `resilience` holds the
+    wrapper's options (``on_event``, ``clock``: default ``world.env.now`` for a twin, else
+    `time.monotonic`, backoff times).
     """
     cls = driver_class(model, key + ".model")
     wterm = getattr(cls, "write_termination", "\n")
@@ -434,7 +435,7 @@ def open_instrument(model: str, resource: str, *, world: Any = None, key: str = 
                 # is a library path): the driver opens its resource itself
                 return cls(resource, write_termination=wterm, read_termination=rterm,
                            visa_library=visa_library, **driver_options)
-            # pyvisa's errors as the suite's (ionclock.transport.VisaLinkAdapter): a lost
+            # pyvisa's errors as the suite's (ionclock.apparatus.transport.VisaLinkAdapter): a lost
             # link must reach the servo as an error it holds over on
             adapter = VisaLinkAdapter(resource, visa_library=visa_library, name=resource,
                                       write_termination=wterm, read_termination=rterm)
@@ -446,7 +447,7 @@ def open_instrument(model: str, resource: str, *, world: Any = None, key: str = 
             raise ConfigError(key + ".resource", f"cannot open {resource!r}: {err}") from None
     if not resilient:
         return inst
-    from ionclock.resilience import ResilientInstrument
+    from ionclock.apparatus.resilience import ResilientInstrument
 
     options = dict(resilience or {})
     env = getattr(world, "env", None)

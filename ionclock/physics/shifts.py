@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ionclock.physics import (
+from ionclock.physics.constants import (
     ALPHA_Z_HZ_PER_T2,
     ALPHA_Z_UNC_HZ_PER_T2,
     AMU,
