@@ -101,3 +101,18 @@ def test_report_into_a_folder_that_cannot_be_made(short_run, tmp_path, capsys):
                          "cannot create")
     assert a_file.read_text() == "not a folder"
 
+
+def _subcommands() -> list[str]:
+    import argparse
+
+    from ionclock.commands.main import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("argv", [["--help"]] + [[name, "--help"] for name in _subcommands()])
+def test_every_help_text_prints(capsys, argv):
+    """argparse formats help strings with %: a bare '95 % CI' crashed `ionclock --help`."""
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ionclock")

@@ -22,7 +22,7 @@ def register(sub) -> None:
     lines = [f"  {a.name:<13} {a.summary}\n  {'':<13} columns: {a.columns}"
              for a in ANALYSES.values()]
     p = sub.add_parser(
-        "analyse", help="fit one characterisation measurement from a CSV (value, 95 % CI, plot)",
+        "analyse", help="fit one characterisation measurement from a CSV (value, 95 %% CI, plot)",
         description="Analyse measured data apart from acquisition: print the value with its "
                     "95 % confidence interval and write the fit's plot. The CSV has a header "
                     "row; lines starting with '#' are comments; units are SI.",
