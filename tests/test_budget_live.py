@@ -112,3 +112,10 @@ def test_a_logger_store_feeds_the_budget(tmp_path, capsys):
     # a logger measures no field: the config's nominal B, and the output says so
     assert data["provenance"]["nominal_inputs"][0] == "field"
     assert {r["key"] for r in data["rows"]} >= set(TABLE_II_BOUNDS)
+
+
+def test_budget_takes_the_runs_folder_as_report_does(run_store, capsys):
+    assert main(["budget", str(run_store), "--json"]) == 0
+    from_file = json.loads(capsys.readouterr().out)["total"]
+    assert main(["budget", str(run_store.parent), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == from_file

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 from ionclock.commands import arg_type
 from ionclock.errors import UserError
@@ -45,7 +46,7 @@ def register(sub) -> None:
         description="Evaluate the systematic-shift budget from a store window (live sensors, "
                     "field from the Zeeman splittings, micromotion, pressure) or from a "
                     "config's nominal inputs (--nominal). Exit 1 if a row is invalid.")
-    p.add_argument("store", nargs="?", help="SQLite store of a run")
+    p.add_argument("store", nargs="?", help="SQLite store of a run, or the run's folder")
     p.add_argument("--nominal", metavar="CONFIG", help="evaluate CONFIG's nominal inputs")
     p.add_argument("--config", help="budget config for a store (default: the one the run "
                                     "used, else configs/seed_clock.toml)")
@@ -87,7 +88,11 @@ def run(args) -> int:
         until = _store_time(args.until) if args.until else None
         last = parse_duration(args.last) if args.last else None
         evaluate = replay_store if args.inputs == "live" else budget_from_store
-        budget = evaluate(args.store, since, until, args.config, last)
+        store = args.store
+        if Path(store).is_dir():    # a run's folder, as `report` takes it: its one store
+            from ionclock.report import resolve_store
+            store = str(resolve_store(store))
+        budget = evaluate(store, since, until, args.config, last)
     out = budget.render(fmt)
     if args.servo_hz is not None:
         nu, sigma = budget.corrected_frequency(args.servo_hz, allow_invalid=True)
