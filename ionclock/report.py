@@ -47,6 +47,7 @@ import numpy as np
 
 from ionclock.errors import UserError
 from ionclock.physics.constants import NU0_CA, PAIR_SPLITTING_HZ_PER_T, ZEEMAN_LINES, qpn_sigma
+from ionclock.storage.store import read_store
 
 STORE_NAME = "ionclock.sqlite"
 DEFAULT_SETTLE_S = 600.0
@@ -131,17 +132,7 @@ def resolve_store(path: str | Path) -> Path:
 def load_run(path: str | Path) -> RunData:
     """Read a run's store (folder or file) into arrays; bad or empty stores are `UserError`."""
     store = resolve_store(path)
-    try:
-        db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-    except sqlite3.Error as err:
-        raise UserError(f"report: cannot open {str(store)!r}: {err}") from None
-    try:
-        return _load(db, store)
-    except sqlite3.DatabaseError as err:
-        raise UserError(f"report: {str(store)!r} is not a readable ionclock store: "
-                        f"{err}") from None
-    finally:
-        db.close()
+    return read_store(store, lambda db: _load(db, store), what="report")
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:

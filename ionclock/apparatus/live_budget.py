@@ -22,12 +22,11 @@ from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
-from ionclock.errors import UserError
 from ionclock.physics.budget import Budget, ClockInputs, nominal_inputs
 from ionclock.physics.shifts import SensorTrace
 from ionclock.storage.budget_inputs import _window as store_window
 from ionclock.storage.budget_inputs import read_meta, run_budget_config
-from ionclock.storage.store import open_readonly
+from ionclock.storage.store import read_store
 
 #: What a clock measures live; every other input is the budget config's nominal value.
 NOMINAL_INPUTS = ["micromotion", "background_gas", "qz_ac"]
@@ -109,16 +108,7 @@ def replay_store(path: str | Path, since: float | None = None, until: float | No
     the store's; micromotion, pressure and the AC field are the config's nominal values
     (`NOMINAL_INPUTS`, and the field too where the store has no lock frames at all).
     """
-    try:
-        db = open_readonly(path)
-    except sqlite3.Error as err:
-        raise UserError(f"store: cannot open {str(path)!r}: {err}") from None
-    try:
-        return _replay(db, str(path), since, until, config, last_s)
-    except sqlite3.DatabaseError as err:
-        raise UserError(f"store: {str(path)!r} is not a readable ionclock store: {err}") from None
-    finally:
-        db.close()
+    return read_store(path, lambda db: _replay(db, str(path), since, until, config, last_s))
 
 
 def _replay(db: sqlite3.Connection, path: str, since: float | None, until: float | None,

@@ -18,7 +18,7 @@ from typing import Any
 from ionclock.errors import UserError
 from ionclock.physics.budget import Budget, ClockInputs, load_config
 from ionclock.physics.shifts import SensorTrace
-from ionclock.storage.store import open_readonly
+from ionclock.storage.store import read_store
 
 
 # --- live inputs from the store ---------------------------------------------------------------
@@ -63,16 +63,7 @@ def _latest(db: sqlite3.Connection, channel: str, t0: float, t1: float,
 def gather_store_inputs(path: str | Path, since: float | None, until: float | None,
                         cfg: dict, last_s: float | None = None) -> ClockInputs:
     """Collect the live inputs of a store window [since, until] (store seconds)."""
-    try:
-        db = open_readonly(path)
-    except sqlite3.Error as err:
-        raise UserError(f"store: cannot open {str(path)!r}: {err}") from None
-    try:
-        return _gather(db, str(path), since, until, cfg, last_s)
-    except sqlite3.DatabaseError as err:
-        raise UserError(f"store: {str(path)!r} is not a readable ionclock store: {err}") from None
-    finally:
-        db.close()
+    return read_store(path, lambda db: _gather(db, str(path), since, until, cfg, last_s))
 
 
 def _gather(db: sqlite3.Connection, path: str, since: float | None, until: float | None,
@@ -201,18 +192,7 @@ def budget_from_store(path: str | Path, since: float | None = None, until: float
     0403); `ionclock.apparatus.live_budget.replay_store` is the running clock's method instead.
     """
     if config is None:
-        try:
-            db = open_readonly(path)
-        except sqlite3.Error as err:
-            raise UserError(f"store: cannot open {str(path)!r}: {err}") from None
-        try:
-            meta = read_meta(db)
-        except sqlite3.DatabaseError as err:
-            raise UserError(f"store: {str(path)!r} is not a readable ionclock store: "
-                            f"{err}") from None
-        finally:
-            db.close()
-        cfg, source = run_budget_config(meta)
+        cfg, source = run_budget_config(read_store(path, read_meta))
     else:
         cfg, source = run_budget_config({}, config)
     inputs = gather_store_inputs(path, since, until, cfg, last_s)

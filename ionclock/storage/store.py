@@ -62,12 +62,15 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from ionclock.errors import UserError
 from ionclock.storage.signal_guard import atomic
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -505,6 +508,26 @@ class _ReaderConnection(sqlite3.Connection):
         side = (Path(f"{self.store_path}-wal"), Path(f"{self.store_path}-shm"))
         if not self.had_side_files and any(f.exists() for f in side):
             _remove_reader_files(self.store_path, side)
+
+
+def read_store(path: str | Path, read: Callable[[sqlite3.Connection], T],
+               what: str = "store") -> T:
+    """`read(db)` on the store at `path` opened read-only (`open_readonly`), then closed.
+
+    SQLite's errors become one-line `UserError`s naming `what` (the command) and the file:
+    a file SQLite cannot open, or one that is not a readable ionclock store.
+    """
+    try:
+        db = open_readonly(path)
+    except sqlite3.Error as err:
+        raise UserError(f"{what}: cannot open {str(path)!r}: {err}") from None
+    try:
+        return read(db)
+    except sqlite3.DatabaseError as err:
+        raise UserError(f"{what}: {str(path)!r} is not a readable ionclock store: "
+                        f"{err}") from None
+    finally:
+        db.close()
 
 
 def open_readonly(path: str | Path) -> sqlite3.Connection:
