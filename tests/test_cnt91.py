@@ -27,6 +27,7 @@ from ionclock.physics.rtd import Missing, missing_reason
 from ionclock.sim_instruments.cnt91 import SimCNT91
 from ionclock.sim_instruments.serve import TcpServer
 from ionclock.sim_instruments.world import ClockWorld, TwinParams
+from tests.link_peers import CannedPeer, check_result
 
 IDN = "PENDULUM, CNT-91, 1234567, V1.01 28 Jun 2004"
 NO_ERROR = (":SYST:ERR?", '0,"No error"')
@@ -102,24 +103,11 @@ TRANSCRIPTS = [
 ]
 
 
-def _check(inst, action, expected):
-    if isinstance(expected, tuple) and expected[0] == "error":
-        with pytest.raises(InstrumentError) as info:
-            action(inst)
-        assert info.value.code == expected[1]
-        return
-    result = action(inst)
-    if callable(expected):
-        assert expected(result), result
-    else:
-        assert result == expected
-
-
 @pytest.mark.parametrize("name, action, expected, pairs, twin", TRANSCRIPTS,
                          ids=[t[0] for t in TRANSCRIPTS])
 def test_protocol(name, action, expected, pairs, twin):
     with expected_protocol(FrequencyCounterCNT91, pairs) as inst:
-        _check(inst, action, expected)
+        check_result(inst, action, expected, 'error')
 
 
 def standard_twin(options: dict | None = None) -> SimCNT91:
@@ -218,18 +206,6 @@ def test_garbled_results_raise_reply_error(reply):
     with expected_protocol(FrequencyCounterCNT91, [(":READ?", reply)]) as inst:
         with pytest.raises(ReplyError):
             inst.frequency  # noqa: B018
-
-
-class CannedPeer:
-    def __init__(self, reply: bytes):
-        self.reply, self.out = reply, b""
-
-    def write(self, data: bytes) -> None:
-        self.out += self.reply
-
-    def read_available(self) -> bytes:
-        out, self.out = self.out, b""
-        return out
 
 
 @settings(max_examples=300, deadline=None)

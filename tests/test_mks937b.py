@@ -32,6 +32,7 @@ from ionclock.sim_instruments.mks937b import SimMKS937B, mks_number
 from ionclock.sim_instruments.serve import PtyServer
 from ionclock.sim_instruments.vacuum import PA_PER_TORR, Vacuum, VacuumParams
 from ionclock.sim_instruments.world import ClockWorld, TwinParams
+from tests.link_peers import CannedPeer, check_result
 
 TORR = PA_PER_UNIT["TORR"]
 FF = (None, b"FF")
@@ -126,24 +127,11 @@ TRANSCRIPTS = [
 ]
 
 
-def _run(inst, action, expected):
-    if isinstance(expected, tuple) and expected[0] == "NAK":
-        with pytest.raises(InstrumentError) as info:
-            action(inst)
-        assert info.value.code == expected[1]
-        return
-    result = action(inst)
-    if callable(expected):
-        assert expected(result), result
-    else:
-        assert result == expected
-
-
 @pytest.mark.parametrize("name, kwargs, action, expected, pairs, replay", TRANSCRIPTS,
                          ids=[t[0] for t in TRANSCRIPTS])
 def test_protocol(name, kwargs, action, expected, pairs, replay):
     with expected_protocol(VacuumGauge937B, pairs, **kwargs) as inst:
-        _run(inst, action, expected)
+        check_result(inst, action, expected, 'NAK')
 
 
 class FixedChamber:
@@ -258,20 +246,6 @@ def test_pressure_parser_gives_a_value_a_missing_or_a_reply_error(token):
     except ReplyError:
         return
     assert isinstance(value, Missing) or (math.isfinite(value) and value >= 0)
-
-
-class CannedPeer:
-    """A byte-stream peer that answers every write with the same raw bytes."""
-
-    def __init__(self, reply: bytes):
-        self.reply, self.out = reply, b""
-
-    def write(self, data: bytes) -> None:
-        self.out += self.reply
-
-    def read_available(self) -> bytes:
-        out, self.out = self.out, b""
-        return out
 
 
 @settings(max_examples=300, deadline=None)

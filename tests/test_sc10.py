@@ -14,6 +14,7 @@ from ionclock.drivers.sc10 import SC10
 from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 from ionclock.sim_instruments.sc10 import SimSC10
 from ionclock.sim_instruments.serve import PtyServer
+from tests.link_peers import CannedPeer
 
 
 def q(cmd: str, value: str) -> tuple[str, str]:
@@ -137,20 +138,6 @@ def test_no_out_of_range_time_reaches_the_wire(value):
         return
     (command, _), = twin.transcript
     assert command.startswith("shut=") and 0 <= int(command[5:]) <= 999999
-
-
-class CannedPeer:
-    """A byte-stream peer that answers every write with the same raw bytes."""
-
-    def __init__(self, reply: bytes):
-        self.reply, self.out = reply, b""
-
-    def write(self, data: bytes) -> None:
-        self.out += self.reply
-
-    def read_available(self) -> bytes:
-        out, self.out = self.out, b""
-        return out
 
 
 @settings(max_examples=300, deadline=None)
