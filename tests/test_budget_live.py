@@ -55,7 +55,8 @@ def test_budget_of_a_run_store_is_the_runs_last_live_budget(run_store, capsys):
         assert mine["shift"] == pytest.approx(live["shift"], abs=1e-9)
     prov = data["provenance"]
     assert prov["until"] == t and prov["window"].startswith("the run's last live budget")
-    assert prov["nominal_inputs"] == ["micromotion", "background_gas", "qz_ac"]
+    assert prov["nominal_inputs"] == ["micromotion", "qz_ac"]   # the gauge measures the pressure
+    assert prov["pressure_readings"] > 0
 
 
 def test_budget_keeps_table_ii_bound_rows_and_says_what_is_nominal(run_store, capsys):
@@ -66,7 +67,7 @@ def test_budget_keeps_table_ii_bound_rows_and_says_what_is_nominal(run_store, ca
         assert label in out
     assert "INVALID" not in out
     assert ("Nominal inputs (the budget config's values, not measured in this window): "
-            "micromotion ratios R_i, background-gas pressure, AC field <B^2>") in out
+            "micromotion ratios R_i, AC field <B^2>") in out     # the gauge gives the pressure
     inputs = next(line for line in out.splitlines() if line.startswith("Inputs:"))
     assert "window 1814.8 s to 5414.8 s (the run's last live budget" in inputs
     assert "99999" not in inputs and "00000" not in inputs      # 14.799999999999963 no more
@@ -74,11 +75,11 @@ def test_budget_keeps_table_ii_bound_rows_and_says_what_is_nominal(run_store, ca
 
 
 def test_budget_measured_inputs_stay_available(run_store, capsys):
-    """`--inputs measured`: every input from the store; the twin has no micromotion or
-    pressure channel, so those rows are invalid, with their reasons (exit 1)."""
+    """`--inputs measured`: every input from the store; the twin has no micromotion
+    channel, so that row is invalid, with its reason (exit 1); the gauge's pressure is there."""
     assert main(["budget", str(run_store), "--inputs", "measured", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
-    assert sorted(data["total"]["invalid_rows"]) == ["bg_gas", "emm"]
+    assert sorted(data["total"]["invalid_rows"]) == ["emm"]
     assert {r["key"] for r in data["rows"]} >= set(TABLE_II_BOUNDS)
 
 
@@ -119,3 +120,40 @@ def test_budget_takes_the_runs_folder_as_report_does(run_store, capsys):
     from_file = json.loads(capsys.readouterr().out)["total"]
     assert main(["budget", str(run_store.parent), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"] == from_file
+
+
+def test_the_vacuum_gauge_feeds_the_background_gas_row(run_store):
+    """sim.toml's [instruments.pressure] (MKS 937B twin): readings in Pa every sample_s, the
+    channel described, and the run's last budget takes the window's highest reading."""
+    db = sqlite3.connect(f"file:{run_store}?mode=ro", uri=True)
+    try:
+        samples = db.execute("SELECT t, value FROM samples WHERE channel = 'pressure.outside' "
+                             "ORDER BY t").fetchall()
+        unit, source = db.execute("SELECT unit, source FROM channels "
+                                  "WHERE name = 'pressure.outside'").fetchone()
+    finally:
+        db.close()
+    assert len(samples) >= 100 and all(1e-9 < v < 1e-8 for _, v in samples)   # ~3 nPa
+    assert unit == "Pa" and source.endswith("ch_1.pressure")
+    t, _, _, _, detail = _last_budget_row(run_store)
+    row = next(r for r in json.loads(detail)["rows"] if r["key"] == "bg_gas")
+    window = json.loads(detail)["provenance"]["window"]
+    assert row["inputs"]["pressure_pa"] == max(v for ts, v in samples
+                                               if window[0] <= ts <= window[1])
+    assert "background_gas" not in json.loads(detail)["provenance"]["nominal_inputs"]
+
+
+def test_without_gauge_readings_the_pressure_is_nominal_and_said_so():
+    from ionclock.apparatus.live_budget import LiveBudget
+
+    live = LiveBudget(load_config(ROOT / "configs" / "seed_clock.toml"))
+    live.add_pressure(10.0, float("nan"))          # a status word from the gauge: no reading
+    inputs = live.inputs(20.0)
+    assert inputs.pressure_pa == 3e-9
+    assert "background_gas" in inputs.provenance["nominal_inputs"]
+    live.add_pressure(30.0, 5e-9)
+    live.add_pressure(40.0, 4e-9)
+    inputs = live.inputs(50.0)
+    assert inputs.pressure_pa == 5e-9 and inputs.provenance["pressure_readings"] == 2
+    assert "background_gas" not in inputs.provenance["nominal_inputs"]
+    assert live.inputs(50.0 + 3600.0).pressure_pa == 3e-9      # the window moved past them

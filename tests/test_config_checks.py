@@ -245,6 +245,10 @@ def test_twin_with_relative_budget_and_a_shutter_runs_and_leaves_it_as_configure
      "instruments.thermometer.locations.2", "unknown cryostat location 'moon'"),
     ([('resource = "sim://dg645"\n', 'resource = "sim://dg645"\nsensors = { "x" = 1 }\n')], "",
      "instruments.pulser.sensors", "only the thermometer's are used"),
+    ([('resource = "sim://mks937b"\nchannel = 1', 'resource = "sim://mks937b"\nchannel = 7')],
+     "", "instruments.pressure.channel", "7 is not a gauge channel of the mks937b"),
+    ([('model = "mks937b"', 'model = "sr400"'), ('"sim://mks937b"', '"sim://sr400"')], "",
+     "instruments.pressure.model", "'sr400' cannot be the pressure"),
 ])
 def test_reference_errors_name_the_key(tmp_path, edits, extra, key, expect):
     cfg = clock_config(tmp_path, *edits, extra=extra)

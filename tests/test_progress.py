@@ -90,14 +90,16 @@ def test_a_lab_run_says_it_started_and_that_sigterm_interrupted_it(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         line = proc.stderr.readline()
-        assert line.startswith("ionclock run: 5 instruments open; running in real time until "
+        assert line.startswith("ionclock run: 6 instruments open; running in real time until "
                                "Ctrl-C, recording to "), line
         assert str(out / "ionclock.sqlite") in line
         time.sleep(2.0)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
-        proc.kill()
+        if proc.poll() is None:   # a failed assertion above: stop it and close its pipes
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, stderr
     lines = stdout.splitlines()
     assert lines[0] == "lock summary (interrupted by SIGTERM)"

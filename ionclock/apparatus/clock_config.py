@@ -264,6 +264,7 @@ ROLE_MODELS = {
     "coils": ("keysight_e36312a", "rigol_dp832"),
     "counter": ("sr400",),
     "pulser": ("dg645",),
+    "pressure": ("mks937b",),
 }
 
 
@@ -284,6 +285,9 @@ def check_references(cfg: dict, base: Path) -> None:
         if role == "thermometer":
             _check_thermometer(entry)
         else:
+            if role == "pressure":   # the gauge channel read (MKS 937B: ch_1..ch_6)
+                _check_channel_exists("pressure", entry["model"], entry["channel"],
+                                      "gauge channel")
             for key in ("sensors", "locations"):
                 if entry[key]:
                     raise ConfigError(f"instruments.{role}.{key}",

@@ -279,10 +279,14 @@ class ClockRun:
         self.store.event(self.env.now, "field_ready", "coils", current_a=entry["current_a"])
 
     def _environment(self):
-        """Poll the thermometer into the store and re-evaluate the live budget (a process)."""
+        """Poll the thermometer and the vacuum gauge into the store; re-evaluate the budget.
+
+        A SimPy process: every `[budget] sample_s`, and the live budget every `update_s`.
+        """
         b = self.cfg["budget"]
         thermo = self.instruments.get("thermometer")
         sensors = self.cfg["instruments"]["thermometer"]["sensors"] if thermo else {}
+        gauge = self.instruments.get("pressure")
         last_budget = -math.inf
         while True:
             t = self.env.now
@@ -299,6 +303,8 @@ class ClockRun:
                     self.store.add("samples", (t, channel, kelvin))
                     if kelvin is not None:
                         self.live_budget.add_temperature(t, channel, kelvin)
+            if gauge is not None:
+                self._read_pressure(t, gauge)
             if t - last_budget >= b["update_s"]:
                 last_budget = t
                 self._update_budget(t)
@@ -307,19 +313,43 @@ class ClockRun:
             except simpy.Interrupt:   # the run is over (`_end_processes`)
                 return
 
+    def _read_pressure(self, t: float, gauge) -> None:
+        """One vacuum-gauge reading (Pa) into the store and the live budget.
+
+        A status word (the cold cathode starting, protected off, under range) is the driver's
+        `Missing` (NaN): stored as no value, never as 0; the budget keeps its last readings.
+        """
+        channel = self.live_budget.pressure_channel
+        number = self.cfg["instruments"]["pressure"]["channel"]
+        try:
+            pa = float(getattr(gauge, f"ch_{number}").pressure)
+        except (IonclockError, OSError):   # offline: the wrapper reconnects it
+            pa = math.nan
+        self.store.add("samples", (t, channel, pa if math.isfinite(pa) else None))
+        self.live_budget.add_pressure(t, pa)
+
     def _channel_rows(self) -> list[tuple]:
-        """The thermometer's channels as the store's `channels` table describes them.
+        """The thermometer's and the vacuum gauge's channels, as the `channels` table has them.
 
         The same names, units and sources a logger store has (`status` and `plot` read
         them): (name, unit, band_min, band_max, source, period_s).
         """
-        entry = self.cfg["instruments"].get("thermometer")
-        if self.live_budget is None or entry is None:
+        if self.live_budget is None:
             return []   # the environment process, which samples them, does not run
-        return [(channel, "K", None, None,
-                 f"{entry['model']} {entry['resource']} input_{int(number)}.temperature",
-                 self.cfg["budget"]["sample_s"])
-                for channel, number in entry["sensors"].items()]
+        period = self.cfg["budget"]["sample_s"]
+        rows = []
+        entry = self.cfg["instruments"].get("thermometer")
+        if entry is not None:
+            rows += [(channel, "K", None, None,
+                      f"{entry['model']} {entry['resource']} input_{int(number)}.temperature",
+                      period)
+                     for channel, number in entry["sensors"].items()]
+        entry = self.cfg["instruments"].get("pressure")
+        if entry is not None:
+            rows.append((self.live_budget.pressure_channel, "Pa", None, None,
+                         f"{entry['model']} {entry['resource']} ch_{entry['channel']}.pressure",
+                         period))
+        return rows
 
     def _update_budget(self, t: float) -> None:
         budget = self.live_budget.evaluate(t)

@@ -1,10 +1,12 @@
 """The live shift budget of a running clock (issue 6).
 
 `LiveBudget` keeps a sliding window of what the clock measures: every temperature sensor's
-readings (BBR) and the field from the Zeeman splittings of locked frames (quadratic
-Zeeman), and evaluates the budget of `ionclock.physics.budget` on that window. Inputs the clock does
-not measure live (micromotion ratios, pressure, <B^2>) come from the budget config's nominal
-values, and the budget's provenance says so. A sensor with no reading in the window makes
+readings (BBR), the field from the Zeeman splittings of locked frames (quadratic Zeeman)
+and, with a vacuum gauge, the pressure (background gas: the window's highest reading, as
+`ionclock.storage.budget_inputs` takes it), and evaluates the budget of
+`ionclock.physics.budget` on that window. Inputs the clock does not measure live
+(micromotion ratios, <B^2>, the pressure without a gauge) come from the budget config's
+nominal values, and the budget's provenance says so. A sensor with no reading in the window makes
 the BBR row invalid (never a silent zero), and an invalid budget yields no corrected output.
 
 `replay_store` evaluates the same budget afterwards from a store (`ionclock budget STORE`):
@@ -28,7 +30,8 @@ from ionclock.storage.budget_inputs import _window as store_window
 from ionclock.storage.budget_inputs import read_meta, run_budget_config
 from ionclock.storage.store import read_store
 
-#: What a clock measures live; every other input is the budget config's nominal value.
+#: Inputs a clock does not measure live (the budget config's nominal values); the pressure
+#: leaves the list while a vacuum gauge ([instruments.pressure]) gives readings.
 NOMINAL_INPUTS = ["micromotion", "background_gas", "qz_ac"]
 
 
@@ -44,6 +47,8 @@ class LiveBudget:
         self.channels = list(budget_cfg["bbr"]["channels"])
         self._temps: dict[str, deque] = {ch: deque() for ch in self.channels}
         self._field: deque = deque()
+        self.pressure_channel = budget_cfg["background_gas"]["channel"]
+        self._pressure: deque = deque()
         self._nominal = nominal_inputs(budget_cfg, "live")
 
     def add_temperature(self, t: float, channel: str, kelvin: float) -> None:
@@ -51,13 +56,18 @@ class LiveBudget:
         if channel in self._temps and math.isfinite(kelvin):
             self._temps[channel].append((t, kelvin))
 
+    def add_pressure(self, t: float, pa: float) -> None:
+        """One vacuum-gauge reading (Pa); NaN (a missing reading) is not kept."""
+        if math.isfinite(pa):
+            self._pressure.append((t, pa))
+
     def add_field(self, t: float, b_t: float) -> None:
         """The field from the splittings of one locked frame (T)."""
         self._field.append((t, b_t))
 
     def _trim(self, t: float) -> None:
         start = t - self.window_s
-        for q in (*self._temps.values(), self._field):
+        for q in (*self._temps.values(), self._field, self._pressure):
             while q and q[0][0] < start:
                 q.popleft()
 
@@ -79,15 +89,18 @@ class LiveBudget:
                  if not self._field and not self.nominal_field else {})
         if missing:
             notes["bbr"] = f"no reading in the window from {', '.join(missing)}"
+        measured = ["background_gas"] if self._pressure else []
+        pressure = max(v for _, v in self._pressure) if self._pressure else nom.pressure_pa
         return ClockInputs(
             cfg=self.cfg, traces=traces, rf_off_seen=False, b_rms_t=b, b_unc_t=nom.b_unc_t,
             n_frames=n_frames, b2_ac_t2=nom.b2_ac_t2, ratios=nom.ratios,
-            ratio_uncs=nom.ratio_uncs, pressure_pa=nom.pressure_pa,
+            ratio_uncs=nom.ratio_uncs, pressure_pa=pressure,
             provenance={"source": "live", "window": [t - self.window_s, t],
                         "temperature_readings": {ch: len(q) for ch, q in self._temps.items()},
                         "field_frames": len(self._field),
+                        **({"pressure_readings": len(self._pressure)} if measured else {}),
                         "nominal_inputs": (["field"] if self.nominal_field else [])
-                        + NOMINAL_INPUTS},
+                        + [n for n in NOMINAL_INPUTS if n not in measured]},
             notes=notes)
 
     def evaluate(self, t: float) -> Budget:
@@ -138,6 +151,10 @@ def _replay(db: sqlite3.Connection, path: str, since: float | None, until: float
             f"SELECT t, channel, value FROM samples WHERE channel IN ({marks}) AND t <= ? "   # noqa: S608
             "AND t >= ? AND value IS NOT NULL ORDER BY t", (*channels, t, start - 1.0)):
         live.add_temperature(ts, channel, value)
+    for ts, value in db.execute(
+            "SELECT t, value FROM samples WHERE channel = ? AND t <= ? AND t >= ? "
+            "AND value IS NOT NULL ORDER BY t", (live.pressure_channel, t, start - 1.0)):
+        live.add_pressure(ts, value)
     for tf, b in db.execute("SELECT t, b_t FROM lock_frames WHERE locked = 1 AND t <= ? "
                             "AND t >= ? ORDER BY t", (t, start - 1.0)):
         live.add_field(tf, b)
@@ -146,5 +163,7 @@ def _replay(db: sqlite3.Connection, path: str, since: float | None, until: float
             "window": how, "since": t - window, "until": t, "config": source,
             "temperature_readings": inputs.provenance["temperature_readings"],
             "field_frames": inputs.provenance["field_frames"],
+            **({"pressure_readings": inputs.provenance["pressure_readings"]}
+               if "pressure_readings" in inputs.provenance else {}),
             "nominal_inputs": inputs.provenance["nominal_inputs"]}
     return Budget.from_inputs(replace(inputs, provenance=prov))
