@@ -111,6 +111,12 @@ def test_the_fock_sums_keep_all_but_the_tail():
         nb = m.nbar(cooling, 0.14)
         f, w = m._rabi_distribution(1, "z", 0, nb)
         assert 1.0 - w.sum() < 3 * m.p.tail
+        # the kept weight is the product of each mode's truncated geometric sum, 1 - q^N
+        # (independent of how the joint states are built and merged)
+        cuts = [sidebands.thermal_cutoff(x, m.p.tail) for x in nb]
+        kept = math.prod(1.0 - (x / (x + 1)) ** n for x, n in zip(nb, cuts))
+        dropped = math.prod(cuts) * m.p.tail * 1e-6    # joint states below 1e-12 left out
+        assert kept - dropped <= w.sum() <= kept + 1e-12
         n_max = [sidebands.thermal_cutoff(x, m.p.tail) for x in nb]
         for x, n in zip(nb, n_max):
             q = x / (x + 1)
