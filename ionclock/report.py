@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -817,26 +818,49 @@ def plot_bfield(data: RunData, summary: dict, path: Path) -> None:
 FIGURES = ("adev.png", "frequency.png", "offsets.png", "bfield.png")
 
 
+def output_folder(store: Path, out: str | Path | None) -> Path:
+    """The report's folder (default ``<run folder>/report``), made here.
+
+    One line (`UserError`) when it cannot be. Its parent must exist (a typo is not silently
+    turned into a tree of folders).
+    """
+    folder = Path(out) if out is not None else store.parent / "report"
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"report: --out: {str(folder)!r} exists and is not a folder")
+    if not folder.parent.is_dir():
+        raise UserError(f"report: --out: parent folder {str(folder.parent)!r} does not exist")
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as err:
+        raise UserError(f"report: --out: cannot create {str(folder)!r}: "
+                        f"{err.strerror or err}") from None
+    return folder
+
+
 def make_report(path: str | Path, out_dir: str | Path | None = None,
-                settle_s: float = DEFAULT_SETTLE_S, taus: str = "octave") -> dict:
+                settle_s: float = DEFAULT_SETTLE_S, taus: str = "octave",
+                stage: Callable[[str], None] | None = None) -> dict:
     """Evaluate one run: write the PNGs and summary.json into `out_dir`; return the summary.
 
-    `out_dir` defaults to ``<run folder>/report``.
+    `out_dir` defaults to ``<run folder>/report``. `stage`, if given, is told each step as it
+    starts (the command line's stage lines: a 10-day run takes minutes).
     """
     import matplotlib
 
     matplotlib.use("Agg")
+    stage = stage or (lambda text: None)
     if settle_s < 0:
         raise UserError("report: --settle must not be negative")
-    data = load_run(path)
-    out = Path(out_dir) if out_dir is not None else data.store.parent / "report"
-    if not out.parent.is_dir():
-        raise UserError(f"report: --out: parent folder {str(out.parent)!r} does not exist")
-    out.mkdir(exist_ok=True)
+    store = resolve_store(path)
+    out = output_folder(store, out_dir)
+    stage(f"reading {store} ({store.stat().st_size / 1e6:.0f} MB)")
+    data = load_run(store)
+    stage(f"ADEV, bias, slips and wrong-lock frames of {len(data.t):,} frames")
     summary, arrays = summarise(data, settle_s, taus)
-    plot_adev(data, summary, arrays, out / FIGURES[0])
-    plot_frequency(data, summary, arrays, out / FIGURES[1])
-    plot_offsets(data, summary, arrays, out / FIGURES[2])
+    for name, draw in zip(FIGURES, (plot_adev, plot_frequency, plot_offsets)):
+        stage(f"figure {out / name}")
+        draw(data, summary, arrays, out / name)
+    stage(f"figure {out / FIGURES[3]}")
     plot_bfield(data, summary, out / FIGURES[3])
     summary["files"] = [str(out / f) for f in (*FIGURES, "summary.json")]
     (out / "summary.json").write_text(to_json(summary) + "\n")
