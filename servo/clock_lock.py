@@ -212,6 +212,9 @@ class ClockServo:
         self._verify_next = 0                # the line the next monitor probe goes to
         self.verify_cycles = 0               # Rabi cycles (monitor and search)
         self.fringe_errors = 0
+        # Holds asked for by the apparatus's other roles (`request_hold`): reason -> detail
+        self._external: dict[str, dict] = {}
+        self._holding = env.event()          # fires once the servo holds for them
 
     # --- the model of where each line is ------------------------------------------------
     def line_offsets_hz(self, t: float) -> tuple[float, ...]:
@@ -559,6 +562,47 @@ class ClockServo:
             self.on_frame(frame)
         return frame
 
+    # --- holds asked for from outside: the apparatus's other roles ---------------------------
+    def request_hold(self, reason: str, since: float | None = None, **detail):
+        """Ask the servo to hold over for `reason`; returns an event fired once it holds.
+
+        Another role of the apparatus asks (a laser off its wavemeter band, a shutter found
+        open, a micromotion measurement that needs the probe). From the next frame boundary
+        the servo holds the laser on its drift model, records holdover frames and leaves the
+        sequencer alone until every such hold is released (`release_hold`); then it
+        re-acquires. Frames recorded since `since` (s, the run's clock), when given, are
+        flagged: they were taken while the fault may already have biased them. The event
+        returned fires when the servo no longer uses the sequencer (the caller may use it).
+        """
+        if not self._external:
+            self._holding = self.env.event()
+        self._external[reason] = dict(detail)
+        if since is not None:   # again when the hold begins: the frame under way then too
+            self._external[reason]["since"] = since
+            self._flag(since, self.env.now)
+        return self._holding
+
+    def release_hold(self, reason: str) -> None:
+        """End the hold `request_hold(reason)` asked for (no effect if there is none)."""
+        self._external.pop(reason, None)
+
+    @property
+    def held_for(self) -> tuple[str, ...]:
+        """The reasons of the holds other roles ask for now."""
+        return tuple(self._external)
+
+    def _wait_external(self):
+        """Hold without probing while other roles ask for it; holdover frames go on."""
+        if not self._holding.triggered:
+            self._holding.succeed()
+        last_frame = self.env.now
+        while self._external:
+            yield self.env.timeout(self.p.cycle_time_s)
+            if self.env.now - last_frame >= 12 * self.p.cycle_time_s - 1e-9:
+                last_frame = self.env.now
+                self._record_frame()
+                self.frame_index += 1
+
     # --- the process ----------------------------------------------------------------------
     def run(self):
         """The servo's SimPy process (a generator); runs until interrupted.
@@ -593,6 +637,9 @@ class ClockServo:
         locked meanwhile; it does not end an acquisition, guard slips or verify.
         """
         p = self.p
+        if self._external and not tracking:   # another role asks for a hold (`request_hold`)
+            reason, detail = next(iter(self._external.items()))
+            raise _Hold(reason, dict(detail))
         if (not tracking and self.state == "acquiring"
                 and self._frames_since_acquire >= p.acquire_frames):
             yield from self._acquire()    # the lines have settled on fringes: verify them
@@ -692,6 +739,9 @@ class ClockServo:
             # the frame whose probes went dark for good is not clock data: flag back to the
             # start of the dark run that led to the ion checks (and one frame before it)
             self._flag(detail["since"] - 12 * self.p.cycle_time_s, self.env.now)
+        elif reason not in _CLEARED and "since" in detail:
+            # another role's hold: its fault began at `since` (`request_hold`)
+            self._flag(detail["since"], self.env.now)
         elif reason == "fringe_error":
             # lines off a whole fringe since about `since` (the monitor's onset estimate)
             self.fringe_errors += 1
@@ -707,6 +757,11 @@ class ClockServo:
         self._presence.reset()
         cleared_detail: dict = {}
         while True:
+            if self._external:   # another role asks for a hold: the sequencer is theirs now
+                yield from self._wait_external()
+                last_frame = self.env.now
+            if reason not in _CLEARED:   # held for the other roles alone: released now
+                break
             try:
                 if reason == "fringe_error":
                     # search the alarmed lines' fringes (the others are verified after
@@ -739,7 +794,10 @@ class ClockServo:
                 last_frame = self.env.now
                 self._record_frame()
                 self.frame_index += 1
-        self._event(_CLEARED[reason], **cleared_detail)
+        if reason in _CLEARED:
+            self._event(_CLEARED[reason], **cleared_detail)
+        else:
+            self._event("hold_released", reason=reason)
         if reason == "instrument_offline":
             self._use_direct(True)    # the driver objects may be new ones now
         self._frames_since_acquire = 0

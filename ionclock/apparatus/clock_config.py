@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ionclock.apparatus import registry
 from ionclock.apparatus.registry import describe_ids
+from ionclock.apparatus.roles import role_classes
 from ionclock.apparatus.shutdown import SHUTTER_STATES, kind_of
 from ionclock.config import Field, ListOf, Table, check_kind, load_toml, merge, validate
 from ionclock.errors import ConfigError, UserError
@@ -266,6 +267,13 @@ ROLE_MODELS = {
     "pulser": ("dg645",),
     "pressure": ("mks937b",),
 }
+
+# The apparatus's other roles (ionclock/apparatus/roles): each one's settings section and the
+# models its instruments may be.
+for _role in role_classes():
+    if _role.section:
+        SCHEMA[_role.section] = _role.SETTINGS
+    ROLE_MODELS.update(_role.ROLE_MODELS)
 
 
 def check_references(cfg: dict, base: Path) -> None:

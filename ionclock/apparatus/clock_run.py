@@ -34,6 +34,7 @@ import simpy.rt
 from ionclock import __version__
 from ionclock.apparatus import registry
 from ionclock.apparatus.resilience import watch_links
+from ionclock.apparatus.roles import RoleContext, build_roles
 from ionclock.apparatus.shutdown import ShutdownRequested, shutdown_on_signals
 from ionclock.drivers.sequencer import PulseProgram, TableSequencer
 from ionclock.errors import ConfigError, IonclockError, UserError
@@ -137,6 +138,12 @@ class ClockRun:
                                 params=self.params, on_frame=self._on_frame,
                                 on_flag=self._on_flag, ready=self._lock_units_ready)
         self.frames: list[tuple] = []   # (t, locked, holdover, nu, b, truth detuning, b_true)
+        # the apparatus's other roles, each a process beside the servo (started with it)
+        self.roles = build_roles(RoleContext(
+            env=self.env, store=self.store, servo=self.servo, sequencer=self.sequencer,
+            instruments=self.instruments, cfg=cfg, live_budget=self.live_budget,
+            event=self._instrument_event, realtime=realtime))
+        self._role_procs: list = []
 
     def _now(self) -> float:
         """The run's clock (s): events and reconnect backoffs on the same time base."""
@@ -231,6 +238,7 @@ class ClockRun:
                 self._watch_proc = self.env.process(watch_links(self.env, watched))
             if self.live_budget is not None:
                 self._environment_proc = self.env.process(self._environment())
+            self._role_procs = [self.env.process(role.process()) for role in self.roles]
             # its own process, not `yield from`: each cycle then resumes one generator less;
             # whatever ends the servo still ends this process, and with it the run
             self._servo_proc = self.env.process(self.servo.run())
@@ -351,6 +359,10 @@ class ClockRun:
                          period))
         return rows
 
+    def _all_channel_rows(self) -> list[tuple]:
+        """The environment's channels and every role's."""
+        return self._channel_rows() + [row for role in self.roles for row in role.channels()]
+
     def _update_budget(self, t: float) -> None:
         budget = self.live_budget.evaluate(t)
         nu0 = budget.nu0_hz
@@ -366,7 +378,7 @@ class ClockRun:
                             servo=asdict(self.params))
         if self.live_budget is not None:   # `ionclock budget STORE` evaluates it again
             self.store.set_meta(budget_config=self.live_budget.cfg)
-        self.store.set_channels(self._channel_rows())
+        self.store.set_channels(self._all_channel_rows())
         proc = self._startup_proc = self.env.process(self._startup())
         bar = None
         if progress:   # on a terminal: simulated h:mm:ss of the run's length
@@ -434,7 +446,7 @@ class ClockRun:
         survive (a TypeError instead); the process keeps the original.
         """
         for proc in (self._startup_proc, self._servo_proc, self._environment_proc,
-                     self._watch_proc):
+                     self._watch_proc, *self._role_procs):
             if proc is not None and proc.triggered and not proc.ok:
                 return proc.value
         return None
@@ -449,13 +461,13 @@ class ClockRun:
         """
         servo = self._servo_proc
         chain = servo if servo is not None and servo.is_alive else self._startup_proc
-        for proc in (chain, self._environment_proc, self._watch_proc):
+        for proc in (chain, self._environment_proc, self._watch_proc, *self._role_procs):
             if proc is not None and proc.is_alive:
                 proc.interrupt("run_stopped")
         if self._own_world:
             return
         procs = [p for p in (self._startup_proc, servo, self._environment_proc,
-                             self._watch_proc)
+                             self._watch_proc, *self._role_procs)
                  if p is not None]
         try:
             while any(p.is_alive for p in procs):
