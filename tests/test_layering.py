@@ -50,7 +50,7 @@ def lint(tree: Path) -> subprocess.CompletedProcess:
 def test_import_contracts_hold(tmp_path):
     result = lint(assemble(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 4 kept, 0 broken" in result.stdout
+    assert "Contracts: 5 kept, 0 broken" in result.stdout
 
 
 def test_the_contract_catches_a_driver_importing_the_twin(tmp_path):
@@ -60,6 +60,17 @@ def test_the_contract_catches_a_driver_importing_the_twin(tmp_path):
     result = lint(tree)
     assert result.returncode != 0
     assert "broken" in result.stdout
+
+
+def test_a_procedure_reaches_the_twin_only_through_the_registry(tmp_path):
+    tree = assemble(tmp_path)
+    ok = tree / "ionclock" / "procedures" / "_through_registry.py"
+    ok.write_text("import ionclock.apparatus.registry\n")
+    assert lint(tree).returncode == 0
+    bad = tree / "ionclock" / "procedures" / "_bad.py"
+    bad.write_text("import ionclock.sim_instruments.world\n")
+    result = lint(tree)
+    assert "Contracts: 4 kept, 1 broken" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("module, line, contracts", [
@@ -75,4 +86,4 @@ def test_the_core_contracts_catch_an_import_up_the_layers(tmp_path, module, line
     (tree / "ionclock" / module).write_text(line)
     result = lint(tree)
     assert result.returncode != 0
-    assert f"Contracts: {4 - contracts} kept, {contracts} broken" in result.stdout, result.stdout
+    assert f"Contracts: {5 - contracts} kept, {contracts} broken" in result.stdout, result.stdout

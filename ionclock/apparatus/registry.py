@@ -471,6 +471,13 @@ def twin_reference(world: Any) -> Any:
     return SimComb(world)
 
 
+def characterisation_twin(world: Any, seed: int = 0) -> Any:
+    """The characterisation physics on `world` (motion, micromotion, Zeeman; with the truth)."""
+    from ionclock.sim_instruments.characterisation import CharacterisationTwin
+
+    return CharacterisationTwin(world, seed)
+
+
 def make_world(env: Any, twin: dict, servo: dict, instruments: dict) -> Any:
     """The simulated clock world for a config's ``[twin]`` section, on `env`.
 
