@@ -55,7 +55,14 @@ def test_budget_of_a_run_store_is_the_runs_last_live_budget(run_store, capsys):
         assert mine["shift"] == pytest.approx(live["shift"], abs=1e-9)
     prov = data["provenance"]
     assert prov["until"] == t and prov["window"].startswith("the run's last live budget")
-    assert prov["nominal_inputs"] == ["micromotion", "qz_ac"]   # the gauge measures the pressure
+    # the gauge measures the pressure; the AC field is a stated bound (seed convention)
+    assert prov["nominal_inputs"] == ["micromotion"]
+    sources = prov["row_sources"]
+    assert sources["bg_gas"].startswith("measured: pressure.outside")
+    assert sources["qz_ac"].startswith("bound: ")
+    assert sources["emm"].startswith("nominal: ")
+    assert sources["bbr"].startswith("measured: 5 of 5 sensors")
+    assert sources == json.loads(detail)["provenance"]["row_sources"]
     assert prov["pressure_readings"] > 0
 
 
@@ -67,7 +74,13 @@ def test_budget_keeps_table_ii_bound_rows_and_says_what_is_nominal(run_store, ca
         assert label in out
     assert "INVALID" not in out
     assert ("Nominal inputs (the budget config's values, not measured in this window): "
-            "micromotion ratios R_i, AC field <B^2>") in out     # the gauge gives the pressure
+            "micromotion ratios R_i\n") in out     # the gauge gives the pressure
+    # each row names its source: measured channels, stated bounds, or nominal values
+    rows = {line.split("  ")[0]: line for line in out.splitlines()}
+    assert "measured: pressure.outside, highest of" in rows["Background gas"]
+    assert "bound: alpha_z <B^2> with <B^2> <= 2e-13 T^2" in rows["Quadratic Zeeman (AC)"]
+    assert "nominal: [micromotion] nominal_ratios" in rows["Excess micromotion"]
+    assert "bound: hyper-Ramsey suppression" in rows["AOM phase chirp"]
     inputs = next(line for line in out.splitlines() if line.startswith("Inputs:"))
     assert "window 1814.8 s to 5414.8 s (the run's last live budget" in inputs
     assert "99999" not in inputs and "00000" not in inputs      # 14.799999999999963 no more

@@ -30,18 +30,34 @@ from ionclock.storage.budget_inputs import _window as store_window
 from ionclock.storage.budget_inputs import read_meta, run_budget_config
 from ionclock.storage.store import read_store
 
-#: Inputs a clock does not measure live (the budget config's nominal values); the pressure
-#: leaves the list while a vacuum gauge ([instruments.pressure]) gives readings.
+#: Inputs a clock may take from the budget config instead of a measurement; each leaves the
+#: list while its channel gives readings (micromotion ratios from the monitor, the pressure
+#: from the gauge, <B^2> from a measured channel). The AC field under the seed's convention
+#: is a stated bound, not a nominal value (`ac_convention = "seed_bound"`).
 NOMINAL_INPUTS = ["micromotion", "background_gas", "qz_ac"]
+
+#: A channel's measurement uncertainty, where the instrument or procedure gives one, is the
+#: channel of the same name with this suffix (e.g. ``mm.r1.sigma``; decision 0502).
+SIGMA_SUFFIX = ".sigma"
 
 
 class LiveBudget:
-    """Sliding-window inputs and the budget evaluated on them."""
+    """Sliding-window inputs and the budget evaluated on them.
+
+    Readings arrive as store samples (`add_sample`, or the named adders): the temperature
+    channels of ``[bbr] channels`` (each one's min and max over the window), the RF state
+    channel ``[bbr] rf_state_channel`` (an RF-off reading in the window: the sensors saw the
+    trap cold), the pressure ``[background_gas] channel`` (the window's highest reading), and
+    the sporadic measurements, the micromotion ratios ``[micromotion] channels`` and
+    ``[zeeman] b2_ac_channel``: their readings in the window, else the latest one not older
+    than ``[store] max_age_s`` (as `ionclock.storage.budget_inputs` takes them from a store).
+    """
 
     def __init__(self, budget_cfg: dict, window_s: float = 3600.0,
                  nominal_field: bool = False):
         self.cfg = budget_cfg
         self.window_s = window_s
+        self.max_age_s = budget_cfg["store"]["max_age_s"]
         # no clock to measure the field (a logger's store): the config's nominal B, said so
         self.nominal_field = nominal_field
         self.channels = list(budget_cfg["bbr"]["channels"])
@@ -49,17 +65,54 @@ class LiveBudget:
         self._field: deque = deque()
         self.pressure_channel = budget_cfg["background_gas"]["channel"]
         self._pressure: deque = deque()
+        self.rf_state_channel = budget_cfg["bbr"]["rf_state_channel"]
+        self._rf_off: deque = deque()   # times of RF-off readings
+        self.ratio_channels = list(budget_cfg["micromotion"]["channels"])
+        self.b2_ac_channel = budget_cfg["zeeman"]["b2_ac_channel"]
+        sporadic = [*self.ratio_channels, *([self.b2_ac_channel] if self.b2_ac_channel else [])]
+        # sporadic channel -> deque of (t, value, sigma); the latest reading is kept past
+        # the window (up to max_age_s)
+        self._sporadic: dict[str, deque] = {ch: deque() for ch in sporadic}
+        self._sigma_of = {ch + SIGMA_SUFFIX: ch for ch in sporadic}
         self._nominal = nominal_inputs(budget_cfg, "live")
+
+    @property
+    def sample_channels(self) -> list[str]:
+        """Every store channel this budget takes readings from (`add_sample`)."""
+        return [*self.channels, self.pressure_channel,
+                *([self.rf_state_channel] if self.rf_state_channel else []),
+                *self._sporadic, *self._sigma_of]
+
+    def add_sample(self, t: float, channel: str, value: float | None) -> None:
+        """One store sample of any channel the budget reads (others are ignored).
+
+        None or NaN (a missing reading) is not kept. A ``<channel>.sigma`` reading is the
+        uncertainty of the sporadic channel's reading at the same instant.
+        """
+        if value is None or not math.isfinite(value):
+            return
+        if channel in self._temps:
+            self._temps[channel].append((t, value))
+        elif channel == self.pressure_channel:
+            self._pressure.append((t, value))
+        elif channel == self.rf_state_channel:
+            if value == 0:
+                self._rf_off.append(t)
+        elif channel in self._sporadic:
+            self._sporadic[channel].append((t, value, 0.0))
+        elif channel in self._sigma_of:
+            q = self._sporadic[self._sigma_of[channel]]
+            if q and q[-1][0] == t:
+                q[-1] = (t, q[-1][1], value)
 
     def add_temperature(self, t: float, channel: str, kelvin: float) -> None:
         """One sensor reading (K); NaN (a missing reading) is not kept."""
-        if channel in self._temps and math.isfinite(kelvin):
-            self._temps[channel].append((t, kelvin))
+        if channel in self._temps:
+            self.add_sample(t, channel, kelvin)
 
     def add_pressure(self, t: float, pa: float) -> None:
         """One vacuum-gauge reading (Pa); NaN (a missing reading) is not kept."""
-        if math.isfinite(pa):
-            self._pressure.append((t, pa))
+        self.add_sample(t, self.pressure_channel, pa)
 
     def add_field(self, t: float, b_t: float) -> None:
         """The field from the splittings of one locked frame (T)."""
@@ -70,38 +123,126 @@ class LiveBudget:
         for q in (*self._temps.values(), self._field, self._pressure):
             while q and q[0][0] < start:
                 q.popleft()
+        while self._rf_off and self._rf_off[0] < start:
+            self._rf_off.popleft()
+        for q in self._sporadic.values():   # keep one reading before the window
+            while len(q) > 1 and q[1][0] < start:
+                q.popleft()
+            if q and q[0][0] < t - self.max_age_s:
+                q.popleft()
+
+    def _sporadic_values(self, channel: str, t: float) -> tuple[list, str]:
+        """(readings [(t, value, sigma)], how): in the window, else the latest within max_age."""
+        q = self._sporadic[channel]
+        start = t - self.window_s
+        inside = [r for r in q if start <= r[0] <= t]
+        if inside:
+            return inside, "window"
+        before = [r for r in q if r[0] < start and t - r[0] <= self.max_age_s]
+        if before:
+            return [before[-1]], f"latest at t={before[-1][0]:.10g}"
+        return [], "none"
 
     def inputs(self, t: float) -> ClockInputs:
         """The budget's inputs over [t - window, t]."""
         self._trim(t)
+        cfg = self.cfg
         traces = tuple(SensorTrace(ch, min(v for _, v in q), max(v for _, v in q), len(q))
                        for ch, q in self._temps.items() if q)
         missing = [ch for ch, q in self._temps.items() if not q]
         nom = self._nominal
+        sources: dict[str, str] = {}
         if self._field:
             b = math.sqrt(sum(v * v for _, v in self._field) / len(self._field))
             n_frames = len(self._field)
+            sources["qz_dc"] = f"measured: B from the splittings of {n_frames} locked frames"
         else:
             # the nominal field where no clock measures it (n_frames None: a nominal input);
             # else evaluated, but the row is marked invalid below
             b, n_frames = nom.b_rms_t, (None if self.nominal_field else 0)
+            sources["qz_dc"] = ("nominal: [zeeman] b_nominal_t (no clock in the store)"
+                                if self.nominal_field else "missing: no locked frame")
         notes = ({"qz_dc": "no locked frame (field) in the window"}
                  if not self._field and not self.nominal_field else {})
         if missing:
             notes["bbr"] = f"no reading in the window from {', '.join(missing)}"
-        measured = ["background_gas"] if self._pressure else []
-        pressure = max(v for _, v in self._pressure) if self._pressure else nom.pressure_pa
+        rf_off_seen = bool(self._rf_off)
+        sources["bbr"] = (f"measured: {len(traces)} of {len(self.channels)} sensors, "
+                          f"{sum(len(q) for q in self._temps.values())} readings"
+                          + ("; RF off seen" if rf_off_seen else
+                             f"; RF-off step {cfg['bbr']['rf_step_k']:g} K added (no RF-off "
+                             "reading)"))
+        measured = []
+        if self._pressure:
+            measured.append("background_gas")
+            pressure = max(v for _, v in self._pressure)
+            sources["bg_gas"] = (f"measured: {self.pressure_channel}, highest of "
+                                 f"{len(self._pressure)} readings")
+        else:
+            pressure = nom.pressure_pa
+            sources["bg_gas"] = ("nominal: [background_gas] pressure_pa (no "
+                                 f"{self.pressure_channel} reading)")
+        ratios, ratio_uncs, how = self._ratios(t)
+        if ratios is not None:
+            measured.append("micromotion")
+            sources["emm"] = f"measured: {', '.join(self.ratio_channels)} ({how})"
+        else:
+            ratios, ratio_uncs = nom.ratios, nom.ratio_uncs
+            sources["emm"] = f"nominal: [micromotion] nominal_ratios ({how})"
+        b2_ac = nom.b2_ac_t2
+        if self.b2_ac_channel and (vals := self._sporadic_values(self.b2_ac_channel, t)[0]):
+            measured.append("qz_ac")
+            b2_ac = max(v for _, v, _ in vals)
+            sources["qz_ac"] = f"measured: {self.b2_ac_channel}"
+        elif cfg["zeeman"]["ac_convention"] == "seed_bound":
+            measured.append("qz_ac")   # a stated bound, not a nominal value
+            sources["qz_ac"] = ("bound: alpha_z <B^2> with <B^2> <= "
+                                f"{cfg['zeeman']['b2_ac_t2'] + cfg['zeeman']['b2_ac_unc_t2']:.3g}"
+                                " T^2 ([zeeman] b2_ac_t2 + b2_ac_unc_t2)")
+        else:
+            sources["qz_ac"] = "nominal: [zeeman] b2_ac_t2"
+        sec = cfg["secular"]
+        sources["secular"] = ("stated: [secular] heating rates "
+                              f"{', '.join(f'{r:g}' for r in sec['heating_rate'])} quanta/s "
+                              "and n0 ranges")
+        for key, r in cfg["residuals"].items():
+            sources[key] = f"bound: {r['source']}" if r["source"] else "bound"
         return ClockInputs(
-            cfg=self.cfg, traces=traces, rf_off_seen=False, b_rms_t=b, b_unc_t=nom.b_unc_t,
-            n_frames=n_frames, b2_ac_t2=nom.b2_ac_t2, ratios=nom.ratios,
-            ratio_uncs=nom.ratio_uncs, pressure_pa=pressure,
+            cfg=cfg, traces=traces, rf_off_seen=rf_off_seen, b_rms_t=b,
+            b_unc_t=nom.b_unc_t, n_frames=n_frames, b2_ac_t2=b2_ac, ratios=tuple(ratios),
+            ratio_uncs=tuple(ratio_uncs), pressure_pa=pressure,
             provenance={"source": "live", "window": [t - self.window_s, t],
                         "temperature_readings": {ch: len(q) for ch, q in self._temps.items()},
                         "field_frames": len(self._field),
-                        **({"pressure_readings": len(self._pressure)} if measured else {}),
+                        **({"pressure_readings": len(self._pressure)}
+                           if self._pressure else {}),
                         "nominal_inputs": (["field"] if self.nominal_field else [])
-                        + [n for n in NOMINAL_INPUTS if n not in measured]},
+                        + [n for n in NOMINAL_INPUTS if n not in measured],
+                        "row_sources": sources},
             notes=notes)
+
+    def _ratios(self, t: float) -> tuple[list | None, list | None, str]:
+        """The micromotion ratios R_i and their uncertainties from the monitor's channels.
+
+        Per beam, <R^2> over its readings (the shift is quadratic in R), with the uncertainty
+        the readings' own sigma (rms) and their spread in quadrature; None where a beam has
+        no reading within max_age_s (the nominal ratios then, said so).
+        """
+        if not self.ratio_channels:
+            return None, None, "no channels"
+        ratios, uncs, hows = [], [], []
+        for ch in self.ratio_channels:
+            vals, how = self._sporadic_values(ch, t)
+            if not vals:
+                return None, None, f"no {ch} reading within {self.max_age_s:g} s"
+            n = len(vals)
+            r2 = sum(v * v for _, v, _ in vals) / n
+            mean = sum(v for _, v, _ in vals) / n
+            sigma2 = sum(s * s for _, _, s in vals) / n
+            ratios.append(math.sqrt(r2))
+            uncs.append(math.sqrt(max(0.0, r2 - mean * mean) + sigma2 / n))
+            hows.append(how)
+        return ratios, uncs, hows[0] if len(set(hows)) == 1 else "; ".join(hows)
 
     def evaluate(self, t: float) -> Budget:
         """The budget over the window ending at t."""
@@ -121,11 +262,13 @@ def replay_store(path: str | Path, since: float | None = None, until: float | No
     the store's; micromotion, pressure and the AC field are the config's nominal values
     (`NOMINAL_INPUTS`, and the field too where the store has no lock frames at all).
     """
-    return read_store(path, lambda db: _replay(db, str(path), since, until, config, last_s))
+    return read_store(path, lambda db: replay_db(db, str(path), since, until, config, last_s))
 
 
-def _replay(db: sqlite3.Connection, path: str, since: float | None, until: float | None,
-            config: str | Path | dict | None, last_s: float | None) -> Budget:
+def replay_db(db: sqlite3.Connection, path: str, since: float | None = None,
+              until: float | None = None, config: str | Path | dict | None = None,
+              last_s: float | None = None) -> Budget:
+    """`replay_store` on a connection already open on the store at `path`."""
     meta = read_meta(db)
     cfg, source = run_budget_config(meta, config)
     run_cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
@@ -144,17 +287,15 @@ def _replay(db: sqlite3.Connection, path: str, since: float | None, until: float
     has_frames = db.execute("SELECT 1 FROM lock_frames LIMIT 1").fetchone() is not None
     live = LiveBudget(cfg, window, nominal_field=not has_frames)
     start = t - window
-    channels = list(cfg["bbr"]["channels"])
+    channels = live.sample_channels
     marks = ",".join("?" * len(channels))
-    # the same readings the run held: t - window <= t_sample <= t (LiveBudget trims the start)
+    # the same readings the run held: t - window <= t_sample <= t (LiveBudget trims the
+    # start), and the sporadic measurements up to max_age_s before the window
     for ts, channel, value in db.execute(
             f"SELECT t, channel, value FROM samples WHERE channel IN ({marks}) AND t <= ? "   # noqa: S608
-            "AND t >= ? AND value IS NOT NULL ORDER BY t", (*channels, t, start - 1.0)):
-        live.add_temperature(ts, channel, value)
-    for ts, value in db.execute(
-            "SELECT t, value FROM samples WHERE channel = ? AND t <= ? AND t >= ? "
-            "AND value IS NOT NULL ORDER BY t", (live.pressure_channel, t, start - 1.0)):
-        live.add_pressure(ts, value)
+            "AND t >= ? AND value IS NOT NULL ORDER BY t, rowid",
+            (*channels, t, start - live.max_age_s - 1.0)):
+        live.add_sample(ts, channel, value)
     for tf, b in db.execute("SELECT t, b_t FROM lock_frames WHERE locked = 1 AND t <= ? "
                             "AND t >= ? ORDER BY t", (t, start - 1.0)):
         live.add_field(tf, b)
@@ -165,5 +306,6 @@ def _replay(db: sqlite3.Connection, path: str, since: float | None, until: float
             "field_frames": inputs.provenance["field_frames"],
             **({"pressure_readings": inputs.provenance["pressure_readings"]}
                if "pressure_readings" in inputs.provenance else {}),
-            "nominal_inputs": inputs.provenance["nominal_inputs"]}
+            "nominal_inputs": inputs.provenance["nominal_inputs"],
+            "row_sources": inputs.provenance["row_sources"]}
     return Budget.from_inputs(replace(inputs, provenance=prov))

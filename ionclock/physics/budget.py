@@ -387,8 +387,10 @@ class Budget:
     def _cells(self, r: ShiftResult) -> tuple[str, str, str]:
         if not math.isfinite(r.value):
             return "n/a", "n/a", f"INVALID: {r.reason}"
+        # a live budget names where each row's input came from (measured, bound, nominal)
+        source = (self.provenance.get("row_sources") or {}).get(r.key, "")
         return (_fmt(r.value / self.unit), _fmt(r.uncertainty / self.unit),
-                "" if r.valid else f"INVALID: {r.reason}")
+                source if r.valid else f"INVALID: {r.reason}")
 
     def _total_cells(self) -> tuple[str, str, str]:
         note = "" if self.valid else "excludes invalid rows: " + ", ".join(

@@ -23,7 +23,10 @@ A role that cannot vouch for the clock asks the servo to hold
 (``ctx.servo.request_hold(reason, since=...)``, which flags frames back to ``since`` and
 holds from the next frame) and releases the hold when it can again (``release_hold``); a
 role that needs the probe itself (a micromotion measurement) waits on the event
-`request_hold` returns before it touches the sequencer.
+`request_hold` returns before it touches the sequencer. Its readings go through
+``ctx.record(t, channel, value)``: into the store and, for the channels the live budget
+reads (micromotion ratios and their ``.sigma``, the RF state, a measured <B^2>), into the
+budget too.
 """
 
 from __future__ import annotations
@@ -56,6 +59,15 @@ class RoleContext:
     live_budget: Any
     event: Callable[..., None]
     realtime: bool = False
+
+    def record(self, t: float, channel: str, value: float | None) -> None:
+        """One sample into the store, and into the live budget where it reads the channel.
+
+        A missing reading is None (stored as NULL, decision 0503), never 0.
+        """
+        self.store.add("samples", (t, channel, value))
+        if self.live_budget is not None:
+            self.live_budget.add_sample(t, channel, value)
 
 
 class Role:
