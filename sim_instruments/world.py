@@ -50,6 +50,9 @@ from ionclock.sim_instruments.hyper_ramsey import (
     excitation_segments,
 )
 
+#: The clock laser's flicker stream: ``numpy.random.default_rng([seed, FLICKER_STREAM(, k)])``.
+FLICKER_STREAM = 308
+
 
 @dataclass
 class TwinParams:
@@ -95,55 +98,90 @@ class TwinParams:
     b_step_t: float = 0.3e-9             # their size (sign random)
     quench_light_shift_hz: float = 2.0   # stray 854 nm light with its shutter stuck open:
     quench_tau_s: float = 0.02           # light shift on the clock line and D5/2 quench time
+    quench_shutters: tuple = ("shutter_854",)   # SC10 twins (by name) blocking that light
     events: tuple = ()                   # scheduled (at_s, kind, value, duration_s)
 
 
 class _Flicker:
     """Flicker (1/f) frequency noise as a sum of OU processes (log-spaced correlation times).
 
-    The sum is generated on a fixed time grid of step `h` in blocks (each component an exact
-    first-order recursion x[n+1] = a x[n] + sqrt(1 - a^2) sigma w[n], run by scipy's lfilter)
-    and read piecewise constant, so a probe costs an index, not a random draw.
+    The sum is generated on a fixed time grid of step `h` in fixed blocks of `block` points
+    (each component an exact first-order recursion x[n+1] = a x[n] + sqrt(1 - a^2) sigma w[n],
+    `_ar1`) and read piecewise constant, so a probe costs an index, not a random draw.
+
+    Its values are a function of the seed and the time alone (decision 0308): the initial
+    state comes from the stream ``numpy.random.default_rng([seed, FLICKER_STREAM])`` and
+    block k's innovations from ``[seed, FLICKER_STREAM, k]``, block after block from the
+    start, never from a generator anyone else draws from. So whoever asks first, how often
+    and at what times (the ion at each probe, a counter on the comb beat, a wavemeter), every
+    caller sees the same laser; a block already passed is drawn again from its saved start
+    state when asked for.
     """
 
     # Allan deviation of the sum with unit component sigma, flat within 10 % over
     # tau = 10 .. 1e4 s (measured; tests/test_world.py checks the scaled floor).
     UNIT_ADEV = 1.07
 
-    def __init__(self, floor_hz: float, rng: np.random.Generator, h: float = 0.05,
+    def __init__(self, floor_hz: float, seed: int, h: float = 0.05,
                  block: int = 8192, taus=tuple(10.0 ** np.arange(-0.5, 5.01, 0.5))):
         self.taus = np.asarray(taus)
         self.sigma = floor_hz / self.UNIT_ADEV if floor_hz > 0 else 0.0
         self.h = h
         self.block = block
-        self.rng = rng
+        self.seed = int(seed)
         self.a = np.exp(-h / self.taus)
         self.b = self.sigma * np.sqrt(1.0 - self.a ** 2)
-        self.x = rng.standard_normal(len(self.taus)) * self.sigma
+        x0 = np.random.default_rng([self.seed, FLICKER_STREAM]).standard_normal(len(self.taus))
+        self._states = [x0 * self.sigma]   # the components' state before block k
         self.start = 0           # grid index of values[0]
         self.values: list[float] = []
+        self._kept: dict[int, list[float]] = {}   # the two latest blocks read
 
-    def _next_block(self, first: int) -> None:
-        gap = first - (self.start + len(self.values))
-        if gap > 0:  # jump ahead exactly: the OU transition over `gap` steps
-            a = self.a ** gap
-            self.x = self.x * a + self.sigma * np.sqrt(1 - a * a) * self.rng.standard_normal(
-                len(self.taus))
-        w = self.rng.standard_normal((len(self.taus), self.block)) * self.b[:, None]
-        out = _ar1(w, self.a, self.x)
-        self.x = out[:, -1].copy()
-        self.values = out.sum(axis=0).tolist()
-        self.start = first
+    def _draw(self, k: int) -> np.ndarray:
+        """Block k's components (rows), from the state before it and its own stream."""
+        w = np.random.default_rng([self.seed, FLICKER_STREAM, k]).standard_normal(
+            (len(self.taus), self.block)) * self.b[:, None]
+        return _ar1(w, self.a, self._states[k])
+
+    def _load(self, k: int) -> None:
+        """Make block k the one read (drawn once in order from the start, then kept)."""
+        values = self._kept.get(k)
+        if values is None:
+            while len(self._states) <= k:   # every block before k, in order
+                out = self._draw(len(self._states) - 1)
+                self._states.append(out[:, -1].copy())
+            values = self._draw(k).sum(axis=0).tolist()
+            if len(self._kept) >= 2:
+                self._kept.pop(min(self._kept))
+            self._kept[k] = values
+        self.values = values
+        self.start = k * self.block
 
     def value(self, t: float) -> float:
+        """The flicker at `t` (Hz): the grid point at or before it."""
         if not self.sigma:
             return 0.0
         i = int(t / self.h)
         j = i - self.start
         if j >= len(self.values) or j < 0:
-            self._next_block(i)
-            j = 0
+            self._load(i // self.block)
+            j = i - self.start
         return self.values[j]
+
+    def mean(self, t0: float, t1: float) -> float:
+        """The mean flicker over [t0, t1] (Hz): the grid's piecewise-constant values, exactly."""
+        if not self.sigma:
+            return 0.0
+        if t1 <= t0:
+            return self.value(t0)
+        h = self.h
+        i0, i1 = int(t0 / h), int(t1 / h)
+        total = 0.0
+        for i in range(i0, i1 + 1):
+            lo, hi = max(t0, i * h), min(t1, (i + 1) * h)
+            if hi > lo:
+                total += (hi - lo) * self.value(i * h + 0.5 * h)
+        return total / (t1 - t0)
 
 
 def _ar1(w: np.ndarray, a: np.ndarray, x0: np.ndarray, chunk: int = 64) -> np.ndarray:
@@ -202,7 +240,7 @@ class ClockWorld:
         self._laser_steps_hz = 0.0   # sudden steps of the clock laser (mode hop, lock glitch)
         self._b_walk = 0.0
         self._b_walk_t = 0.0
-        self._flicker = _Flicker(p.flicker_floor * p.nu0_hz, self.nprng)
+        self._flicker = _Flicker(p.flicker_floor * p.nu0_hz, seed)
         self._fast = FastHyperRamsey(p.pi_time_s, p.ramsey_time_s)
         self.contrast = ramsey_contrast(p.ramsey_time_s, p.tau_d_s)
         self._z = [line.zeeman_hz_per_t for line in ZEEMAN_LINES]
@@ -216,6 +254,11 @@ class ClockWorld:
         self.truth = Truth()
         self.last_detuning_hz = 0.0
         self.stray_open = 0.0                # how far the 854 nm shutter is stuck open (0..1)
+        self.seed = seed
+        # shutter twins (an SC10 per laser, `add_shutter`) whose blade lets the 854 nm quench
+        # light through: with any, the stray light of a probe comes from their blades
+        self._quench_shutters: list = []
+        self._trap_rf = None                 # the trap RF physics, made when first asked for
         # --- the sequencer's hardware: TTL pattern, its lines, the cycle in progress -------
         self._ttl: dict[str, list] = {}
         self._edges: list[tuple[float, object]] = []
@@ -253,6 +296,42 @@ class ClockWorld:
             self.env.process(self._random_ion_loss())
         if p.b_steps_per_s > 0:
             self.env.process(self._random_b_steps())
+
+    # --- the trap RF: made on first use, so runs without an RF twin are unchanged ----------
+    @property
+    def trap_rf(self):
+        """The trap RF physics (`sim_instruments.trap_rf.TrapRF`) on this world's clock.
+
+        Made when first asked for (by the SG380 or pickoff DMM twin), with its own random
+        streams ([seed, 33, 1] drift, [seed, 33, 2] noise), never the world's generators: a
+        run without the RF twins draws exactly what it drew before.
+        """
+        if self._trap_rf is None:
+            from ionclock.sim_instruments.trap_rf import TrapRF
+
+            self._trap_rf = TrapRF(self.env, seed=(self.seed, 33))
+        return self._trap_rf
+
+    # --- shutters: the SC10 twins' blades -------------------------------------------------
+    def add_shutter(self, name: str, shutter) -> None:
+        """An SC10 twin's blade named `name` stands in a laser beam (called by the twin).
+
+        The blade named in ``TwinParams.quench_shutters`` (the 854 nm beam) decides the
+        stray light of each probe from then on: open at any time of the free evolution, it
+        lets `shutter.leak_fraction` of the quench light through (`_excitation_of`). The
+        other lasers' blades are followed (their state is the twin's) but their stray light
+        is not modelled (see docs/decisions/0305).
+        """
+        if name in self.p.quench_shutters:
+            self._quench_shutters.append(shutter)
+
+    def _shutter_stray(self, t0: float, t1: float) -> float:
+        """Fraction of the quench light that reached the ion in [t0, t1] through the blades."""
+        stray = 0.0
+        for shutter in self._quench_shutters:
+            if shutter.open_between(t0, t1):
+                stray = max(stray, shutter.leak_fraction)
+        return stray
 
     # --- hooks called by the instrument twins -----------------------------------------
     def dds_changed(self, channel: int, frequency_hz: float, phase_turns: float,
@@ -388,6 +467,16 @@ class ClockWorld:
                            + self._laser_steps_hz)
         return self._cavity_hz
 
+    def cavity_mean_hz(self, t0: float, t1: float) -> float:
+        """The mean of `cavity_offset_hz` over [t0, t1] (Hz): what a counter gated then counts.
+
+        The drift's mean is its value at the middle; the flicker's is exact on its grid; a
+        laser jump counts from when it happened (one inside the interval as if at its start).
+        """
+        p = self.p
+        return (p.laser_offset_hz + p.cavity_drift_hz_s * 0.5 * (t0 + t1)
+                + self._flicker.mean(t0, t1) + self._laser_steps_hz)
+
     def laser_offset_hz(self, t: float | None = None) -> float:
         """Laser frequency at the ion minus nu0 (Hz): cavity plus double-pass AOM."""
         return self.cavity_offset_hz(t) + 2.0 * (self.aom_hz - self.p.aom_center_hz)
@@ -426,12 +515,18 @@ class ClockWorld:
         """
         if stuck and not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction open must be within (0, 1], got {fraction!r}")
+        if self._quench_shutters:
+            # an SC10 twin holds the 854 nm blade: the fault is its blade's (it sticks once
+            # open; the controller does not know), the stray light follows from the blade
+            for shutter in self._quench_shutters:
+                shutter.stick(stuck, fraction)
+            return
         self.stray_open = fraction if stuck else 0.0
 
     @property
     def quenched(self) -> bool:
         """True while a shutter is stuck open."""
-        return self.stray_open > 0.0
+        return self.stray_open > 0.0 or any(s.faults.stuck_open for s in self._quench_shutters)
 
     def temperature_k(self) -> float:
         """BBR temperature seen by the ion: mean of the trap and the BBR cavity (K)."""
@@ -598,6 +693,8 @@ class ClockWorld:
         delta = nu - centre
         tr = self.truth
         stray = self.stray_open
+        if self._quench_shutters:   # the 854 nm blade during the free evolution
+            stray = self._shutter_stray(tb, tc)
         if aa and not ab:
             # the truth is that of the clock's interrogations (Ramsey: light, then a dark
             # free evolution); a Rabi probe (the servo's fringe check) is no clock data

@@ -216,14 +216,45 @@ def _sign_at(w, dds, line, x, step_hz):
 
 
 def test_flicker_floor_has_the_configured_allan_deviation():
-    rng = np.random.default_rng(11)
     floor = 0.41   # Hz, 1e-15 of nu0
-    f = _Flicker(floor, rng, h=1.0)
+    f = _Flicker(floor, 11, h=1.0)
     x = np.array([f.value(i * 1.0) for i in range(300_000)])
     taus, adev, _, _ = allantools.oadev(x, rate=1.0, data_type="freq", taus=[10, 100, 1000])
     for a in adev:
         assert a == pytest.approx(floor, rel=0.2)
     assert np.isfinite(x).all()
+
+
+def test_flicker_is_a_function_of_seed_and_time_whoever_asks():
+    """The same values however often, in what order and from how far ahead it is asked."""
+    times = np.sort(np.random.default_rng(3).uniform(0.0, 5000.0, 400))
+    dense = _Flicker(0.41, 7)
+    reference = [dense.value((i + 0.5) * 0.05) for i in range(100_000)]   # grid in order
+    assert np.std(reference) > 0.1
+    sparse = _Flicker(0.41, 7)
+    late_first = [sparse.value(4999.0)] + [sparse.value(t) for t in times[::-1]]
+    interleaved = _Flicker(0.41, 7)
+    again = []
+    for t in times:
+        interleaved.value(t + 800.0)           # someone else reads ahead
+        again.append(interleaved.value(t))
+    expected = [reference[int(t / 0.05)] for t in times]   # t on no grid point's edge
+    assert late_first[1:] == expected[::-1]
+    assert again == expected
+    assert _Flicker(0.41, 8).value(100.0) != dense.value(100.0)   # the seed matters
+    # the mean over an interval is the grid's exact mean
+    assert dense.mean(10.0, 11.0) == pytest.approx(np.mean(reference[200:220]), abs=1e-12)
+
+
+def test_a_world_that_is_asked_for_its_laser_draws_the_same_clock():
+    """Asking for the cavity laser (a counter, a wavemeter) leaves the world's streams alone."""
+    quiet, asked = make_world(), make_world()
+    for t in (0.0, 5.0, 900.0, 3000.0):
+        asked.cavity_offset_hz(t)
+        asked.cavity_mean_hz(t, t + 1.0)
+    assert quiet.cavity_offset_hz(3000.0) == asked.cavity_offset_hz(3000.0)
+    assert quiet.nprng.random() == asked.nprng.random()
+    assert quiet.rng.random() == asked.rng.random()
 
 
 def test_true_shifts_move_the_ion_with_temperature_and_field():

@@ -63,6 +63,7 @@ from ionclock.logger.alarms import (
     RefillDetector,
 )
 from ionclock.logger.sinks import InfluxSink, PrometheusSink
+from ionclock.storage.missing import MissingReadings
 from ionclock.storage.rollups import apply_retention
 from ionclock.storage.store import Store
 
@@ -332,7 +333,7 @@ class Logger:
         self._pump_events: queue.SimpleQueue = queue.SimpleQueue()
         self._detectors: dict[str, list] = {}
         self.last: dict[str, tuple[float, float | None]] = {}
-        self._missing: dict[str, list] = {}   # channel -> [since, missing samples]
+        self._missing = MissingReadings(self._event)   # reading_missing / _restored episodes
         self.t0_unix = config.raw["simulate"]["start_unix"] if simulate else 0.0
         # Sample times: the simulated clock in a twin run; in the lab the Unix time of the
         # read itself (a slow read or an NTP step must not shift the stamps of later reads,
@@ -542,21 +543,13 @@ class Logger:
         self.last[spec.name] = (t, value)
         if self.prometheus:
             self.prometheus.sample(spec.name, spec.unit, t, value)
-        missing = self._missing.get(spec.name)
         if value is None:
             self.stats.missing += 1
-            if missing is None:   # the channel starts to miss: once, with the reason
-                self._missing[spec.name] = [t, 1]
+            if self._missing.update(t, spec.name, None, reason, instrument=spec.instrument,
+                                    read=spec.read):
                 log.warning("%s: reading missing: %s", spec.name, reason)
-                self._event(t, "reading_missing", spec.name, instrument=spec.instrument,
-                            read=spec.read, reason=reason or "no reading")
-            else:
-                missing[1] += 1
             return
-        if missing is not None:
-            del self._missing[spec.name]
-            self._event(t, "reading_restored", spec.name, missing_s=t - missing[0],
-                        missing_samples=missing[1])
+        self._missing.update(t, spec.name, value)
         for det in self._detectors[spec.name]:
             if isinstance(det, RefillDetector):
                 hit = det.update(t, value)
