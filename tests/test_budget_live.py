@@ -170,3 +170,38 @@ def test_without_gauge_readings_the_pressure_is_nominal_and_said_so():
     assert inputs.pressure_pa == 5e-9 and inputs.provenance["pressure_readings"] == 2
     assert "background_gas" not in inputs.provenance["nominal_inputs"]
     assert live.inputs(50.0 + 3600.0).pressure_pa == 3e-9      # the window moved past them
+
+
+def test_a_gauge_that_stops_giving_numbers_is_missing_with_its_reason_then_restored(tmp_path):
+    """The clock run's environment: a missing reading is stored as no value, and the episode
+    is recorded once with the reason (reading_missing), then reading_restored."""
+    from ionclock.apparatus.clock_config import load_clock_config
+    from ionclock.apparatus.clock_run import ClockRun
+
+    cfg = load_clock_config(ROOT / "configs" / "sim.toml")
+    run = ClockRun(cfg, tmp_path / "run", seed=2)
+    twin = run.instruments["pressure"].twin
+
+    def unplug():
+        yield run.env.timeout(600.0)
+        twin.unplug(1)                     # the cable off the cold cathode: a status word
+        yield run.env.timeout(600.0)
+        twin.unplug(1, False)
+
+    run.env.process(unplug())
+    run.run(1800.0, progress=False)
+    db = sqlite3.connect(tmp_path / "run" / "ionclock.sqlite")
+    try:
+        events = db.execute("SELECT t, kind, detail FROM events WHERE source = "
+                            "'pressure.outside' ORDER BY t").fetchall()
+        values = db.execute("SELECT t, value FROM samples WHERE channel = 'pressure.outside' "
+                            "ORDER BY t").fetchall()
+    finally:
+        db.close()
+    gap = [t for t, v in values if v is None]
+    assert gap and 600.0 <= min(gap) and max(gap) < 1260.0
+    assert [k for _, k, _ in events] == ["reading_missing", "reading_restored"]
+    (t_miss, _, miss), (t_back, _, back) = events
+    assert t_miss == min(gap) and json.loads(miss)["reason"]   # the status word's reason
+    assert json.loads(back)["missing_samples"] == len(gap)
+    assert all(v is None or 1e-9 < v < 1e-8 for _, v in values)

@@ -41,6 +41,7 @@ from ionclock.errors import ConfigError, IonclockError, UserError
 from ionclock.servo.clock_lock import ClockServo, Frame, ServoParams
 from ionclock.servo.clock_output import ClockOutput
 from ionclock.servo.readout import ThresholdReadout
+from ionclock.storage.missing import MissingReadings
 from ionclock.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +103,8 @@ class ClockRun:
             self.live_budget = LiveBudget(load_budget_config(path), cfg["budget"]["window_s"])
         self.instruments = {}
         self._pending_events: list[tuple] = []
+        # a channel that starts to miss records why, once (reading_missing / _restored)
+        self.missing = MissingReadings(self._instrument_event)
         self.store = None
         for role, entry in inst.items():
             twin_options = ({"locations": {int(k): v for k, v in entry["locations"].items()}}
@@ -142,7 +145,7 @@ class ClockRun:
         self.roles = build_roles(RoleContext(
             env=self.env, store=self.store, servo=self.servo, sequencer=self.sequencer,
             instruments=self.instruments, cfg=cfg, live_budget=self.live_budget,
-            event=self._instrument_event, realtime=realtime))
+            event=self._instrument_event, missing=self.missing, realtime=realtime))
         self._role_procs: list = []
 
     def _now(self) -> float:
@@ -305,12 +308,10 @@ class ClockRun:
                     readings = [(channel, every[int(number) - 1] if isinstance(every, list)
                                  else getattr(thermo, f"input_{int(number)}").temperature)
                                 for channel, number in sensors.items()]
-                except (IonclockError, OSError):   # offline: the wrapper reconnects it
-                    readings = [(channel, None) for channel in sensors]   # missing, never 0
+                except (IonclockError, OSError) as err:   # offline: the wrapper reconnects it
+                    readings = [(channel, _why(err)) for channel in sensors]   # missing, never 0
                 for channel, kelvin in readings:
-                    self.store.add("samples", (t, channel, kelvin))
-                    if kelvin is not None:
-                        self.live_budget.add_temperature(t, channel, kelvin)
+                    self._record(t, channel, kelvin)
             if gauge is not None:
                 self._read_pressure(t, gauge)
             if t - last_budget >= b["update_s"]:
@@ -330,11 +331,26 @@ class ClockRun:
         channel = self.live_budget.pressure_channel
         number = self.cfg["instruments"]["pressure"]["channel"]
         try:
-            pa = float(getattr(gauge, f"ch_{number}").pressure)
-        except (IonclockError, OSError):   # offline: the wrapper reconnects it
-            pa = math.nan
-        self.store.add("samples", (t, channel, pa if math.isfinite(pa) else None))
-        self.live_budget.add_pressure(t, pa)
+            pa = getattr(gauge, f"ch_{number}").pressure
+        except (IonclockError, OSError) as err:   # offline: the wrapper reconnects it
+            pa = _why(err)
+        self._record(t, channel, pa)
+
+    def _record(self, t: float, channel: str, value) -> None:
+        """One environment reading into the store and the live budget.
+
+        A missing reading (None, NaN, the drivers' `Missing` with its reason, or the `_Why`
+        of a failed read) is stored as no value, never 0, and the channel's missing episode
+        is recorded once with its reason (`MissingReadings`).
+        """
+        reason = getattr(value, "reason", None)
+        if value is None or isinstance(value, _Why) or not math.isfinite(value):
+            value = None
+        else:
+            value = float(value)
+        self.missing.update(t, channel, value, reason)
+        self.store.add("samples", (t, channel, value))
+        self.live_budget.add_sample(t, channel, value)
 
     def _channel_rows(self) -> list[tuple]:
         """The thermometer's and the vacuum gauge's channels, as the `channels` table has them.
@@ -540,6 +556,17 @@ class ClockRun:
                                    "GROUP BY kind ORDER BY kind").fetchall())
         finally:
             db.close()
+
+
+class _Why:
+    """A reading that failed: the reason only (stored as no value)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _why(err: BaseException) -> _Why:
+    return _Why(f"{type(err).__name__}: {err}")
 
 
 class _FrameOnlyStore:

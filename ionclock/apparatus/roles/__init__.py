@@ -32,6 +32,7 @@ budget too.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,8 @@ class RoleContext:
     """What a role gets of the run: the timeline, the store, the servo and the instruments.
 
     `event(t, kind, source, **detail)` records an event (the store's, or kept until the store
-    exists); `instruments` are the run's connected (resilient) drivers by role; `cfg` is the
+    exists); `missing` tracks the channels' missing episodes (`record` feeds it);
+    `instruments` are the run's connected (resilient) drivers by role; `cfg` is the
     whole validated clock config; `live_budget` is None when the budget is off; `realtime` is
     True in the lab (`simpy.rt.RealtimeEnvironment`).
     """
@@ -58,13 +60,20 @@ class RoleContext:
     cfg: dict
     live_budget: Any
     event: Callable[..., None]
+    missing: Any = None
     realtime: bool = False
 
-    def record(self, t: float, channel: str, value: float | None) -> None:
+    def record(self, t: float, channel: str, value: float | None,
+               reason: str | None = None) -> None:
         """One sample into the store, and into the live budget where it reads the channel.
 
-        A missing reading is None (stored as NULL, decision 0503), never 0.
+        A missing reading is None (stored as NULL, decision 0503), never 0 or NaN; the
+        channel's missing episode is recorded once, with `reason` (`MissingReadings`).
         """
+        if value is not None and not math.isfinite(value):
+            reason, value = reason or getattr(value, "reason", None), None
+        if self.missing is not None:
+            self.missing.update(t, channel, value, reason)
         self.store.add("samples", (t, channel, value))
         if self.live_budget is not None:
             self.live_budget.add_sample(t, channel, value)
