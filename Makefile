@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= runs/latest
 DURATION ?= 6h
 
-.PHONY: run test rehearsal bench lint install clean
+.PHONY: run test rehearsal bench bench-month lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ rehearsal: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# A 30-day run of the default config with every role (issue 14: <= 20 min on one core).
+bench-month: $(STAMP)
+	$(PY) -m benchmarks.bench_loop --days 30
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ionclock drivers servo sim_instruments procedures benchmarks
