@@ -27,11 +27,25 @@ quote it).
 Faults: the base ones plus ``faults.stuck_open`` (once open, the blade stays open whatever
 the controller does, and the controller does not know: ``closed?`` still follows the drive,
 as on the real unit, which has no position sensor) and ``faults.interlock`` (the interlock
-is tripped: the shutter cannot be enabled).
+is tripped: the shutter cannot be enabled). The manual's command table (SC10 manual, "Keywords
+(Commands and Queries)": ``closed?`` "Returns 1 if the shutter is closed or 0 if open",
+``interlock?`` "Returns 1 if interlock is tripped") names no state beyond the controller's
+own output and the interlock, so a jammed blade is a fault the unit cannot report.
+
+External gate (mode 5, the sequencer's TTL): with a world that plays TTL patterns
+(``wire_ttl``), the twin's gate input hangs on the lines ``shutter_gate_fall`` and
+``shutter_gate_rise`` (`ionclock.drivers.sequencer.PulseProgram.edges` with a shutter gate);
+each edge, while enabled in mode 5, drives the blade, which arrives `latency_s` later. Those
+moves are kept as a short history rather than SimPy processes (two edges per clock cycle), so
+`open_between(t0, t1)` answers whether light passed in an interval; a world that models stray
+light asks it for each probe (``world.add_shutter(shutter, twin)`` registers the blade).
+``leak_fraction`` is the fraction of the beam the open blade lets through (1; a blade stuck
+part-way lets less, `stick`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -72,11 +86,21 @@ class SimSC10(SimInstrument):
         self.store_reply = store_reply
         self.error_prefix = str(error_prefix)
         self.latency_s = float(latency_s)
-        self.is_physically_open = False
+        self._open = False
+        self._moves: list[tuple[float, bool]] = []     # gate-driven moves not yet arrived
+        self._history: list[tuple[float, bool]] = [(-math.inf, False)]   # (t, blade open)
+        self.leak_fraction = 1.0
         self._token = 0
         self.saved: dict = {}
         super().__init__(world, seed)
         self.faults = SC10Faults()
+        wire = getattr(world, "wire_ttl", None)
+        if wire is not None:
+            wire("shutter_gate_fall", lambda t: self._gate_edge(t, False))
+            wire("shutter_gate_rise", lambda t: self._gate_edge(t, True))
+        register = getattr(world, "add_shutter", None)
+        if register is not None:
+            register(shutter, self)
 
     # --- settings ----------------------------------------------------------------------------
     def reset_settings(self) -> None:
@@ -87,7 +111,8 @@ class SimSC10(SimInstrument):
         self.drive_open = False
         self._token = getattr(self, "_token", 0) + 1
         self.gate = False
-        if getattr(self, "is_physically_open", False):
+        self._moves = []
+        if getattr(self, "_open", False):
             self._move(False)
 
     # --- the shutter --------------------------------------------------------------------------
@@ -95,17 +120,74 @@ class SimSC10(SimInstrument):
     def _env(self):
         return getattr(self.world, "env", None)
 
-    def _move(self, want_open: bool) -> None:
+    def _now(self) -> float:
+        env = self._env
+        return env.now if env is not None else math.inf
+
+    @property
+    def is_physically_open(self) -> bool:
+        """Whether the blade lets the light through now (the truth; no query tells it)."""
+        self._arrive(self._now())
+        return self._open
+
+    def _move(self, want_open: bool, t: float | None = None) -> None:
         # a stuck blade stays open once it is open; it still opens when told to
-        physical = want_open or (self.faults.stuck_open and self.is_physically_open)
-        if physical != self.is_physically_open:
-            self.is_physically_open = physical
+        physical = want_open or (self.faults.stuck_open and self._open)
+        if physical != self._open:
+            self._open = physical
+            history = self._history
+            history.append((self._now() if t is None else t, physical))
+            if len(history) > 8:
+                del history[:-4]
             hook = getattr(self.world, "shutter_changed", None)
             if hook is not None:
                 hook(self.shutter, physical)
 
+    def _arrive(self, now: float) -> None:
+        """Apply the gate-driven moves that have arrived by `now` (in time order)."""
+        moves = self._moves
+        while moves and moves[0][0] <= now:
+            t, want_open = moves.pop(0)
+            self._move(want_open, t)
+
+    def _gate_edge(self, t: float, high: bool) -> None:
+        """An edge on the gate input at `t`: in mode 5, enabled, the blade follows it."""
+        self.gate = high
+        if self.enabled and self.params["mode"] == 5:
+            self.drive_open = high
+            self._arrive(t)
+            self._moves.append((t + max(self.latency_s, 0.0), high))
+
+    def open_between(self, t0: float, t1: float) -> bool:
+        """Whether the blade was open at any time in [t0, t1] (t1 not in the future)."""
+        self._arrive(t1)
+        history = self._history
+        i = len(history) - 1
+        while i > 0 and history[i][0] > t1:
+            i -= 1
+        while i >= 0:
+            t, is_open = history[i]
+            if is_open:
+                return True
+            if t <= t0:
+                return False
+            i -= 1
+        return False
+
+    def stick(self, stuck: bool, fraction: float = 1.0) -> None:
+        """A jammed blade (``faults.stuck_open``) letting `fraction` of the beam through."""
+        self.faults.stuck_open = bool(stuck)
+        if stuck:
+            self.leak_fraction = float(fraction)
+        elif not self.drive_open:
+            # freed: the blade falls to where the controller drives it
+            self._arrive(self._now())
+            self._move(False)
+
     def _drive(self, want_open: bool) -> None:
         """Command the blade; it arrives after the latency (SimPy time) or at once."""
+        self._arrive(self._now())
+        self._moves.clear()   # a command overrides the gate's moves still under way
         self.drive_open = want_open
         env = self._env
         if env is None or self.latency_s <= 0:
@@ -165,10 +247,10 @@ class SimSC10(SimInstrument):
             self._drive(self.gate)
 
     def set_gate(self, high: bool) -> None:
-        """Drive the external gate input (mode 5: the shutter follows it while enabled)."""
-        self.gate = bool(high)
-        if self.enabled and self.params["mode"] == 5:
-            self._drive(self.gate)
+        """Drive the external gate input now (mode 5: the shutter follows it while enabled)."""
+        self._gate_edge(self._now() if self._env is not None else 0.0, bool(high))
+        if self._env is None:
+            self._arrive(math.inf)
 
     # --- protocol -------------------------------------------------------------------------------
     def before_reply(self, line: str) -> None:

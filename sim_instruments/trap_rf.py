@@ -60,11 +60,13 @@ class TrapRF:
     """The trap RF physics on a SimPy clock (see the module docstring for the model)."""
 
     def __init__(self, env: simpy.Environment, params: TrapRFParams | None = None,
-                 seed: int = 0):
+                 seed: int | tuple[int, ...] = 0):
         self.env = env
         self.p = params or TrapRFParams()
-        self._drift_rng = np.random.default_rng([seed, 1])
-        self._noise_rng = np.random.default_rng([seed, 2])
+        # `seed` an int or a tuple of them (a world's own stream: (world seed, 33))
+        base = list(seed) if isinstance(seed, tuple) else [seed]
+        self._drift_rng = np.random.default_rng([*base, 1])
+        self._noise_rng = np.random.default_rng([*base, 2])
         self.source_dbm = self.p.nominal_source_dbm
         self.output_on = True
         self.rf_frequency_hz = self.p.rf_frequency_hz
