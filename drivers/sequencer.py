@@ -24,6 +24,7 @@ wanted on the light. (A single-pass AOM, `double_pass=False`, takes the light's 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -32,6 +33,13 @@ DDS_STEP = "dds_step"
 COUNTER_TRIG = "counter_trig"
 PROBE_END = "probe_end"
 DETECTION = "detection"
+#: Lines of the characterisation probes (`ProbeProgram`): sideband cooling on after the
+#: Doppler cooling, the end of all cooling light, and the RF switch of each probe beam's
+#: switching AOM (beams 1, 2, 3 of DOMAIN §1; decision 0804).
+SIDEBAND_COOLING = "sideband_cooling"
+COOLING_END = "cooling_end"
+BEAM_LINES = ("beam_1", "beam_2", "beam_3")
+COOLINGS = ("doppler", "sideband")
 
 
 @dataclass(frozen=True)
@@ -320,3 +328,196 @@ class TableSequencer:
     def count(self) -> int:
         """Counts of the last cycle's detection gate."""
         return self._count()
+
+
+# --- characterisation probes: one Rabi pulse of a chosen beam after cooling and a dark time ----
+@dataclass(frozen=True)
+class ProbeProgram:
+    """The timing of one characterisation shot (s, from its start trigger), DOMAIN §1, §3.
+
+    Doppler cooling (`doppler_s`, with optical pumping), then with ``cooling="sideband"`` 3D
+    sideband cooling (`sideband_cooling_s`), then a dark time with every light off
+    (`dark_time_s`: the modes heat), then one Rabi pulse of `pulse_s` on probe beam `beam`
+    (1, 2, 3), then detection. The TTL pattern (`edges`):
+
+    - ``sideband_cooling`` at the end of the Doppler cooling when sideband cooling is on,
+      ``cooling_end`` when all cooling light is off (the dark time starts);
+    - ``dds_step`` at the pulse's start (table entry 1: the light at the probe frequency)
+      and at its end (entry 2, dark), then the table's two other dark entries and its end
+      edge 1 us apart (the clock's four-entry table, `CycleTable`, needs five edges);
+    - ``beam_<b>`` at the pulse's start: the RF switch of beam b's switching AOM (only the
+      chosen beam's light reaches the ion; decision 0804);
+    - ``probe_end``, ``detection``, ``counter_trig`` as in the clock's `PulseProgram`.
+    """
+
+    beam: int = 1
+    pulse_s: float = 1e-6
+    cooling: str = "sideband"
+    dark_time_s: float = 0.0
+    doppler_s: float = 0.0015
+    sideband_cooling_s: float = 0.010
+    detection_delay_s: float = 0.0005
+    detection_s: float = 0.002
+    counter_offsets_s: tuple[float, ...] = (0.0,)
+
+    def __post_init__(self) -> None:
+        if self.beam not in (1, 2, 3):
+            raise ValueError(f"beam must be 1, 2 or 3, got {self.beam!r}")
+        if self.cooling not in COOLINGS:
+            raise ValueError(f"cooling must be one of {COOLINGS}, got {self.cooling!r}")
+        for name in ("pulse_s", "doppler_s", "detection_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0 and v < 10.0):
+                raise ValueError(f"{name} must be > 0 s, got {v!r}")
+        for name in ("dark_time_s", "sideband_cooling_s", "detection_delay_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 <= v < 10.0):
+                raise ValueError(f"{name} must be >= 0 s, got {v!r}")
+        if not self.counter_offsets_s or min(self.counter_offsets_s) < 0:
+            raise ValueError("counter_offsets_s must be one or more offsets >= 0")
+
+    @property
+    def cooling_end_s(self) -> float:
+        """End of the cooling light: the dark time starts (s)."""
+        return self.doppler_s + (self.sideband_cooling_s if self.cooling == "sideband" else 0.0)
+
+    @property
+    def pulse_start_s(self) -> float:
+        """Start of the Rabi pulse (s)."""
+        return self.cooling_end_s + self.dark_time_s
+
+    @property
+    def probe_end_s(self) -> float:
+        """End of the Rabi pulse (s)."""
+        return self.pulse_start_s + self.pulse_s
+
+    @property
+    def detection_start_s(self) -> float:
+        """Start of the detection window (s)."""
+        return self.probe_end_s + max(self.detection_delay_s, 4e-6)
+
+    @property
+    def cycle_time_s(self) -> float:
+        """The shot's length: its last edge and detection, plus 0.5 ms (s)."""
+        d0 = self.detection_start_s
+        return d0 + max(self.detection_s, max(self.counter_offsets_s)) + 5e-4
+
+    def edges(self) -> tuple[tuple[float, str], ...]:
+        """The TTL pattern of one shot: (offset s, line), in time order (class docstring)."""
+        t_p, t_e, d0 = self.pulse_start_s, self.probe_end_s, self.detection_start_s
+        edges = []
+        if self.cooling == "sideband":
+            edges.append((self.doppler_s, SIDEBAND_COOLING))
+        edges.append((self.cooling_end_s, COOLING_END))
+        edges += [(t_p, DDS_STEP), (t_p, BEAM_LINES[self.beam - 1]), (t_e, DDS_STEP),
+                  (t_e, PROBE_END), (t_e + 1e-6, DDS_STEP), (t_e + 2e-6, DDS_STEP),
+                  (t_e + 3e-6, DDS_STEP), (d0, DETECTION)]
+        edges.extend((d0 + dt, COUNTER_TRIG) for dt in self.counter_offsets_s)
+        order = {SIDEBAND_COOLING: 0, COOLING_END: 1, DDS_STEP: 2, PROBE_END: 4,
+                 DETECTION: 5, COUNTER_TRIG: 6}
+        return tuple(sorted(edges, key=lambda e: (e[0], order.get(e[1], 3))))
+
+
+class ProbeSequencer:
+    """Characterisation shots on the clock's sequencer while the clock is held (decision 0804).
+
+    One shot is a `ProbeProgram` at a detuning from the clock laser's nominal frequency (Hz
+    at the ion, as `PulseSequencer.prepare`'s `probe_hz`). The light's frequency takes two
+    paths:
+
+    - the clock's double-pass AOM (its DDS table, `TableSequencer`): up to
+      ``aom_reach_hz`` from its centre at the ion (the carrier and the secular sidebands, a
+      few MHz);
+    - the laser's lock offset (``lock_offset``: the DDS channel driving the EOM whose
+      sideband the clock laser is locked to the ULE cavity with, at
+      ``lock_offset_center_hz``; the laser follows it, times ``lock_offset_sign``) for whole
+      multiples of the trap drive ``rf_hz`` (the micromotion sidebands at +-24.801 MHz,
+      beyond what a double-pass AOM deflects into its fibre). The laser relocks after the
+      step (``relock_s``, which the caller waits before the first shot).
+
+    `load_pattern(edges, detection_s)` programs the pulse hardware's pattern (the twin's
+    sequencer hardware, `ClockWorld.load_pattern`; the lab's pattern generator). `restore`
+    gives the sequencer back to the clock: its pattern and the lock offset at its centre.
+    """
+
+    def __init__(self, sequencer: TableSequencer, load_pattern, *, lock_offset=None,
+                 lock_offset_center_hz: float = 50e6, lock_offset_sign: int = 1,
+                 aom_reach_hz: float = 10e6, rf_hz: float = 24.801e6, relock_s: float = 0.005):
+        if lock_offset_sign not in (1, -1):
+            raise ValueError(f"lock_offset_sign must be +1 or -1, got {lock_offset_sign!r}")
+        if not (aom_reach_hz > 0 and rf_hz > 0 and relock_s >= 0):
+            raise ValueError("aom_reach_hz and rf_hz must be > 0 Hz, relock_s >= 0 s")
+        self.seq = sequencer
+        self.load_pattern = load_pattern
+        self.lock_offset = lock_offset
+        self.lock_offset_center_hz = float(lock_offset_center_hz)
+        self.lock_offset_sign = lock_offset_sign
+        self.aom_reach_hz = float(aom_reach_hz)
+        self.rf_hz = float(rf_hz)
+        self.relock_s = float(relock_s)
+        self.program: ProbeProgram | None = None
+        self._offset_hz = 0.0        # the lock offset's step from its centre (at the ion)
+        self._step = 0.0             # the step asked for
+
+    def split(self, detuning_hz: float) -> tuple[float, float]:
+        """(lock-offset step, AOM detuning) at the ion for a detuning from the clock laser."""
+        if not math.isfinite(detuning_hz):
+            raise ValueError(f"detuning must be finite, got {detuning_hz!r}")
+        if abs(detuning_hz) <= self.aom_reach_hz:
+            return 0.0, detuning_hz
+        m = round(detuning_hz / self.rf_hz)
+        step = m * self.rf_hz
+        rest = detuning_hz - step
+        if abs(rest) > self.aom_reach_hz:
+            raise ValueError(f"detuning {detuning_hz / 1e6:.4f} MHz: neither the AOM "
+                             f"(+-{self.aom_reach_hz / 1e6:g} MHz) nor the lock offset "
+                             f"(multiples of {self.rf_hz / 1e6:g} MHz) reaches it")
+        if step and self.lock_offset is None:
+            raise ValueError("a detuning beyond the AOM's reach needs the lock offset's "
+                             "DDS channel (lock_offset)")
+        return step, rest
+
+    def _set_offset(self, step_hz: float) -> float:
+        """Put the lock offset `step_hz` (at the ion) from its centre; return it as run."""
+        if self.lock_offset is None:
+            return 0.0
+        rf = self.lock_offset_center_hz + self.lock_offset_sign * step_hz
+        applied = self.lock_offset.set_frequency(rf)
+        self._offset_hz = self.lock_offset_sign * (applied - self.lock_offset_center_hz)
+        return self._offset_hz
+
+    def load(self, program: ProbeProgram, detuning_hz: float,
+             amplitude: float | None = None) -> tuple[float, bool]:
+        """Load one shot; return (the detuning as run, Hz at the ion; whether the laser moved).
+
+        The pattern is loaded when the program changed, the lock offset set when its step
+        changed (then the caller waits `relock_s` before starting), the table's entries
+        written when they changed. `amplitude` defaults to the sequencer's.
+        """
+        step, rest = self.split(detuning_hz)
+        moved = step != self._step
+        if moved:
+            self._set_offset(step)
+            self._step = step
+        seq = self.seq
+        if program != self.program:
+            p = replace(program, detection_s=seq.program.detection_s,
+                        counter_offsets_s=seq.program.counter_offsets_s)
+            self.load_pattern(p.edges(), p.detection_s)
+            self.program = program = p
+        a = seq.amplitude if amplitude is None else amplitude
+        if not 0.0 < a <= 1.0:
+            raise ValueError(f"amplitude must be within (0, 1], got {a!r}")
+        f = seq.aom_center_hz + rest / seq.passes
+        table = seq._table or seq._reload()
+        applied = table.prepare(((f, 0.0, a), (f, 0.0, 0.0), (f, 0.0, 0.0), (f, 0.0, 0.0)))
+        return self._offset_hz + seq.passes * (applied[0] - seq.aom_center_hz), moved
+
+    def restore(self) -> None:
+        """Give the sequencer back to the clock: its pattern, the lock offset at its centre."""
+        if self._step and self.lock_offset is not None:
+            self._set_offset(0.0)
+        self._offset_hz = self._step = 0.0
+        if self.program is not None:
+            self.load_pattern(self.seq.program.edges(), self.seq.program.detection_s)
+        self.program = None

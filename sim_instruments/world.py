@@ -100,6 +100,11 @@ class TwinParams:
     quench_tau_s: float = 0.02           # light shift on the clock line and D5/2 quench time
     quench_shutters: tuple = ("shutter_854",)   # SC10 twins (by name) blocking that light
     events: tuple = ()                   # scheduled (at_s, kind, value, duration_s)
+    # --- the characterisation probes (decision 0804) -----------------------------------------
+    lock_offset_channel: int = 2         # DDS channel of the laser's lock-offset EOM
+    lock_offset_center_hz: float = 50e6  # its frequency with the laser at its clock setting
+    lock_offset_sign: int = 1            # the laser moves by +1 (or -1) x the EOM's step
+    compensation_v0: tuple = (2.80, 2.55, 3.20)  # the electrodes' optimum before any refill (V)
 
 
 class _Flicker:
@@ -259,6 +264,16 @@ class ClockWorld:
         # light through: with any, the stray light of a probe comes from their blades
         self._quench_shutters: list = []
         self._trap_rf = None                 # the trap RF physics, made when first asked for
+        # --- characterisation shots (decision 0804): the physics made when first asked for
+        self._characterisation = None
+        self.lock_offset_hz = 0.0            # the laser's lock-offset step from its centre
+        self._probe_beam = 0                 # the beam whose switch fired this cycle (0: none)
+        self._sbc_t = -math.inf              # this cycle's sideband cooling, cooling end
+        self._cool_end_t = -math.inf
+        self._shot = False                   # the last detection was a characterisation shot
+        self._shot_rng = None                # its own stream, [seed, 43]
+        self._shot_cache: tuple = ((), 0.0)
+        self.shots_started = 0
         # --- the sequencer's hardware: TTL pattern, its lines, the cycle in progress -------
         self._ttl: dict[str, list] = {}
         self._edges: list[tuple[float, object]] = []
@@ -341,6 +356,37 @@ class ClockWorld:
             self.aom_hz = frequency_hz
             self.aom_phase_turns = phase_turns
             self.aom_amplitude = amplitude_fraction
+        elif channel == self.p.lock_offset_channel:
+            # the clock laser is locked to the cavity through this EOM's sideband: it follows
+            # the EOM's step from the centre frequency (the clock's lock: no step)
+            p = self.p
+            self.lock_offset_hz = p.lock_offset_sign * (frequency_hz - p.lock_offset_center_hz)
+
+    def compensation_changed(self, channel: int, volts: float) -> None:
+        """The compensation supply's output `channel` (electrode 1, 2, 3) is at `volts` (V)."""
+        mm = self.characterisation.micromotion
+        v = mm.applied_v.copy()
+        v[channel - 1] = volts
+        mm.set_voltages(v)
+
+    # --- the characterisation physics: made on first use --------------------------------------
+    @property
+    def characterisation(self):
+        """Motion, micromotion and Zeeman physics on this world (`CharacterisationTwin`).
+
+        Made when first asked for (a probe shot, the compensation supply's twin), with the
+        electrodes' optimum at ``TwinParams.compensation_v0`` (inside a Keysight E36312A's
+        outputs) and the supply's voltages applied there; its only stream of its own is the
+        optimum's move at each refill ([seed, 41, k]), never the world's generators.
+        """
+        if self._characterisation is None:
+            from ionclock.sim_instruments.characterisation import CharacterisationTwin
+            from ionclock.sim_instruments.micromotion import MicromotionParams
+
+            self._characterisation = CharacterisationTwin(
+                self, self.seed,
+                micromotion=MicromotionParams(v0_v=tuple(self.p.compensation_v0)))
+        return self._characterisation
 
     def coil_changed(self, channel: int, current_a: float) -> None:
         """The coil supply's output current on `channel` changed (0 when off)."""
@@ -368,7 +414,10 @@ class ClockWorld:
         self._dds_callbacks = tuple(self._ttl.get("dds_step", ()))
         self._dds_single = self._dds_callbacks[0] if len(self._dds_callbacks) == 1 else None
         handlers = {"dds_step": self._dds_step, "probe_end": self._probe_end,
-                    "detection": self._detection_opens}
+                    "detection": self._detection_opens,
+                    # the characterisation shots' lines (`ProbeProgram`, decision 0804)
+                    "sideband_cooling": self._sideband_cooling, "cooling_end": self._cooling_end,
+                    "beam_1": self._beam_1, "beam_2": self._beam_2, "beam_3": self._beam_3}
         out = []
         for offset, line in self._pattern:
             handler = handlers.get(line)
@@ -441,6 +490,21 @@ class ClockWorld:
                 callback(t)
         self._segments.append((t, self.aom_hz, self.aom_phase_turns, self.aom_amplitude))
 
+    def _sideband_cooling(self, t: float) -> None:
+        self._sbc_t = t
+
+    def _cooling_end(self, t: float) -> None:
+        self._cool_end_t = t
+
+    def _beam_1(self, t: float) -> None:
+        self._probe_beam = 1
+
+    def _beam_2(self, t: float) -> None:
+        self._probe_beam = 2
+
+    def _beam_3(self, t: float) -> None:
+        self._probe_beam = 3
+
     def _detection_opens(self, t: float) -> None:
         self._detection = (t, self.detection_s)
 
@@ -479,7 +543,8 @@ class ClockWorld:
 
     def laser_offset_hz(self, t: float | None = None) -> float:
         """Laser frequency at the ion minus nu0 (Hz): cavity plus double-pass AOM."""
-        return self.cavity_offset_hz(t) + 2.0 * (self.aom_hz - self.p.aom_center_hz)
+        return (self.cavity_offset_hz(t) + 2.0 * (self.aom_hz - self.p.aom_center_hz)
+                + self.lock_offset_hz)
 
     def line_centres_hz(self, b_t: float | None = None) -> list[float]:
         """True centres of the six lines, offsets from nu0 (Hz)."""
@@ -539,9 +604,13 @@ class ClockWorld:
         from ionclock.physics.shifts import TrueConditions, true_shifts_hz
 
         p = self.p
+        # the micromotion of the compensation state once its physics exists (a probe or the
+        # compensation supply asked for it), else the configured ratios
+        ratios = (tuple(float(r) for r in self._characterisation.micromotion.ratios())
+                  if self._characterisation is not None else tuple(p.micromotion_ratios))
         cond = TrueConditions(temperature_k=self.temperature_k(), b_t=self.b_true(),
                               nbar=tuple(p.nbar), pressure_pa=p.pressure_pa,
-                              micromotion_ratios=tuple(p.micromotion_ratios))
+                              micromotion_ratios=ratios)
         self.shifts_hz = true_shifts_hz(cond, p.nu0_hz)
         p.common_shift_hz = math.fsum(self.shifts_hz.values())
 
@@ -638,6 +707,10 @@ class ClockWorld:
         laser's phase counts) minus the true line centre, without the stray light of a
         shutter left open, so the truth shows the bias such a fault causes.
         """
+        if self._probe_beam:    # a characterisation shot (`ProbeProgram`)
+            self._shot_end(t_end)
+            return
+        self._shot = False
         # the segments that began before the light's end (a table that ends each cycle on a
         # dark entry steps once more, at the end)
         segs = self._segments
@@ -681,7 +754,8 @@ class ClockWorld:
         cavity = self._cavity_hz if t == self._cavity_t else self.cavity_offset_hz(t)
         n = p.aom_passes
         centre_rf = p.aom_center_hz
-        nu = cavity + n * (fb - centre_rf)          # the laser during the free evolution
+        # the laser during the free evolution (+ the lock offset's step: 0 for the clock)
+        nu = cavity + n * (fb - centre_rf) + self.lock_offset_hz
         # The laser addresses the nearest line; lines sit at c + Q0 w_k + z_k B and are
         # hundreds of kHz apart, so the nearest one follows from (nu - c) / B by bisection.
         if abs(b_probe) > 1e-12:
@@ -743,6 +817,8 @@ class ClockWorld:
         (`dark_counts` per window length).
         """
         d0, length = self._detection
+        if self._shot:   # a characterisation shot's photons: its own stream
+            return self._shot_counts(t_open, width_s)
         if t_open == d0 and width_s == length:   # the gate is the detection window
             state = self._state
             if state == 0:
@@ -756,6 +832,114 @@ class ClockWorld:
         if self._state == 0 and overlap > 0.0:
             lam += (self.p.bright_counts - self.p.dark_counts) * overlap / self.detection_s
         return int(self.nprng.poisson(lam)) if lam > 0 else 0
+
+    # --- characterisation shots (decision 0804) ----------------------------------------------
+    def _shot_end(self, t_end: float) -> None:
+        """A characterisation shot's pulse is over: its excitation, and the outcome drawn.
+
+        The pulse is the last DDS segment before `t_end` (`ProbeProgram`: the light at the
+        probe frequency, then dark entries), on the beam whose switch fired; the motional
+        state is the one after this cycle's cooling (sideband cooling when its line fired)
+        and the dark time from the cooling's end to the pulse. The outcome comes from the
+        shots' own stream ([seed, 43]), never the world's generators.
+        """
+        beam, self._probe_beam = self._probe_beam, 0
+        t0_cycle = self._cycle_t0
+        cooling = "sideband" if self._sbc_t >= t0_cycle else "doppler"
+        segs = [s for s in self._segments if s[0] < t_end]
+        self._segments = []
+        self._shot = True
+        self.shots_started += 1
+        if self._shot_rng is None:
+            self._shot_rng = np.random.default_rng([self.seed, 43])
+        if not self.ion_present:
+            self._state = 2
+            self.last_dark_probability = 1.0
+            return
+        if not segs or not segs[-1][3]:
+            self._state = 0
+            self.last_dark_probability = 0.0
+            return
+        t0, f, _, amp = segs[-1]
+        cool_end = self._cool_end_t if self._cool_end_t >= t0_cycle else t0_cycle
+        prob = self.shot_excitation(beam, t_end - t0, f, amp, cooling, max(0.0, t0 - cool_end),
+                                    t0)
+        self.last_dark_probability = prob
+        self._state = 1 if self._shot_rng.random() < prob else 0
+
+    def shot_resonance(self, nu_hz: float, t: float) -> tuple:
+        """The resonance nearest to the light at `nu_hz` (Hz from nu0) at time `t`.
+
+        (line k, kind, index, detuning Hz): kind "carrier", "secular" (index (mode, +-1):
+        the blue sideband at +omega_j, the red at -omega_j) or "micromotion" (index m: at
+        m Omega_RF, |m| <= 2), on each of the six Zeeman lines at the true field.
+        """
+        ch = self.characterisation
+        b = self.b_true(t)
+        centres = self.line_centres_hz(b)
+        offsets = [(0.0, "carrier", 0)]
+        offsets += [(s * w, "secular", (j, s)) for j, w in enumerate(ch.motion.p.secular_hz)
+                    for s in (1, -1)]
+        offsets += [(m * ch.micromotion.p.rf_hz, "micromotion", m) for m in (1, -1, 2, -2)]
+        best = None
+        for k, c in enumerate(centres):
+            for off, kind, index in offsets:
+                d = nu_hz - c - off
+                if best is None or abs(d) < abs(best[3]):
+                    best = (k, kind, index, d)
+        return best
+
+    def shot_excitation(self, beam: int, pulse_s: float, f_rf: float, amplitude: float,
+                        cooling: str, dark_time_s: float, t: float) -> float:
+        """Dark probability after one probe pulse (DOMAIN §3; `sim_instruments.motion`).
+
+        The light is the cavity's plus the double-pass AOM's and the lock offset's; only the
+        nearest resonance (`shot_resonance`) is driven, at its detuning: the carrier with the
+        Rabi frequency amplitude x Omega_b J0(beta_b), a secular sideband with the Laguerre
+        couplings of its mode (spectators' Debye-Waller factors) times J0(beta_b), a
+        micromotion sideband with J_m(beta_b) (`Micromotion`: beta_b from the compensation
+        voltages and the optimum's drift after each refill). The RF amplitude scales the
+        Rabi frequency linearly.
+        """
+        from scipy import special
+
+        p = self.p
+        nu = (self.cavity_offset_hz(t) + p.aom_passes * (f_rf - p.aom_center_hz)
+              + self.lock_offset_hz)
+        k, kind, index, delta = self.shot_resonance(nu, t)
+        ch = self.characterisation
+        beta = float(ch.micromotion.beta()[beam - 1])
+        order = index if kind == "micromotion" else 0
+        coupling = amplitude * abs(float(special.jv(abs(order), beta)))
+        mode, side = index if kind == "secular" else ("z", 0)
+        key = (beam, kind, index, cooling, round(dark_time_s, 7), pulse_s, round(delta, 1),
+               round(coupling, 10))
+        if self._shot_cache[0] == key:
+            return self._shot_cache[1]
+        prob = float(ch.motion.excitation(pulse_s, beam=beam, mode=mode, sideband=side,
+                                          cooling=cooling, dark_time_s=dark_time_s,
+                                          detuning_hz=delta, coupling=coupling)[0])
+        self._shot_cache = (key, prob)
+        return prob
+
+    def _shot_counts(self, t_open: float, width_s: float) -> int:
+        """Photons of a shot's detection (as `photon_counts`), from the shots' stream."""
+        rng = self._shot_rng
+        d0, length = self._detection
+        p = self.p
+        if t_open == d0 and width_s == length:
+            state = self._state
+            if state == 0:
+                return int(rng.poisson(p.bright_counts))
+            extra = 0
+            if state == 1 and rng.random() < self._decay_p:
+                extra = int(rng.poisson(p.bright_counts * rng.random()))
+            return int(rng.poisson(p.dark_counts)) + extra
+        overlap = max(0.0, min(t_open + width_s, d0 + length) - max(t_open, d0))
+        lam = p.dark_counts * width_s / self.detection_s
+        if self._state == 0 and overlap > 0.0:
+            lam += (p.bright_counts - p.dark_counts) * overlap / self.detection_s
+        return int(rng.poisson(lam)) if lam > 0 else 0
 
     def expected_dark(self) -> float:
         """Deterministic twin: the last probe's dark probability (no random draw)."""

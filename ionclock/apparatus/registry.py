@@ -472,10 +472,15 @@ def twin_reference(world: Any) -> Any:
 
 
 def characterisation_twin(world: Any, seed: int = 0) -> Any:
-    """The characterisation physics on `world` (motion, micromotion, Zeeman; with the truth)."""
-    from ionclock.sim_instruments.characterisation import CharacterisationTwin
+    """The characterisation physics on `world` (motion, micromotion, Zeeman; with the truth).
 
-    return CharacterisationTwin(world, seed)
+    The world's own (`ClockWorld.characterisation`, made once, on the world's seed), so the
+    probe shots the world evaluates, the compensation supply's twin and a procedure's truth
+    are one physics; `seed` is checked against the world's.
+    """
+    if int(seed) != int(world.seed):
+        raise ValueError(f"seed {seed} is not the world's ({world.seed})")
+    return world.characterisation
 
 
 def make_world(env: Any, twin: dict, servo: dict, instruments: dict) -> Any:
