@@ -69,6 +69,16 @@ class ListOf:
     doc: str = ""
 
 
+#: ``[dashboard]`` of a clock or logger config: where ``ionclock dashboard`` serves its page
+DASHBOARD_SCHEMA = {
+    "bind": Field(str, "127.0.0.1", doc="address the page is served on (default: loopback "
+                                        "only; 0.0.0.0 exposes it to the lab's network)"),
+    "port": Field(int, 8050, min=1, max=65535, doc="TCP port of the page"),
+    "refresh_s": Field(float, 3.0, min=0.5, max=600.0,
+                       doc="seconds between the page's re-reads of the store"),
+}
+
+
 def _names(types: tuple[type, ...]) -> str:
     return " or ".join({float: "a number", int: "an integer", str: "a string",
                         bool: "true/false", list: "a list", dict: "a table"}.get(t, t.__name__)

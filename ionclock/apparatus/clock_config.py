@@ -17,7 +17,16 @@ from ionclock.apparatus import registry
 from ionclock.apparatus.registry import describe_ids
 from ionclock.apparatus.roles import role_classes
 from ionclock.apparatus.shutdown import SHUTTER_STATES, kind_of
-from ionclock.config import Field, ListOf, Table, check_kind, load_toml, merge, validate
+from ionclock.config import (
+    DASHBOARD_SCHEMA,
+    Field,
+    ListOf,
+    Table,
+    check_kind,
+    load_toml,
+    merge,
+    validate,
+)
 from ionclock.errors import ConfigError, UserError
 from ionclock.physics.constants import B_NOMINAL
 from ionclock.units import parse_duration
@@ -123,6 +132,7 @@ SCHEMA = {
         "window_s": F(float, 3600.0, min=60.0, max=30 * 86400.0,
                       doc="window of readings a budget uses"),
     },
+    "dashboard": DASHBOARD_SCHEMA,
     "twin": {
         "seed": F(int, 1, min=0),
         "laser_offset_hz": F(float, 2.0, min=-1000.0, max=1000.0,

@@ -36,6 +36,7 @@ COMMANDS = [
     "ionclock.commands.export",
     "ionclock.commands.status",
     "ionclock.commands.report",
+    "ionclock.commands.dashboard",
     "ionclock.commands.analyse",
 ]
 

@@ -53,7 +53,7 @@ import simpy
 import simpy.rt
 
 from ionclock.apparatus import registry
-from ionclock.config import Field, Table, check_kind, load_toml, validate
+from ionclock.config import DASHBOARD_SCHEMA, Field, Table, check_kind, load_toml, validate
 from ionclock.errors import ConfigError, UserError
 from ionclock.logger.alarms import (
     DEFAULT_ALARM_KINDS,
@@ -111,6 +111,7 @@ SCHEMA = {
     },
     "instruments": Table(INSTRUMENT_SCHEMA, required=True),
     "channels": Table(CHANNEL_SCHEMA, required=True),
+    "dashboard": DASHBOARD_SCHEMA,
     "sinks": {
         "influxdb": {
             "enabled": Field(bool, default=False),

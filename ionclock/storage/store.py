@@ -543,3 +543,47 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
     db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, factory=_ReaderConnection)
     db.store_path, db.had_side_files = p, had
     return db
+
+
+def peek_store(path: str | Path, read: Callable[[sqlite3.Connection], T],
+               what: str = "store") -> T:
+    """`read(db)` on the store at `path` without a single byte written beside or in it.
+
+    For a reader that comes back every few seconds (``ionclock dashboard``). A store with no
+    writer (its writer lock free) and no ``-wal``/``-shm`` beside it is complete in its one
+    file: it is read ``immutable`` (SQLite then takes no lock and makes no ``-shm``), under
+    a shared ``flock`` on its lock file so that no ionclock writer can start meanwhile (one
+    that tries retries for `WriterLock.RECORD_WAIT_S`, far longer than a read). A store that
+    is being written, or that has a ``-wal``, is read as `read_store` reads it (``mode=ro``,
+    WAL). Errors are one-line `UserError`s naming `what`, as `read_store`'s.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what}: no such file {str(p)!r}")
+    if any(Path(f"{p}{suffix}").exists() for suffix in ("-wal", "-shm")):
+        return read_store(p, read, what)
+    try:
+        fd = os.open(lock_path(p), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:   # no lock file: no ionclock writer has opened it here; nothing to hold
+        return read_store(p, read, what)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:   # a writer holds it: read the live store through the WAL
+            return read_store(p, read, what)
+        if any(Path(f"{p}{suffix}").exists() for suffix in ("-wal", "-shm")):
+            return read_store(p, read, what)   # a writer came and went before our lock
+        uri = f"{p.resolve().as_uri()}?mode=ro&immutable=1"
+        try:
+            db = sqlite3.connect(uri, uri=True)
+        except sqlite3.Error as err:
+            raise UserError(f"{what}: cannot open {str(p)!r}: {err}") from None
+        try:
+            return read(db)
+        except sqlite3.DatabaseError as err:
+            raise UserError(f"{what}: {str(p)!r} is not a readable ionclock store: "
+                            f"{err}") from None
+        finally:
+            db.close()
+    finally:
+        os.close(fd)   # closing the file releases the flock

@@ -83,9 +83,10 @@ class Series:
 class StoreView:
     """Read-only access to a logger store."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, db: sqlite3.Connection | None = None):
+        """Open the store at `path` read-only, or view it through `db`, already open on it."""
         self.path = Path(path)
-        self.db: sqlite3.Connection = open_readonly(self.path)
+        self.db: sqlite3.Connection = open_readonly(self.path) if db is None else db
         try:
             self.meta = {k: json.loads(v) for k, v in self.db.execute(
                 "SELECT key, value FROM meta")}

@@ -1,0 +1,319 @@
+"""`ionclock dashboard`: what a store shows, that it is only read, and the page in a browser.
+
+The browser test runs Debian's Chromium (installed from apt when missing, as ser2net is for
+its test) driven by playwright against the page of a running `ionclock sim`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ionclock.apparatus.live_budget import replay_store
+from ionclock.dashboard import budget_html, header_html, snapshot
+from ionclock.storage.store import read_store
+from ionclock.storage.views import StoreView, refills
+
+ROOT = Path(__file__).resolve().parents[1]
+IONCLOCK = [sys.executable, "-m", "ionclock"]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = subprocess.run(
+        [*IONCLOCK, "sim", "--duration", "30m", "--seed", "3", "--json", "--no-progress",
+         "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def logger_store(tmp_path_factory):
+    store = tmp_path_factory.mktemp("log") / "log.sqlite"
+    result = subprocess.run(
+        [*IONCLOCK, "log", str(ROOT / "configs" / "logger.sim.toml"), "--simulate",
+         "--duration", "2d", "--store", str(store), "--no-progress", "--quiet"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return store
+
+
+def test_a_finished_clock_run_as_the_page_shows_it(finished_run):
+    out, summary = finished_run
+    store = out / "ionclock.sqlite"
+    s = snapshot(out / "ionclock.sqlite")
+    assert s.kind == "clock run (twin)" and s.time_base == "elapsed"
+    assert s.frames == summary["frames"] and s.cycles == summary["cycles"]
+    # ended by its own end: the run_stopped event says so, and no writer holds the store
+    assert s.lock_state == "STOPPED" and "run ended (end)" in s.lock_note
+    assert not s.writing
+    assert s.uptime_s == pytest.approx(summary["simulated_s"], abs=1.0)
+    last, n_hold = read_store(store, lambda db: (
+        db.execute("SELECT frame, b_t, o0, o5 FROM lock_frames ORDER BY frame DESC "
+                   "LIMIT 1").fetchone(),
+        db.execute("SELECT COUNT(*) FROM lock_frames WHERE holdover = 1").fetchone()[0]))
+    assert (s.last_frame["frame"], s.last_frame["b_t"], s.last_frame["o0"],
+            s.last_frame["o5"]) == last
+    # the newest frame is plotted, whatever the decimation
+    assert s.frames_t[-1] == s.last_frame["t"] and len(s.frames_t) <= 1501
+    assert (n_hold == 0) == (s.holdover_spans == [])
+    # the budget is the one `ionclock budget STORE` prints: the run's last live budget
+    assert s.budget == json.loads(replay_store(store).to_json())
+    text = budget_html(s)
+    for row in s.budget["rows"]:
+        assert row["effect"] in text
+    assert "Total" in text
+    from ionclock.apparatus.clock_config import load_clock_config
+
+    roles = load_clock_config(ROOT / "configs" / "sim.toml")["instruments"]
+    assert set(s.instruments) == set(roles) and all(s.instruments.values())
+    assert s.events[0][1] in ("shutdown", "run_stopped") and len(s.events) <= 15
+    assert "STOPPED" in header_html(s) and f">{summary['frames']}<" in header_html(s)
+
+
+def test_a_logger_store_shows_what_it_has(logger_store):
+    s = snapshot(logger_store)
+    assert s.kind == "logger (twin)" and s.time_base == "calendar"
+    assert s.lock_state == "NO LOCK" and s.frames == 0 and s.last_frame is None
+    assert len(s.frames_t) == 0
+    with StoreView(logger_store) as view:
+        want = refills(view.events(kinds=("ln2_refill",)))
+        kelvin = sorted(n for n, c in view.channels().items() if c["unit"] == "K")
+    assert [t for t, _ in s.refills] == want and want   # 2 days of the twin: a refill
+    assert sorted(s.temperatures) == kelvin
+    assert s.instruments == {"ls218": True, "ls224": True, "coils": True}
+    # the logger's budget: BBR from the logged sensors, the rest nominal
+    assert s.budget is not None and s.budget["rows"][0]["key"] == "bbr"
+    assert s.budget["rows"][0]["valid"]
+
+
+def _tree(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file in `folder`: (sha256, mtime in ns)."""
+    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.iterdir())}
+
+
+class Dashboard:
+    """`ionclock dashboard` in the background on a free loopback port."""
+
+    def __init__(self, store: Path, *extra: str, refresh: float = 1.0):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.proc = subprocess.Popen(
+            [*IONCLOCK, "dashboard", str(store), "--port", str(self.port), "--refresh",
+             str(refresh), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT)
+        line = self.proc.stdout.readline()   # printed once the server listens
+        assert self.url in line, line + self.proc.stderr.read()
+
+    def get(self) -> str:
+        with urllib.request.urlopen(self.url, timeout=20) as reply:
+            return reply.read().decode()
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.returncode, self.proc.stderr.read()
+
+
+def test_the_dashboard_never_writes_the_store(finished_run):
+    out, _ = finished_run
+    before = _tree(out)
+    assert sorted(before) == ["ionclock.sqlite", "ionclock.sqlite.lock"]
+    dash = Dashboard(out)   # a RUN_DIR: its one store
+    try:
+        for _ in range(4):   # each page load builds a page from a fresh read
+            page = dash.get()
+            assert "ionclock dashboard" in page
+            assert _tree(out) == before   # no -wal, no -shm, not a byte, not an mtime
+            time.sleep(0.6)
+    finally:
+        code, err = dash.stop()
+    assert code == 0, err
+    assert _tree(out) == before
+
+
+@pytest.mark.parametrize("kind", ["text", "other_sqlite", "missing", "budget_config"])
+def test_a_file_that_is_not_an_ionclock_store_is_refused_in_one_line(tmp_path, kind):
+    args: list[str] = []
+    if kind == "text":
+        store = tmp_path / "notes.sqlite"
+        store.write_text("not a database\n" * 100)
+    elif kind == "other_sqlite":
+        store = tmp_path / "other.sqlite"
+        with sqlite3.connect(store) as db:
+            db.execute("CREATE TABLE measurements (t REAL, v REAL)")
+    elif kind == "missing":
+        store = tmp_path / "nothing.sqlite"
+    else:   # a store, but a config of the wrong kind for its [dashboard]
+        store = tmp_path / "other.sqlite"
+        with sqlite3.connect(store) as db:
+            db.execute("CREATE TABLE measurements (t REAL, v REAL)")
+        args = ["--config", str(ROOT / "configs" / "seed_clock.toml")]
+    before = _tree(tmp_path)
+    result = subprocess.run([*IONCLOCK, "dashboard", str(store), "--port", str(free_port()),
+                             *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ionclock: error: "), result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    want = {"text": "not a readable ionclock store", "other_sqlite": "is not an ionclock store",
+            "missing": "no such run folder or store", "budget_config": "shift-budget config"}
+    assert want[kind] in lines[0]
+    assert _tree(tmp_path) == before
+
+
+def test_bind_and_port_from_the_config_and_the_options(tmp_path):
+    from ionclock.commands.dashboard import settings
+    from ionclock.commands.main import build_parser
+
+    parser = build_parser()
+    cfg = tmp_path / "clock.toml"
+    shutil.copy(ROOT / "configs" / "seed_clock.toml", tmp_path)   # its [budget] config
+    cfg.write_text((ROOT / "configs" / "sim.toml").read_text()
+                   + '\n[dashboard]\nbind = "0.0.0.0"\nport = 8123\n')
+    assert settings(parser.parse_args(["dashboard", "x"])) == {
+        "bind": "127.0.0.1", "port": 8050, "refresh_s": 3.0}
+    assert settings(parser.parse_args(["dashboard", "x", "--config", str(cfg)])) == {
+        "bind": "0.0.0.0", "port": 8123, "refresh_s": 3.0}
+    assert settings(parser.parse_args(["dashboard", "x", "--config", str(cfg), "--bind",
+                                       "127.0.0.1", "--refresh", "5"])) == {
+        "bind": "127.0.0.1", "port": 8123, "refresh_s": 5.0}
+    # the clock config with its [dashboard] is still a valid clock config
+    from ionclock.apparatus.clock_config import load_clock_config
+
+    assert load_clock_config(cfg)["dashboard"]["port"] == 8123
+    bad = tmp_path / "bad.toml"
+    bad.write_text((ROOT / "configs" / "sim.toml").read_text() + '\n[dashboard]\nport = 0\n')
+    result = subprocess.run([*IONCLOCK, "dashboard", str(tmp_path), "--config", str(bad)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2 and "dashboard.port" in result.stderr
+
+
+# --- the page in a real browser ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium; installed with apt-get when missing (as root, like CI)."""
+    if not Path(CHROMIUM).exists():
+        apt = shutil.which("apt-get")
+        if apt is None:
+            pytest.skip("chromium is not installed and there is no apt-get to install it")
+        try:
+            subprocess.run([apt, "update"], check=True, capture_output=True, timeout=300)
+            subprocess.run([apt, "install", "-y", "chromium"], check=True,
+                           capture_output=True, timeout=900,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as err:
+            pytest.skip(f"chromium is not installed and apt-get could not install it: {err}")
+        if not Path(CHROMIUM).exists():
+            pytest.skip(f"apt-get install chromium did not provide {CHROMIUM}")
+    return CHROMIUM
+
+
+def _wait_for_frames(store: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.exists():
+            try:
+                with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+                    n = db.execute("SELECT COUNT(*) FROM budgets").fetchone()[0]
+                if n:
+                    return
+            except sqlite3.Error:
+                pass
+        time.sleep(0.2)
+    raise AssertionError("the run wrote no live budget within a minute")
+
+
+def _until(check, timeout: float = 20.0) -> None:
+    """Wait for `check()` (a look at the page, which is not reloaded) to come true."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the page did not change"
+        time.sleep(0.25)
+
+
+def test_the_page_of_a_running_sim_in_chromium(chromium, tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    out = tmp_path / "run"
+    # a month of simulated time: still running long after the page has been looked at
+    sim = subprocess.Popen([*IONCLOCK, "sim", "--duration", "30d", "--seed", "5",
+                            "--no-progress", "--out", str(out)], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    dash = None
+    try:
+        _wait_for_frames(out / "ionclock.sqlite")
+        dash = Dashboard(out / "ionclock.sqlite", refresh=1.0)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(dash.url)
+                state = page.locator("#lock-state")
+                state.wait_for(timeout=30000)
+                assert state.inner_text() in ("LOCKED", "ACQUIRING", "HOLDOVER")
+                assert "ionclock sim" in page.locator("#writer").inner_text()
+                budget = page.locator("#budget")
+                assert "Live shift budget" in budget.inner_text()
+                for effect in ("BBR", "Quadratic Zeeman (DC)", "Total"):
+                    assert budget.get_by_text(effect, exact=True).first.is_visible()
+                frames0 = int(page.locator("#frames").inner_text())
+                t0 = page.locator("#t-last").inner_text()
+                # the page updates by itself as the run advances: no reload
+                _until(lambda: int(page.locator("#frames").inner_text()) > frames0)
+                frames1 = int(page.locator("#frames").inner_text())
+                assert frames1 > frames0 and page.locator("#t-last").inner_text() != t0
+                page.wait_for_timeout(1500)   # let the plots draw the last update
+                shot = tmp_path / "dashboard.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 20000
+                # a phone's screen: the page fits its width (no sideways scrolling)
+                phone = browser.new_page(viewport={"width": 390, "height": 844})
+                phone.goto(dash.url)
+                phone.locator("#lock-state").wait_for(timeout=30000)
+                width = phone.evaluate("document.documentElement.scrollWidth")
+                assert width <= 390, width
+                phone.screenshot(path=str(tmp_path / "dashboard_phone.png"), full_page=True)
+                # the run is stopped: the open page says so by itself
+                sim.send_signal(signal.SIGTERM)
+                assert sim.wait(timeout=60) == 0
+                _until(lambda: page.locator("#lock-state").inner_text() == "STOPPED")
+                assert "SIGTERM" in page.locator("#lock-note").inner_text()
+            finally:
+                browser.close()
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+            sim.wait()
+        if dash is not None:
+            code, err = dash.stop()
+            assert code == 0, err
+    print(f"screenshot: {shot} (frames {frames0} -> {frames1})")
