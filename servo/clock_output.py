@@ -15,11 +15,13 @@ over its probes:
     sigma       = the budget's total systematic uncertainty (Hz)
 
 Without a reference (a lab config that has none) or before the first budget, the output
-fields are None and nothing is claimed.
+fields are None and nothing is claimed; so are they for a frame where the reference could
+not say where the laser was (it answers NaN: a counter that lost the comb beat).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 
@@ -44,6 +46,12 @@ class ClockOutput:
         self._n = 0
         self._laser = reference.laser_offset_hz if reference is not None else None
 
+    def set_reference(self, reference: FrequencyReference | None) -> None:
+        """Take the laser's absolute frequency from `reference` from the next probe on."""
+        self.reference = reference
+        self._laser = reference.laser_offset_hz if reference is not None else None
+        self._sum, self._n = 0.0, 0
+
     def sample(self, t: float, steering_hz: float) -> None:
         """A probe at time `t` (its free evolution's middle) had the common steering (Hz)."""
         if self._laser is not None:
@@ -60,6 +68,8 @@ class ClockOutput:
             return None, None, None
         nu_abs = self._sum / self._n
         self._sum, self._n = 0.0, 0
+        if not math.isfinite(nu_abs):   # the reference could not say (a lost beat)
+            return None, None, None
         if self.shift_hz is None or not self.valid:
             return nu_abs, None, None
         return nu_abs, nu_abs - self.shift_hz, self.sigma_hz

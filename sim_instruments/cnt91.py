@@ -14,11 +14,15 @@ resolution noise (`resolution_rel` × beat / gate, about the 12 digits per secon
 is specified for) from its own stream ``[seed, 31]``. Inputs B, C and E see no signal; the
 internal reference (@6) reads 10 MHz.
 
-The reading is the laser at the query's instant, not its mean over the gate (the world's
-flicker cannot be asked about the past); over a 1 s gate the cavity drifts by 0.05 Hz.
-Asking the world for the laser may make it draw its next flicker block a little earlier than
-the ion would have, so a run that polls the counter is reproducible for its seed but not
-draw-for-draw the run without it; runs without a counter are unchanged.
+A counter counts cycles over its gate, so a measurement started by ``:INIT`` and fetched by
+``:FETC?`` is the beat's mean over the gate that began at the ``:INIT`` (handbook p. 8-44:
+INITiate starts the measurement; the result is the frequency over the measuring time), from
+the world's `cavity_mean_hz` where it has one (exact for the drift and the flicker grid); the
+one-query forms ``:READ?`` and ``:MEAS:FREQ?`` answer the laser at the query's instant (an
+in-process twin answers at once; over a 1 s gate the cavity drifts by 0.05 Hz). The world's
+laser is a function of its seed and the time alone (decision 0307: the flicker has its own
+streams), so asking it, at any time and as often as the counter likes, changes none of the
+ion's draws: a run with the counter is draw-for-draw the run without it.
 
 The protocol, from the CNT-90/91 Programmer's Handbook (4031 600 90201; pages are its own):
 LF-terminated SCPI, short and long forms, any case, optional leading colon, several units
@@ -176,6 +180,7 @@ class SimCNT91(SimInstrument):
         self.gpib_mode = gpib_mode
         self._noise = np.random.default_rng([seed or 0, 31])
         self._laser = getattr(world, "cavity_offset_hz", None)
+        self._laser_mean = getattr(world, "cavity_mean_hz", None)
         self._env = getattr(world, "env", None)
         super().__init__(world, seed)
         self.faults = CNT91Faults()
@@ -190,6 +195,7 @@ class SimCNT91(SimInstrument):
         self.errors: list[int] = []
         self.result: float | None = None     # the last valid result (Hz)
         self.started = False                 # a measurement started and not yet fetched
+        self.t_started = 0.0                 # when (the twin's time) it was started by :INIT
         self.questionable = 0                # STATus:QUEStionable event bits (1024: timeout)
 
     def _configure(self) -> None:
@@ -213,13 +219,26 @@ class SimCNT91(SimInstrument):
         t = self.now() if t is None else t
         return abs(self._base_hz + self._laser(t))
 
-    def _measure(self) -> float | None:
-        """One measurement on the configured input now: Hz, or None for no signal."""
+    def beat_mean_hz(self, t0: float, t1: float) -> float:
+        """The true beat's mean over the gate [t0, t1] (Hz); the instant's without a world mean."""
+        if self._laser is None:
+            return self.standalone_beat_hz
+        if self._laser_mean is None:
+            return self.beat_hz(t0)
+        return abs(self._base_hz + self._laser_mean(t0, t1))
+
+    def _measure(self, gate_from: float | None = None) -> float | None:
+        """One measurement on the configured input: Hz, or None for no signal.
+
+        `gate_from`: the gate began then (``:INIT``) and the result is the mean over it;
+        None: the instant now.
+        """
         if self.channel == 6:
             return INTREF_HZ
         if self.channel != self.beat_input or self.faults.no_signal:
             return None
-        f = self.beat_hz()
+        f = (self.beat_hz() if gate_from is None
+             else self.beat_mean_hz(gate_from, gate_from + self.gate_s))
         sigma = self.resolution_rel * f / self.gate_s
         return f + sigma * float(self._noise.standard_normal())
 
@@ -247,8 +266,8 @@ class SimCNT91(SimInstrument):
         """The invalid-result reply of the present GPIB mode (p. 8-36)."""
         return "" if self.gpib_mode == "native" else "9.91E37"
 
-    def _result_reply(self) -> str | None:
-        value = self._measure()
+    def _result_reply(self, gate_from: float | None = None) -> str | None:
+        value = self._measure(gate_from)
         self.started = False
         if value is None:
             if not self.timeout_on:
@@ -332,6 +351,7 @@ class SimCNT91(SimInstrument):
             return self._result_reply()
         if match("init"):
             self.started = True
+            self.t_started = self.now()
             self.result = None
             return None
         if match("abor"):
@@ -339,7 +359,7 @@ class SimCNT91(SimInstrument):
             return None
         if match("fetc?"):
             if self.started:
-                return self._result_reply()
+                return self._result_reply(self.t_started)
             if self.result is not None:
                 return _format(self.result, self.gate_s)   # fetched again: the same result
             self.errors.append(-230)

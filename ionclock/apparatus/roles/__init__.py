@@ -38,7 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 
 # The role modules, in the order their processes start.
-ROLE_MODULES: tuple[str, ...] = ()
+ROLE_MODULES: tuple[str, ...] = (
+    "ionclock.apparatus.roles.reference",
+)
 
 
 @dataclass
