@@ -33,6 +33,10 @@ DDS_STEP = "dds_step"
 COUNTER_TRIG = "counter_trig"
 PROBE_END = "probe_end"
 DETECTION = "detection"
+#: The shutters' gate (the SC10s' external gate input, decision 0305): falls to close the
+#: blades before the probe, rises to open them for the detection and the next cooling.
+SHUTTER_GATE_FALL = "shutter_gate_fall"
+SHUTTER_GATE_RISE = "shutter_gate_rise"
 #: Lines of the characterisation probes (`ProbeProgram`): sideband cooling on after the
 #: Doppler cooling, the end of all cooling light, and the RF switch of each probe beam's
 #: switching AOM (beams 1, 2, 3 of DOMAIN §1; decision 0804).
@@ -60,6 +64,10 @@ class PulseProgram:
     detection_s: float = 0.002
     counter_offsets_s: tuple[float, ...] = (0.0,)
     dds_end_edge: bool = True
+    #: (fall, rise) of the shutters' gate from the cycle's start (s), or None: no gate.
+    #: The blades close `latency` after the fall and open `latency` after the rise, so the
+    #: fall leads the first pulse and the rise the detection by at least the blades' latency.
+    shutter_gate_s: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("pi_time_s", "ramsey_time_s", "cycle_time_s", "detection_s"):
@@ -70,6 +78,16 @@ class PulseProgram:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.counter_offsets_s or min(self.counter_offsets_s) < 0:
             raise ValueError("counter_offsets_s must be one or more offsets >= 0")
+        if self.shutter_gate_s is not None:
+            fall, rise = self.shutter_gate_s
+            if not 0.0 <= fall <= self.prepare_s:
+                raise ValueError(f"the shutters' gate must fall within the preparation "
+                                 f"(0 to {self.prepare_s * 1e3:.2f} ms), got "
+                                 f"{fall * 1e3:.2f} ms")
+            if not fall < rise < self.cycle_time_s:
+                raise ValueError(f"the shutters' gate must rise after it falls "
+                                 f"({fall * 1e3:.2f} ms) and within the cycle, got "
+                                 f"{rise * 1e3:.2f} ms")
         last = self.detection_start_s + max(self.detection_s, max(self.counter_offsets_s))
         if last >= self.cycle_time_s:
             raise ValueError(f"the pulse program needs {last * 1e3:.2f} ms, more than the "
@@ -103,7 +121,8 @@ class PulseProgram:
 
         `DDS_STEP` applies the next table entry, `PROBE_END` marks the end of the light,
         `DETECTION` opens the detection light for `detection_s`, `COUNTER_TRIG` triggers
-        the counter.
+        the counter; with `shutter_gate_s`, `SHUTTER_GATE_FALL` and `SHUTTER_GATE_RISE`
+        are the shutters' gate.
         """
         d0 = self.detection_start_s
         edges = [(t, DDS_STEP) for t in self.segment_starts_s]
@@ -112,7 +131,11 @@ class PulseProgram:
         edges.append((self.probe_end_s, PROBE_END))
         edges.append((d0, DETECTION))
         edges.extend((d0 + dt, COUNTER_TRIG) for dt in self.counter_offsets_s)
-        order = {DDS_STEP: 0, PROBE_END: 1, DETECTION: 2, COUNTER_TRIG: 3}
+        if self.shutter_gate_s is not None:
+            edges += [(self.shutter_gate_s[0], SHUTTER_GATE_FALL),
+                      (self.shutter_gate_s[1], SHUTTER_GATE_RISE)]
+        order = {DDS_STEP: 0, PROBE_END: 1, DETECTION: 2, COUNTER_TRIG: 3,
+                 SHUTTER_GATE_FALL: 4, SHUTTER_GATE_RISE: 5}
         return tuple(sorted(edges, key=lambda e: (e[0], order[e[1]])))
 
 

@@ -215,6 +215,7 @@ class ClockServo:
         # Holds asked for by the apparatus's other roles (`request_hold`): reason -> detail
         self._external: dict[str, dict] = {}
         self._holding = env.event()          # fires once the servo holds for them
+        self._hold_reason: str | None = None
 
     # --- the model of where each line is ------------------------------------------------
     def line_offsets_hz(self, t: float) -> tuple[float, ...]:
@@ -587,6 +588,12 @@ class ClockServo:
         self._external.pop(reason, None)
 
     @property
+    def hold_reason(self) -> str | None:
+        """Why the servo holds over now (``contrast_lost``, ``ion_lost``, a role's reason,
+        ...); None while it does not."""
+        return self._hold_reason if self.state == "holdover" else None
+
+    @property
     def held_for(self) -> tuple[str, ...]:
         """The reasons of the holds other roles ask for now."""
         return tuple(self._external)
@@ -749,6 +756,7 @@ class ClockServo:
         # after a fringe error the estimates are kept and only the drift rates (kicked by the
         # slew onto the wrong fringe) come from the locked frames before the fault
         self._fit_drift_model(keep_levels=reason == "fringe_error")
+        self._hold_reason = reason
         self._set_state("holdover", reason=reason, **detail)
         self._event(reason, **detail)
         last_frame = self.env.now

@@ -34,7 +34,7 @@ import simpy.rt
 from ionclock import __version__
 from ionclock.apparatus import registry
 from ionclock.apparatus.resilience import watch_links
-from ionclock.apparatus.roles import RoleContext, build_roles
+from ionclock.apparatus.roles import RoleContext, build_roles, role_classes
 from ionclock.apparatus.shutdown import ShutdownRequested, shutdown_on_signals
 from ionclock.drivers.sequencer import PulseProgram, TableSequencer
 from ionclock.errors import ConfigError, IonclockError, UserError
@@ -107,8 +107,7 @@ class ClockRun:
         self.missing = MissingReadings(self._instrument_event)
         self.store = None
         for role, entry in inst.items():
-            twin_options = ({"locations": {int(k): v for k, v in entry["locations"].items()}}
-                            if entry["locations"] else None)
+            twin_options = registry.twin_options(role, entry)
             # every driver comes wrapped: a lost link is reopened with backoff and its
             # setpoints restored, with instrument_offline / instrument_online events
             self.instruments[role] = registry.open_instrument(
@@ -178,6 +177,8 @@ class ClockRun:
             self.instruments["pulser"], program, s["aom_center_hz"],
             pulse_step_hz=s["pulse_step_hz"])
         program = self.sequencer.configure(inst["counter"]["gate_time_s"])
+        # the other roles' TTL lines (the shutters' gate), in the pattern the hardware plays
+        program = self.sequencer.program = configured_program(self.cfg, program)
         if self.world is not None:
             self.world.load_pattern(program.edges(), program.detection_s)
 
@@ -587,6 +588,14 @@ class _FrameOnlyStore:
 
     def flag_frames(self, t0: float, t1: float) -> int:
         return self._store.flag_frames(t0, t1)
+
+
+def configured_program(cfg: dict, program: PulseProgram) -> PulseProgram:
+    """`program` with the TTL lines of every role `cfg` runs (`Role.pulse_program`)."""
+    for cls in role_classes():
+        if cls.configured(cfg):
+            program = cls.pulse_program(cfg, program)
+    return program
 
 
 def fresh_store_path(path: Path, simulated: bool) -> Path:

@@ -357,6 +357,19 @@ def is_serial_url(resource: str) -> bool:
                                 "spy://", "alt://", "hwgrep://"))
 
 
+def twin_options(role: str, entry: dict) -> dict | None:
+    """The twin options of an ``[instruments.<role>]`` entry (None: the twin's defaults).
+
+    A thermometer's ``locations`` (input -> cryostat location); an SC10 shutter's blade is
+    named after its role (``shutter_854``), so the world knows which laser it blocks.
+    """
+    if entry.get("locations"):
+        return {"locations": {int(k): v for k, v in entry["locations"].items()}}
+    if entry.get("model") == "sc10":
+        return {"shutter": role}
+    return None
+
+
 def make_twin(model: str, world: Any, key: str = "resource", **twin_options: Any) -> Any:
     """A fresh twin of `model` bound to `world`."""
     entry = MODELS.get(model)

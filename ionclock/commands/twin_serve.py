@@ -253,8 +253,7 @@ class TwinServer:
         env = simpy.Environment()
         world = registry.make_world(env, cfg["twin"], cfg["servo"], cfg["instruments"])
         for role, entry in self.served.items():
-            options = ({"locations": {int(k): v for k, v in entry["locations"].items()}}
-                       if entry["locations"] else {})
+            options = registry.twin_options(role, entry) or {}
             self.twins[role] = registry.make_twin(entry["model"], world,
                                                   f"instruments.{role}.resource", **options)
         world.load_pattern(*self._pattern())
@@ -284,6 +283,9 @@ class TwinServer:
         offsets = getattr(driver, "trigger_offsets", None)
         program = replace(program, detection_s=counter["gate_time_s"],
                           counter_offsets_s=tuple(offsets()) if offsets else (0.0,))
+        from ionclock.apparatus.clock_run import configured_program
+
+        program = configured_program(self.cfg, program)
         return program.edges(), program.detection_s
 
     def _advance(self) -> None:
