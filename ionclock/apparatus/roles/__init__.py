@@ -40,6 +40,8 @@ from typing import Any
 # The role modules, in the order their processes start.
 ROLE_MODULES: tuple[str, ...] = (
     "ionclock.apparatus.roles.reference",
+    "ionclock.apparatus.roles.shutters",
+    "ionclock.apparatus.roles.trap_rf",
 )
 
 
@@ -96,6 +98,14 @@ class Role:
     def configured(cls, cfg: dict) -> bool:
         """Whether `cfg` runs this role: by default, when all its instruments are configured."""
         return all(role in cfg["instruments"] for role in cls.ROLE_MODELS)
+
+    @classmethod
+    def pulse_program(cls, cfg: dict, program: Any) -> Any:
+        """The cycle's pulse program (`ionclock.drivers.sequencer.PulseProgram`) with this
+        role's TTL lines added (the shutters' gate); by default unchanged. Called before the
+        pattern goes to the pulse hardware (the twin's, or `ionclock twin-serve`'s).
+        """
+        return program
 
     def channels(self) -> list[tuple]:
         """Rows of the store's ``channels`` table.
