@@ -194,12 +194,40 @@ class IonclockProcedure(Procedure):
         """The twin's true value(s) this measurement estimates (None in the lab)."""
         return None
 
+    #: The budget rows (`ionclock.physics.budget` row keys) whose numbers the result changes.
+    BUDGET_ROWS: ClassVar[tuple[str, ...]] = ()
+
+    def budget_values(self, result: Any) -> dict:
+        """What the analysis `result` sets in the budget config: {section: {key: value}}."""
+        raise NotImplementedError
+
+    def summary(self, result: Any) -> str:
+        """The result in a few words for the budget table (default: the first estimate)."""
+        return result.estimates[0].text(4)
+
     def settings(self) -> dict:
         """The parameters as plain values (for the provenance of a result)."""
         return {name: getattr(self, name) for name in self.parameter_objects()}
 
 
 PROCEDURES: dict[str, type[IonclockProcedure]] = {}
+
+
+def procedures() -> dict[str, type[IonclockProcedure]]:
+    """Every registered procedure: each module of this package is imported (and registers).
+
+    A new measurement is a module here with an `IonclockProcedure` class under `register`;
+    nothing else names it.
+    """
+    import importlib
+    import pkgutil
+
+    import ionclock.procedures as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in ("base", "analysis") and not info.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+    return dict(PROCEDURES)
 
 
 def register(cls: type[IonclockProcedure]) -> type[IonclockProcedure]:

@@ -78,8 +78,8 @@ def test_a_role_the_config_lacks_is_one_line(tmp_path):
     from ionclock.apparatus.clock_config import load_clock_config
 
     cfg = load_clock_config(SIM)
-    with pytest.raises(UserError, match=r"needs \[instruments.replica_rf\]"):
-        Apparatus(cfg, ("thermometer", "replica_rf"))
+    with pytest.raises(UserError, match=r"needs \[instruments.wavemeter\]"):
+        Apparatus(cfg, ("thermometer", "wavemeter"))
 
 
 def test_own_streams_per_seed_and_stream():

@@ -133,6 +133,10 @@ SCHEMA = {
                       doc="window of readings a budget uses"),
     },
     "dashboard": DASHBOARD_SCHEMA,
+        "calibration": F(str, "", doc="measured results the budget uses in place of nominal "
+                                      "values (written by `ionclock measure`; JSON); a "
+                                      "relative path is taken from the config file's folder; "
+                                      "empty: none"),
     "twin": {
         "seed": F(int, 1, min=0),
         "laser_offset_hz": F(float, 2.0, min=-1000.0, max=1000.0,
@@ -476,6 +480,8 @@ def _check_budget(budget: dict, base: Path) -> None:
         load_budget_config(path)
     except ConfigError as err:
         raise ConfigError("budget.config",
+    if budget["calibration"] and not Path(budget["calibration"]).is_absolute():
+        budget["calibration"] = str(base / budget["calibration"])
                           f"{str(path)!r}: "
                           f"{str(err).removeprefix('config: ').removeprefix(f'{path}: ')}"
                           ) from None

@@ -93,6 +93,7 @@ class ClockRun:
         self._startup_proc = self._servo_proc = self._environment_proc = None
         self._watch_proc = None
         self.live_budget = None
+        self._t0_unix = time.time()   # the run's date at t_start (set again when it runs)
         if cfg["budget"]["enabled"]:
             from ionclock.apparatus.live_budget import LiveBudget
             from ionclock.physics.budget import load_config as load_budget_config
@@ -100,7 +101,13 @@ class ClockRun:
             path = Path(cfg["budget"]["config"])
             if not path.is_absolute():
                 path = ROOT / path
-            self.live_budget = LiveBudget(load_budget_config(path), cfg["budget"]["window_s"])
+            from ionclock.storage import calibration
+
+            # measured results (`ionclock measure`) in place of nominal values (decision 0803)
+            self.calibration = calibration.load(cfg["budget"].get("calibration") or None)
+            self.live_budget = LiveBudget(load_budget_config(path), cfg["budget"]["window_s"],
+                                          calibration=self.calibration,
+                                          clock_unix=self._clock_unix)
         self.instruments = {}
         self._pending_events: list[tuple] = []
         # a channel that starts to miss records why, once (reading_missing / _restored)
@@ -146,6 +153,10 @@ class ClockRun:
             instruments=self.instruments, cfg=cfg, live_budget=self.live_budget,
             event=self._instrument_event, missing=self.missing, realtime=realtime))
         self._role_procs: list = []
+
+    def _clock_unix(self, t: float) -> float:
+        """The run's date (Unix s) at run time `t`: its start plus the time since."""
+        return self._t0_unix + (t - self.t_start)
 
     def _now(self) -> float:
         """The run's clock (s): events and reconnect backoffs on the same time base."""
@@ -391,11 +402,14 @@ class ClockRun:
     def run(self, duration_s: float, progress: bool = True) -> dict:
         """Run for `duration_s` of (simulated or real) time; return the summary."""
         self.store.set_meta(version=__version__, config=self.cfg, simulated=self.simulated,
-                            duration_s=duration_s, t0_unix=time.time(), t_start_s=self.t_start,
-                            servo=asdict(self.params))
+        self._t0_unix = time.time()
+                            duration_s=duration_s, t0_unix=self._t0_unix,
+                            t_start_s=self.t_start, servo=asdict(self.params))
         if self.live_budget is not None:   # `ionclock budget STORE` evaluates it again
             self.store.set_meta(budget_config=self.live_budget.cfg)
         self.store.set_channels(self._all_channel_rows())
+            if self.live_budget.calibration is not None:
+                self.store.set_meta(calibration=self.live_budget.calibration)
         proc = self._startup_proc = self.env.process(self._startup())
         bar = None
         if progress:   # on a terminal: simulated h:mm:ss of the run's length

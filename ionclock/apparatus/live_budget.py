@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from ionclock.physics.budget import Budget, ClockInputs, nominal_inputs
 from ionclock.physics.shifts import SensorTrace
+from ionclock.storage import calibration as calib
 from ionclock.storage.budget_inputs import _window as store_window
 from ionclock.storage.budget_inputs import read_meta, run_budget_config
 from ionclock.storage.store import read_store
@@ -54,7 +56,14 @@ class LiveBudget:
     """
 
     def __init__(self, budget_cfg: dict, window_s: float = 3600.0,
-                 nominal_field: bool = False):
+                 nominal_field: bool = False, calibration: dict | None = None,
+                 clock_unix: Callable[[float], float] | None = None):
+        # measured results (`ionclock measure`) in place of the config's nominal values;
+        # each row they change names them and their age (at clock_unix(t), the run's date)
+        self.calibration = calibration if calibration and calibration.get("entries") else None
+        if self.calibration is not None:
+            budget_cfg = calib.apply(budget_cfg, self.calibration)
+        self.clock_unix = clock_unix
         self.cfg = budget_cfg
         self.window_s = window_s
         self.max_age_s = budget_cfg["store"]["max_age_s"]
@@ -207,6 +216,12 @@ class LiveBudget:
                               "and n0 ranges")
         for key, r in cfg["residuals"].items():
             sources[key] = f"bound: {r['source']}" if r["source"] else "bound"
+        calibrated = {}
+        if self.calibration is not None:
+            at = self.clock_unix(t) if self.clock_unix is not None else None
+            for row, note in calib.row_notes(self.calibration, at).items():
+                sources[row] = f"{sources[row]}; {note}" if sources.get(row) else note
+            calibrated = {"calibration": calib.provenance(self.calibration, None)}
         return ClockInputs(
             cfg=cfg, traces=traces, rf_off_seen=rf_off_seen, b_rms_t=b,
             b_unc_t=nom.b_unc_t, n_frames=n_frames, b2_ac_t2=b2_ac, ratios=tuple(ratios),
@@ -218,7 +233,7 @@ class LiveBudget:
                            if self._pressure else {}),
                         "nominal_inputs": (["field"] if self.nominal_field else [])
                         + [n for n in NOMINAL_INPUTS if n not in measured],
-                        "row_sources": sources},
+                        "row_sources": sources, **calibrated},
             notes=notes)
 
     def _ratios(self, t: float) -> tuple[list | None, list | None, str]:
@@ -285,7 +300,12 @@ def replay_db(db: sqlite3.Connection, path: str, since: float | None = None,
             window, how = t - t0, "given" if (since is not None or last_s is not None) else (
                 "the whole store")
     has_frames = db.execute("SELECT 1 FROM lock_frames LIMIT 1").fetchone() is not None
-    live = LiveBudget(cfg, window, nominal_field=not has_frames)
+    # the calibration the run used, its results' ages counted on the run's own dates
+    t0_unix, t_start = meta.get("t0_unix"), meta.get("t_start_s") or 0.0
+    live = LiveBudget(cfg, window, nominal_field=not has_frames,
+                      calibration=meta.get("calibration"),
+                      clock_unix=(None if t0_unix is None
+                                  else lambda ts: float(t0_unix) + ts - float(t_start)))
     start = t - window
     channels = live.sample_channels
     marks = ",".join("?" * len(channels))

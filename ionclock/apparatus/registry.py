@@ -515,6 +515,35 @@ def make_world(env: Any, twin: dict, servo: dict, instruments: dict) -> Any:
         b_residual_t=twin["b_residual_t"],
         b_drift_t_s=twin["b_drift_t_per_h"] / 3600.0,
         b_noise_t=twin["b_noise_t"],
+class _ReplicaRF:
+    """What an SG380 twin driving the replica system's trap sees of the world (decision 0802).
+
+    Its own RF physics (`TrapRF` on the stream ``(seed, 15, 7)``, output on, as the replica
+    runs) and the RF hook switching the cryostat's RF heating. The twin has one thermal model
+    for the operational and the replica system: the replica's RF moves every sensor by its RF
+    share (the replica trap sensor by ~0.4 K), and the clock world's BBR truth with it.
+    """
+
+    def __init__(self, world: Any, seed: int):
+        from ionclock.sim_instruments.trap_rf import TrapRF
+
+        self.env = world.env
+        self.world = world
+        self.trap_rf = TrapRF(world.env, seed=(int(seed), 15, 7))
+        self.rf_events: list[tuple[float, bool, float]] = []
+
+    def rf_output_changed(self, on: bool, amplitude_dbm: float) -> None:
+        self.rf_events.append((self.env.now, on, amplitude_dbm))
+        cryostat = getattr(self.world, "cryostat", None)
+        if cryostat is not None and cryostat.rf_on != bool(on):
+            cryostat.set_rf(bool(on))
+
+
+def replica_rf_world(world: Any, seed: int = 0) -> Any:
+    """The world an ``sg380`` twin of the replica system's trap RF is bound to (`_ReplicaRF`)."""
+    return _ReplicaRF(world, seed)
+
+
         q0_hz=twin["q0_hz"],
         pi_time_s=servo["pi_time_s"],
         ramsey_time_s=servo["ramsey_time_s"],

@@ -38,6 +38,7 @@ COMMANDS = [
     "ionclock.commands.report",
     "ionclock.commands.dashboard",
     "ionclock.commands.analyse",
+    "ionclock.commands.measure",
 ]
 
 
