@@ -70,3 +70,15 @@ class Stages:
     def done(self) -> None:
         """End the last stage."""
         self._end()
+
+
+class CountBar(tqdm):
+    """A tqdm bar over whole pieces of work (a campaign's runs): ``campaign: 3/8 runs``."""
+
+    def __init__(self, total: int, desc: str, unit: str = "runs", initial: int = 0,
+                 enabled: bool | None = None, **kwargs):
+        show = on_terminal() if enabled is None else enabled
+        super().__init__(total=int(total), initial=int(initial), desc=desc, disable=not show,
+                         leave=False, file=sys.stderr, dynamic_ncols=True,
+                         bar_format="{desc}: {n_fmt}/{total_fmt} " + unit
+                                    + " |{bar}| [{elapsed} wall, {remaining} left]", **kwargs)

@@ -463,8 +463,13 @@ def _pairs(a: dict) -> list[list[float]]:
 
 
 def summarise(data: RunData, settle_s: float = DEFAULT_SETTLE_S,
-              taus: str = "octave") -> tuple[dict, dict]:
-    """Return the run's summary (JSON-ready) and the arrays the figures need."""
+              taus: str = "octave",
+              event_settle_s: float = EVENT_SETTLE_S) -> tuple[dict, dict]:
+    """Return the run's summary (JSON-ready) and the arrays the figures need.
+
+    `event_settle_s`: the window after each twin disturbance whose silent wrong-lock frames
+    are counted apart (`silent_wrong_lock`'s `event_settling_s`).
+    """
     mask = analysis_mask(data, settle_s)
     notes = []
     truth = data.has_truth
@@ -522,7 +527,7 @@ def summarise(data: RunData, settle_s: float = DEFAULT_SETTLE_S,
         diff = (data.b_t - data.b_true_t)[mask]
         b_err, b_err_sigma = mean_and_batch_sigma(diff)
     slips = find_slips(data, mask if mask.any() else data.locked & ~data.holdover)
-    silent = silent_wrong_lock(data, settle_s)
+    silent = silent_wrong_lock(data, settle_s, event_settling_s=event_settle_s)
     kinds: dict[str, int] = {}
     for _, kind, _, _ in data.events:
         kinds[kind] = kinds.get(kind, 0) + 1

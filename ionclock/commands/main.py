@@ -39,6 +39,7 @@ COMMANDS = [
     "ionclock.commands.dashboard",
     "ionclock.commands.analyse",
     "ionclock.commands.measure",
+    "ionclock.commands.campaign",
 ]
 
 
