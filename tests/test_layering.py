@@ -80,6 +80,8 @@ def test_a_procedure_reaches_the_twin_only_through_the_registry(tmp_path):
     ("storage/_bad.py", "import ionclock.apparatus.registry\n", 1),
     # the apparatus calling the command line
     ("apparatus/_bad.py", "import ionclock.commands.main\n", 1),
+    # the apparatus reaching up into the campaigns that run it
+    ("apparatus/_bad.py", "import ionclock.campaign\n", 1),
 ])
 def test_the_core_contracts_catch_an_import_up_the_layers(tmp_path, module, line, contracts):
     tree = assemble(tmp_path)
