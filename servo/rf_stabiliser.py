@@ -142,6 +142,7 @@ def rf_stabiliser(env: simpy.Environment, source: RFSource, meter: PickoffMeter,
     applied_dbm = 0.0
     t_last = env.now
     held = False
+    engaging = False   # re-engaged this cycle; said so once a reading has come through
     emit("rf_stabiliser_started", period_s=cfg.period_s, setpoint_v=setpoint)
 
     while True:
@@ -167,8 +168,11 @@ def rf_stabiliser(env: simpy.Environment, source: RFSource, meter: PickoffMeter,
                             controller.reset(0.0)
                             controller.engage(0.0)
                             t_last = env.now
-                            emit("rf_engaged", setpoint_v=setpoint, amplitude_dbm=ref_dbm)
+                            engaging = True
                         v = guarded(lambda: meter.reading)
+                        if engaging:   # once a reading came through: engaged (not before)
+                            engaging = False
+                            emit("rf_engaged", setpoint_v=setpoint, amplitude_dbm=ref_dbm)
                         err = (setpoint - v) / setpoint
                         bad = abs(err) > cfg.plausible_fraction
                         flag("implausible", bad, "rf_pickoff_implausible", reading_v=v,
