@@ -295,10 +295,14 @@ def qpn_params(data: RunData) -> dict:
     """Arguments of `qpn_sigma` from the run's servo parameters (meta `servo`)."""
     s = data.servo
     duty = data.probe_duty if data.probe_duty else 1.0
+    # an ion cloud (the Cd+ standard, decision 1300) records its detection SNR per probe,
+    # which takes the place of C (1 - 2 eps): sigma0 = sqrt(Tc / tau) / (2 pi nu0 T SNR)
+    snr = s.get("snr")
     return {"ramsey_time_s": float(s.get("ramsey_time_s", 0.080)),
             "cycle_time_s": float(s.get("cycle_time_s", 0.105)) / duty,
-            "contrast": s.get("contrast"),
-            "detection_error": float(s.get("detection_error", DEFAULT_DETECTION_ERROR)),
+            "contrast": float(snr) if snr else s.get("contrast"),
+            "detection_error": 0.0 if snr else float(s.get("detection_error",
+                                                           DEFAULT_DETECTION_ERROR)),
             "nu0_hz": data.nu0_hz}
 
 

@@ -583,3 +583,18 @@ def make_env_world(env: Any, seed: int = 0, cryostat: dict | None = None) -> Any
         except (TypeError, ValueError) as err:
             raise ConfigError("simulate.cryostat", str(err)) from None
     return world
+
+
+def make_cd_world(env: Any, params: dict, seed: int = 0) -> Any:
+    """The simulated 111/113Cd+ microwave clock (`CdClockWorld`) on `env`, from `params`.
+
+    `params` are `CdTwinParams` fields (the Cd run builds them from its config); a bad value
+    is a `ConfigError` at ``twin``.
+    """
+    from ionclock.sim_instruments.cd_clock import CdClockWorld, CdTwinParams
+
+    try:
+        p = CdTwinParams(**params)
+    except (TypeError, ValueError) as err:
+        raise ConfigError("twin", f"Cd+ twin: {err}") from None
+    return CdClockWorld(env, p, seed=seed)

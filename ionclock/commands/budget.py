@@ -80,7 +80,12 @@ def run(args) -> int:
         if args.since or args.until or args.last or args.config or args.inputs != "live":
             raise UserError("--since/--until/--last/--config/--inputs apply to a STORE, "
                             "not --nominal")
-        budget = Budget.nominal(args.nominal)
+        from ionclock.apparatus.cd_run import is_cd_config, nominal_budget
+
+        if Path(args.nominal).is_file() and is_cd_config(args.nominal):
+            budget = nominal_budget(args.nominal)   # the Cd+ budget at the config's field
+        else:
+            budget = Budget.nominal(args.nominal)
     else:
         if args.since and args.last:
             raise UserError("give --since or --last, not both")
@@ -92,7 +97,14 @@ def run(args) -> int:
         if Path(store).is_dir():    # a run's folder, as `report` takes it: its one store
             from ionclock.report import resolve_store
             store = str(resolve_store(store))
-        budget = evaluate(store, since, until, args.config, last)
+        from ionclock.apparatus.cd_run import is_cd_store, store_budget
+
+        if is_cd_store(store):   # a Cd+ run: its SOZS at the field its servo tracked
+            if args.config:
+                raise UserError("--config applies to a 40Ca+ store, not a Cd+ run's")
+            budget = store_budget(store, since, until, last)
+        else:
+            budget = evaluate(store, since, until, args.config, last)
     out = budget.render(fmt)
     if args.servo_hz is not None:
         nu, sigma = budget.corrected_frequency(args.servo_hz, allow_invalid=True)

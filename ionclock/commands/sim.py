@@ -35,6 +35,10 @@ def run(args) -> int:
     from ionclock.storage.store import WriterLock
 
     duration = parse_duration(args.duration)
+    from ionclock.apparatus.cd_run import is_cd_config
+
+    if is_cd_config(args.config):   # [clock] species = "113Cd+" / "111Cd+"
+        return _run_cd(args, duration)
     overrides = {"twin": {"deterministic": True}} if args.deterministic else None
     cfg = load_clock_config(args.config, scenario=args.scenario, overrides=overrides,
                             run_s=duration)
@@ -51,6 +55,27 @@ def run(args) -> int:
         run_ = ClockRun(cfg, out, seed=args.seed)
         summary = run_.run(duration, progress=not args.no_progress)
     print(format_summary(summary))
+    if args.json:
+        print(dump_json(summary))
+    return 0
+
+
+def _run_cd(args, duration: float) -> int:
+    """The 111/113Cd+ microwave clock's twin (`ionclock.apparatus.cd_run`)."""
+    from ionclock.apparatus.cd_run import CdRun, format_cd_summary, load_cd_config
+    from ionclock.apparatus.clock_run import check_out_dir, dump_json
+    from ionclock.errors import UserError
+    from ionclock.storage.store import WriterLock
+
+    if args.scenario or args.deterministic:
+        raise UserError("--scenario and --deterministic apply to the 40Ca+ clock, not the "
+                        "Cd+ one")
+    cfg = load_cd_config(args.config, run_s=duration)
+    out = check_out_dir(args.out)
+    with WriterLock(out / cfg["run"]["store"], create_dir=True):
+        run_ = CdRun(cfg, out, seed=args.seed)
+        summary = run_.run(duration, progress=not args.no_progress)
+    print(format_cd_summary(summary))
     if args.json:
         print(dump_json(summary))
     return 0
