@@ -101,9 +101,11 @@ class Role:
 
     @classmethod
     def pulse_program(cls, cfg: dict, program: Any) -> Any:
-        """The cycle's pulse program (`ionclock.drivers.sequencer.PulseProgram`) with this
-        role's TTL lines added (the shutters' gate); by default unchanged. Called before the
-        pattern goes to the pulse hardware (the twin's, or `ionclock twin-serve`'s).
+        """The cycle's pulse program with this role's TTL lines added (by default unchanged).
+
+        `program` is an `ionclock.drivers.sequencer.PulseProgram`; a role adds its lines (the
+        shutters' gate) before the pattern goes to the pulse hardware (the twin's, or
+        `ionclock twin-serve`'s).
         """
         return program
 

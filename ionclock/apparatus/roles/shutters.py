@@ -18,7 +18,8 @@ design):
   gate, 0: not, missing: unreadable). A unit not following the gate, tripped, or
   unreadable cannot be vouched for: the role holds the clock (``request_hold``, frames
   flagged back to the last good read-back), puts the unit back in gate mode, and releases
-  the hold once the read-back is good again;
+  the hold at the next read-back that is good (one ``check_s`` later at the earliest, so
+  the frame under way when the fault was found is flagged too);
 - the blade itself is not seen by the unit: ``closed?`` reports the controller's drive
   (SC10 manual, command table: "Returns 1 if the shutter is closed or 0 if open"; the SH05
   head has no position sensor), so a jammed blade reads "closed" like a good one. The
@@ -126,6 +127,7 @@ class ShuttersRole(Role):
         ctx = self.ctx
         t = ctx.env.now
         laser = role.split("_", 1)[1]
+        faulted = False   # found not following now: held until a later read-back is good
         try:
             if setting:
                 self._set(unit)
@@ -133,6 +135,7 @@ class ShuttersRole(Role):
             if not self._following(state) and not setting:
                 ctx.event(t, "shutter_fault", role, **state,
                           action="clock held; the unit is put back on the gate")
+                faulted = True
                 self._hold(role)
                 self._set(unit)
                 state = self._state(unit)
@@ -150,7 +153,10 @@ class ShuttersRole(Role):
                                    f"interlock {state['interlock']}")
         if setting:
             ctx.event(t, "shutter_set", role, **state, gate_s=list(self.gate_s))
-        if ok:
+        if ok and faulted:
+            ctx.event(t, "shutter_reset", role, **state,
+                      action="back on the gate; the hold ends at the next good read-back")
+        elif ok:
             self._last_good[role] = t
             if role in self._held:
                 self._held.discard(role)
