@@ -17,6 +17,15 @@ ErrOutOfRange −14, ErrUnitNotAvailable −15; temperature and pressure use Err
 ErrTempNotAvailable −1006). Each raises a subclass of `WavemeterError` (an
 `InstrumentError` carrying the code), never a number.
 
+Laser control (the wavemeter's PID option): ``set_frequency_setpoint(port, hz)`` and
+``frequency_setpoint(port)`` write and read the regulation course of a PID port in THz (the
+deviation unit set to frequency, as Ulm-IQO/qudi-iqo-modules ``high_finesse_pid.py`` does):
+the library's ``SetPIDCourseNum(long Port, char* PIDC)`` / ``GetPIDCourseNum``, the TCP
+server's ``setPidCourseNum port,course`` / ``getPidCourseNum port`` (highfinesse-net
+``protocol.py``). A set answers a wlmConst ``ResERR_*`` result (0 no error; -1 wavemeter
+missing, -2 could not set, -3 parameter out of range, -6 not available, -7 busy, -10 channel
+not available, ...); anything but 0 raises `WavemeterError` with that code.
+
 `WavemeterWlmData` loads ``libwlmData.so`` (Linux; reaches a Windows-hosted wavemeter
 through ``~/.config/HighFinesse/wlmData.ini``) or any library path given.
 `WavemeterTCP` speaks HighFinesse's own TCP server, a closed-source bridge that forwards
@@ -103,6 +112,32 @@ ERRORS: dict[int, tuple[type[WavemeterError], str]] = {
     -15: (NotAvailableError, "unit not available"),
 }
 """wlmConst return codes (see the module docstring) -> (error class, text)."""
+
+
+SET_ERRORS: dict[int, str] = {
+    -1: "wavemeter missing", -2: "could not set", -3: "parameter out of range",
+    -4: "out of resources", -5: "internal error", -6: "not available", -7: "busy",
+    -8: "not in measurement mode", -9: "only in measurement mode",
+    -10: "channel not available", -11: "channel temporarily not available",
+}
+"""wlmConst ``ResERR_*`` results of the Set... functions (0 is ResERR_NoErr)."""
+
+#: Digits of a regulation course in THz: 1e-9 THz = 1 kHz, below the meter's resolution.
+COURSE_DIGITS = 9
+
+
+def check_set_result(instrument: str, code: int) -> None:
+    """Raise `WavemeterError` for a Set... result other than ResERR_NoErr (0)."""
+    if code != 0:
+        raise WavemeterError(instrument, f"set failed: {SET_ERRORS.get(code, 'error')}",
+                             code=str(code))
+
+
+def _check_setpoint(hz: float) -> float:
+    if isinstance(hz, bool) or not isinstance(hz, (int, float)) or not (
+            math.isfinite(hz) and 1e12 < hz < 2e15):
+        raise ValueError(f"setpoint must be an optical frequency in Hz (1e12..2e15), got {hz!r}")
+    return float(hz)
 
 
 def check_result(instrument: str, value: float, offset: int = 0) -> float:
@@ -195,6 +230,33 @@ class WavemeterWlmData:
             check_result(self.name, float(value))
         return value / 1000.0
 
+    def set_frequency_setpoint(self, port: int, hz: float) -> None:
+        """Set the regulation course of PID `port` to `hz` (Hz; SetPIDCourseNum, THz)."""
+        p = _check_channel(port, self.channels)
+        course = f"{_check_setpoint(hz) / 1e12:.{COURSE_DIGITS}f}".encode("ascii")
+        fn = self._pid_function("SetPIDCourseNum")
+        check_set_result(self.name, int(fn(p, ctypes.c_char_p(course))))
+
+    def frequency_setpoint(self, port: int) -> float:
+        """The regulation course of PID `port` in Hz (GetPIDCourseNum, THz; a number)."""
+        p = _check_channel(port, self.channels)
+        buf = ctypes.create_string_buffer(1024)
+        check_set_result(self.name, int(self._pid_function("GetPIDCourseNum")(p, buf)))
+        text = buf.value.decode("ascii", "replace").strip().lstrip("=").strip()
+        try:
+            return float(text) * 1e12
+        except ValueError:
+            raise ReplyError(self.name, f"course {text!r} is not a number") from None
+
+    def _pid_function(self, fn: str):
+        """A laser-control function of the library (not every unit has the PID option)."""
+        try:
+            f = getattr(self.lib, fn)
+        except AttributeError:
+            raise NotAvailableError(self.name, f"the library lacks {fn}", code="-6") from None
+        f.restype, f.argtypes = ctypes.c_int32, [ctypes.c_int32, ctypes.c_char_p]
+        return f
+
     @property
     def wlm_count(self) -> int:
         """Number of wavemeter servers running (GetWLMCount; 0: none)."""
@@ -265,6 +327,25 @@ class WavemeterTCP(LinkMixin, Instrument):
         if value < 0:
             check_result(self.name, value)
         return value / 1000.0
+
+    def set_frequency_setpoint(self, port: int, hz: float) -> None:
+        """Set the regulation course of PID `port` to `hz` (Hz; ``setPidCourseNum p,THz``)."""
+        p = _check_channel(port, self.channels)
+        reply = self.ask(f"setPidCourseNum {p},{_check_setpoint(hz) / 1e12:.{COURSE_DIGITS}f}")
+        value = parse_float(self.name, reply)
+        if value != int(value):
+            raise ReplyError(self.name, f"bad set result {reply!r}")
+        check_set_result(self.name, int(value))
+
+    def frequency_setpoint(self, port: int) -> float:
+        """The regulation course of PID `port` in Hz (``getPidCourseNum p``, THz)."""
+        p = _check_channel(port, self.channels)
+        value = self._number(f"getPidCourseNum {p}")
+        if value < 0:
+            check_set_result(self.name, int(value))
+        if value == 0:
+            raise NoValueError(self.name, f"no regulation course on port {p}", code="0")
+        return value * 1e12
 
     @property
     def channel_count(self) -> int:

@@ -30,6 +30,20 @@ wavemeter's own reading noise. Replies follow the server: one number per line, C
 frequency in THz, wavelength in nm (vacuum), temperature in °C, pressure in mbar, exposure in
 ms, and the wlmData error codes for a channel without light (-1), over-exposure (-4), etc.
 
+Laser control (the wavemeter's PID option; docs/decisions/1200): ``setPidCourseNum port,course``
+sets the regulation course of `port` and answers a wlmData set result (ResERR_NoErr 0,
+ResERR_ParmOutOfRange -3, ResERR_ChannelNotAvailable -10; ResERR constants as in HighFinesse's
+wlmConst header); ``getPidCourseNum port`` answers the course (highfinesse-net
+``protocol.py``: ``set_pid_course_num``/``get_pid_course_num``; the library's
+``SetPIDCourseNum(long Port, char* PIDC)``, e.g. Ulm-IQO/qudi-iqo-modules
+``high_finesse_pid.py``, which writes the setpoint in THz with the deviation unit set to
+frequency). The course is taken as a number in THz, optionally after ``=``; the library's
+course *expressions* (``"619.1 + 0.001 * sawtooth(t/10)"``) are not modelled and answer -3.
+The twin's choice (no source says): regulation port n drives the laser on switch channel n.
+A world with ``lock_laser(name, setpoint_hz)`` is told of each new course (its laser then
+follows the regulation); a world with ``wavemeter_error_hz()`` (Hz) adds that calibration
+error to every reading, so a laser locked to the meter sits at course - error.
+
 Options: ``channels`` ({channel: laser name}), ``version_reply`` (above), ``greet`` (queue
 the ``200`` greeting at construction, as the server sends it on connect; use False behind
 `TcpServer(greeting=...)`), ``seed``. Per-channel faults: ``channel_errors[channel] = code``.
@@ -108,6 +122,7 @@ class SimWavemeterServer(SimInstrument):
         self.temperature_c = 24.62
         self.pressure_mbar = 1004.3
         self.exposure_ms = {1: 12, 2: 40}
+        self.pid_course: dict[int, str] = {}
         super().__init__(world, seed)
         self.greet = greet
         if greet:
@@ -131,7 +146,27 @@ class SimWavemeterServer(SimInstrument):
             return -1  # no light on an unused channel
         if channel in self.channel_errors:
             return self.channel_errors[channel]
-        return self.laser_hz(channel) + self.noise_hz * float(self._noise.standard_normal())
+        error = getattr(self.world, "wavemeter_error_hz", None)
+        reading = self.laser_hz(channel) + (error() if error is not None else 0.0)
+        return reading + self.noise_hz * float(self._noise.standard_normal())
+
+    def _set_course(self, port: int, course: str) -> str:
+        """``setPidCourseNum``: store the course, tell the world; a wlmData set result."""
+        if port not in self.channel_names:
+            return "-10"  # ResERR_ChannelNotAvailable
+        text = course.strip()
+        text = text[1:].strip() if text.startswith("=") else text
+        try:
+            thz = float(text)
+        except ValueError:
+            return "-3"  # ResERR_ParmOutOfRange: an expression course is not modelled
+        if not (math.isfinite(thz) and thz > 0):
+            return "-3"
+        self.pid_course[port] = text
+        hook = getattr(self.world, "lock_laser", None)
+        if hook is not None:
+            hook(self.channel_names[port], thz * 1e12)
+        return "0"
 
     def handle(self, line: str) -> str | None:
         cmd = line.strip()
@@ -143,6 +178,15 @@ class SimWavemeterServer(SimInstrument):
             if m.group(1) == "getFrequencyNum":
                 return f"{value / 1e12:.7f}"
             return f"{C_LIGHT / value * 1e9:.7f}"
+        m = re.fullmatch(r"setPidCourseNum\s+(\d+),(.*)", cmd)
+        if m:
+            return self._set_course(int(m.group(1)), m.group(2))
+        m = re.fullmatch(r"getPidCourseNum\s+(\d+)", cmd)
+        if m:
+            port = int(m.group(1))
+            if port not in self.channel_names:
+                return "-10"
+            return self.pid_course.get(port, "0")
         m = re.fullmatch(r"getExposureNum\s+(\d+),\s*(\d+)", cmd)
         if m:
             ch, ccd = int(m.group(1)), int(m.group(2))

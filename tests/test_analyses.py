@@ -285,6 +285,15 @@ def csv_cases(tmp: Path) -> dict[str, Path]:
                              [(0, "temp.endcap", 78.1, 1), (60, "temp.endcap", 78.3, 0),
                               (0, "temp.replica_trap", 80.9, 1),
                               (60, "temp.replica_trap", 80.5, 0)])
+    # Cd+ LIF scans (seed 004 Eq. 15): 114 and 113 lines at the seed's offset, Poisson counts
+    from ionclock.physics.cadmium import isotope, voigt_lif
+    rows = []
+    for scan, (iso, off) in enumerate(((114, 0.0), (113, isotope(113).lif_offset_hz))):
+        nu = 1397.592e12 + off + np.linspace(-300e6, 300e6, 121)
+        lam = 200 + 3e11 * voigt_lif(nu, 1397.592e12 + off, 1.0, 0.0, gauss_fwhm_hz=30e6)
+        rows += [(iso, scan, f"{x:.1f}", c) for x, c in zip(nu, rng.poisson(lam))]
+    cases["cd-hfs"] = write_csv(tmp / "lif.csv", ["isotope", "scan", "frequency_hz", "counts"],
+                                rows)
     return cases
 
 
@@ -293,7 +302,8 @@ def test_every_analysis_round_trips_through_the_cli(tmp_path, capsys):
     assert set(cases) == set(ANALYSES)
     out = tmp_path / "plots"
     expect = {"secular": "secular_shift = -5.76", "ac-field": "b_perp2 = 1.1",
-              "debye-waller": "nbar_x = 2.59", "bbr": "temperature = 79.5 K"}
+              "debye-waller": "nbar_x = 2.59", "bbr": "temperature = 79.5 K",
+              "cd-hfs": "nu_hfs_p_113 = 83"}
     for name, path in cases.items():
         assert main(["analyse", name, str(path), "--out", str(out)]) == 0, name
         lines = capsys.readouterr().out.strip().splitlines()

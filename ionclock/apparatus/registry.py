@@ -484,6 +484,21 @@ def twin_reference(world: Any) -> Any:
     return SimComb(world)
 
 
+def make_cd_lif_world(env: Any, twin: dict, seed: int = 0) -> Any:
+    """The Cd+ LIF twin (`CdLifWorld`, decision 1200) on `env` from a LIF config's ``[twin]``.
+
+    `twin` holds ``constants`` ("seed" or "drawn") and `LifParams` fields; a bad value is a
+    `ConfigError` at ``twin``.
+    """
+    from ionclock.sim_instruments.cd_lif import CdLifWorld, LifParams
+
+    params = {k: v for k, v in twin.items() if k not in ("seed", "constants")}
+    try:
+        return CdLifWorld(env, seed, LifParams(**params), twin.get("constants", "seed"))
+    except (TypeError, ValueError) as err:
+        raise ConfigError("twin", f"Cd+ LIF twin: {err}") from None
+
+
 def characterisation_twin(world: Any, seed: int = 0) -> Any:
     """The characterisation physics on `world` (motion, micromotion, Zeeman; with the truth).
 

@@ -15,6 +15,7 @@ secular        secular-motion budget row from heating rates         secular
 micromotion    EMM shift from sideband/carrier ratios R_i           micromotion
 compensation   voltage of least micromotion (parabola of R^2)       micromotion
 bbr            BBR temperature from the sensor envelope             bbr
+cd-hfs         Cd+ P3/2 HFS from LIF scans (Voigt fits, Eq. 17)     cd_hfs
 =============  ===================================================  ==========================
 """
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from ionclock.procedures.analysis import (
     ac_field,
     bbr,
+    cd_hfs,
     debye_waller,
     micromotion,
     secular,
@@ -74,6 +76,8 @@ ANALYSES: dict[str, Analysis] = {a.name: a for a in (
              micromotion.plot_scan),
     Analysis(bbr.NAME, "BBR temperature (K) and shift from the sensor envelope",
              _columns(bbr.COLUMNS, bbr.OPTIONAL), bbr.from_csv, bbr.plot),
+    Analysis(cd_hfs.NAME, "Cd+ P3/2 hyperfine splitting (Hz) from LIF scans against 114Cd+",
+             _columns(cd_hfs.COLUMNS, cd_hfs.OPTIONAL), cd_hfs.from_csv, cd_hfs.plot),
 )}
 
 __all__ = ["ANALYSES", "Analysis", "AnalysisResult", "DataError", "Estimate"]
