@@ -237,6 +237,10 @@ class TableSequencer:
         self._table_loaded = False   # a reload after the first one follows a failure
         self._direct = False
         self.use_direct(False)
+        # programs the pulse hardware's TTL pattern, load_pattern(edges, detection_s): the
+        # twin's (`ClockWorld.load_pattern`); None where no software loads it (the lab's).
+        # The characterisation shots need it (`ProbeSequencer`, decision 0804).
+        self.pattern_loader = None
 
     def _cycle_table(self, channel):
         from ionclock.drivers.novatech409b import CycleTable
@@ -478,7 +482,8 @@ class ProbeSequencer:
         self.aom_reach_hz = float(aom_reach_hz)
         self.rf_hz = float(rf_hz)
         self.relock_s = float(relock_s)
-        self.program: ProbeProgram | None = None
+        self.program: ProbeProgram | None = None   # as loaded (the counter's gate in it)
+        self._asked: ProbeProgram | None = None    # as asked for
         self._offset_hz = 0.0        # the lock offset's step from its centre (at the ion)
         self._step = 0.0             # the step asked for
 
@@ -523,11 +528,11 @@ class ProbeSequencer:
             self._set_offset(step)
             self._step = step
         seq = self.seq
-        if program != self.program:
+        if program is not self._asked and program != self._asked:
             p = replace(program, detection_s=seq.program.detection_s,
                         counter_offsets_s=seq.program.counter_offsets_s)
             self.load_pattern(p.edges(), p.detection_s)
-            self.program = program = p
+            self.program, self._asked = p, program
         a = seq.amplitude if amplitude is None else amplitude
         if not 0.0 < a <= 1.0:
             raise ValueError(f"amplitude must be within (0, 1], got {a!r}")
@@ -543,4 +548,4 @@ class ProbeSequencer:
         self._offset_hz = self._step = 0.0
         if self.program is not None:
             self.load_pattern(self.seq.program.edges(), self.seq.program.detection_s)
-        self.program = None
+        self.program = self._asked = None

@@ -105,6 +105,7 @@ class TwinParams:
     lock_offset_center_hz: float = 50e6  # its frequency with the laser at its clock setting
     lock_offset_sign: int = 1            # the laser moves by +1 (or -1) x the EOM's step
     compensation_v0: tuple = (2.80, 2.55, 3.20)  # the electrodes' optimum before any refill (V)
+    compensation_refill_shift_v: float = 0.3     # rms move of each optimum at a refill (V)
 
 
 class _Flicker:
@@ -114,7 +115,7 @@ class _Flicker:
     (each component an exact first-order recursion x[n+1] = a x[n] + sqrt(1 - a^2) sigma w[n],
     `_ar1`) and read piecewise constant, so a probe costs an index, not a random draw.
 
-    Its values are a function of the seed and the time alone (decision 0308): the initial
+    Its values are a function of the seed and the time alone (decision 0307): the initial
     state comes from the stream ``numpy.random.default_rng([seed, FLICKER_STREAM])`` and
     block k's innovations from ``[seed, FLICKER_STREAM, k]``, block after block from the
     start, never from a generator anyone else draws from. So whoever asks first, how often
@@ -260,6 +261,12 @@ class ClockWorld:
         self.last_detuning_hz = 0.0
         self.stray_open = 0.0                # how far the 854 nm shutter is stuck open (0..1)
         self.seed = seed
+        # the 397/866/854 nm lasers (sim_instruments/lasers.py), made when first asked for or
+        # moved; while every one is at its setpoint the ion sees nothing of them
+        self._lasers = None
+        self.fluorescence = 1.0              # bright counts relative to all lasers on setpoint
+        self.left_shelved = 0.0              # chance the 854 nm quench leaves D5/2 populated
+        self._shelved_t = -math.inf          # when the ion was last found shelved
         # shutter twins (an SC10 per laser, `add_shutter`) whose blade lets the 854 nm quench
         # light through: with any, the stray light of a probe comes from their blades
         self._quench_shutters: list = []
@@ -273,6 +280,7 @@ class ClockWorld:
         self._shot = False                   # the last detection was a characterisation shot
         self._shot_rng = None                # its own stream, [seed, 43]
         self._shot_cache: tuple = ((), 0.0)
+        self._resonances = None              # (offsets Hz, their (offset, kind, index))
         self.shots_started = 0
         # --- the sequencer's hardware: TTL pattern, its lines, the cycle in progress -------
         self._ttl: dict[str, list] = {}
@@ -305,8 +313,8 @@ class ClockWorld:
         if p.apply_shifts:
             self._update_shifts()
             self.env.process(self._shift_process())
-        for at_s, kind, value, duration_s in p.events:
-            self.env.process(self._scheduled(at_s, kind, value, duration_s))
+        for at_s, kind, value, duration_s, *detail in p.events:
+            self.env.process(self._scheduled(at_s, kind, value, duration_s, *detail))
         if p.ion_loss_per_s > 0:
             self.env.process(self._random_ion_loss())
         if p.b_steps_per_s > 0:
@@ -385,7 +393,9 @@ class ClockWorld:
 
             self._characterisation = CharacterisationTwin(
                 self, self.seed,
-                micromotion=MicromotionParams(v0_v=tuple(self.p.compensation_v0)))
+                micromotion=MicromotionParams(
+                    v0_v=tuple(self.p.compensation_v0),
+                    refill_shift_v=self.p.compensation_refill_shift_v))
         return self._characterisation
 
     def coil_changed(self, channel: int, current_a: float) -> None:
@@ -541,6 +551,27 @@ class ClockWorld:
         return (p.laser_offset_hz + p.cavity_drift_hz_s * 0.5 * (t0 + t1)
                 + self._flicker.mean(t0, t1) + self._laser_steps_hz)
 
+    @property
+    def lasers(self):
+        """The 397, 866, 854 nm (and other) lasers (`sim_instruments.lasers.Lasers`).
+
+        Made on first use with its own stream ([seed, 309]): a run that neither reads nor
+        moves them is unchanged.
+        """
+        if self._lasers is None:
+            from ionclock.sim_instruments.lasers import Lasers
+
+            self._lasers = Lasers(self, self.seed)
+        return self._lasers
+
+    def laser_frequency(self, name: str) -> float:
+        """Laser `name` ("397", "866", "854", "729", ...) now, optical frequency (Hz).
+
+        What a wavemeter reads (sim_instruments/wavemeter.py); the 729 nm is the cavity light
+        before the double-pass AOM.
+        """
+        return self.lasers.frequency(name)
+
     def laser_offset_hz(self, t: float | None = None) -> float:
         """Laser frequency at the ion minus nu0 (Hz): cavity plus double-pass AOM."""
         return (self.cavity_offset_hz(t) + 2.0 * (self.aom_hz - self.p.aom_center_hz)
@@ -624,8 +655,11 @@ class ClockWorld:
         if self.on_note is not None:
             self.on_note(self.env.now, kind, **detail)
 
-    def _apply(self, kind: str, value: float, duration_s: float):
-        """Carry out one fault or change (a SimPy sub-process for timed ones)."""
+    def _apply(self, kind: str, value: float, duration_s: float, laser: str = ""):
+        """Carry out one fault or change (a SimPy sub-process for timed ones).
+
+        `laser` names the laser of a ``laser_excursion`` (value: Hz off its setpoint).
+        """
         if kind == "b_step":
             self.step_field(value)
             self._note("b_step", delta_t=value)
@@ -659,12 +693,20 @@ class ClockWorld:
             self._laser_steps_hz += value
             self._cavity_t = math.nan    # a cached sample at this instant is stale
             self._note("laser_jump", delta_hz=value)
+        elif kind == "laser_excursion":   # a laser off its setpoint (a lost lock, a mode hop)
+            self.lasers.excursion(laser, value)
+            self._note("laser_excursion", laser=laser, offset_hz=value, duration_s=duration_s)
+            if duration_s:
+                yield self.env.timeout(duration_s)
+                self.lasers.excursion(laser, 0.0)
+                self._note("laser_back", laser=laser)
         else:
             raise ValueError(f"unknown twin event kind {kind!r}")
 
-    def _scheduled(self, at_s: float, kind: str, value: float, duration_s: float):
+    def _scheduled(self, at_s: float, kind: str, value: float, duration_s: float,
+                   laser: str = ""):
         yield self.env.timeout(max(0.0, at_s - self.env.now))
-        yield from self._apply(kind, value, duration_s)
+        yield from self._apply(kind, value, duration_s, laser)
 
     def _random_ion_loss(self):
         while True:
@@ -725,14 +767,23 @@ class ClockWorld:
             self._state = 2
             self.last_dark_probability = 1.0
             return
+        shelved = self._state == 1
         if len(segs) != 4 or not (segs[0][3] or segs[2][3] or segs[3][3]):
             # no clock light in the pulses (an ion check): the ion stays in S and scatters
             self._state = 0
             self.last_dark_probability = 0.0
-            return
-        prob = self._excitation_of(segs, t_end)
-        self.last_dark_probability = prob
-        self._state = 1 if self.rng.random() < prob else 0
+        else:
+            prob = self._excitation_of(segs, t_end)
+            self.last_dark_probability = prob
+            self._state = 1 if self.rng.random() < prob else 0
+        if self.left_shelved:   # the 854 nm off: the last shelving may not have been emptied
+            if shelved and self._lasers.still_shelved(t_end - self._shelved_t, self.p.tau_d_s):
+                self._state = 1
+                self.last_dark_probability = 1.0
+            if self._state == 1:
+                self._shelved_t = t_end
+        elif self._state == 1:
+            self._shelved_t = t_end
 
     def _excitation_of(self, segs, t_end: float) -> float:
         """Dark probability after the four segments (hyper-Ramsey as the DDS ran it)."""
@@ -822,15 +873,21 @@ class ClockWorld:
         if t_open == d0 and width_s == length:   # the gate is the detection window
             state = self._state
             if state == 0:
+                if self.fluorescence != 1.0:   # a cooling/repump laser off: fewer photons
+                    return self._lasers.dim(self._counts(True))
                 return self._counts(True)
             if state == 1 and self.rng.random() < self._decay_p:
                 frac = self.rng.random()
-                return self._counts(False) + int(self.nprng.poisson(self.p.bright_counts * frac))
+                bright = int(self.nprng.poisson(self.p.bright_counts * frac))
+                if self.fluorescence != 1.0:
+                    bright = self._lasers.dim(bright)
+                return self._counts(False) + bright
             return self._counts(False)
         overlap = max(0.0, min(t_open + width_s, d0 + length) - max(t_open, d0))
         lam = self.p.dark_counts * width_s / self.detection_s
         if self._state == 0 and overlap > 0.0:
-            lam += (self.p.bright_counts - self.p.dark_counts) * overlap / self.detection_s
+            lam += (self.fluorescence * self.p.bright_counts
+                    - self.p.dark_counts) * overlap / self.detection_s
         return int(self.nprng.poisson(lam)) if lam > 0 else 0
 
     # --- characterisation shots (decision 0804) ----------------------------------------------
@@ -875,19 +932,17 @@ class ClockWorld:
         m Omega_RF, |m| <= 2), on each of the six Zeeman lines at the true field.
         """
         ch = self.characterisation
-        b = self.b_true(t)
-        centres = self.line_centres_hz(b)
-        offsets = [(0.0, "carrier", 0)]
-        offsets += [(s * w, "secular", (j, s)) for j, w in enumerate(ch.motion.p.secular_hz)
-                    for s in (1, -1)]
-        offsets += [(m * ch.micromotion.p.rf_hz, "micromotion", m) for m in (1, -1, 2, -2)]
-        best = None
-        for k, c in enumerate(centres):
-            for off, kind, index in offsets:
-                d = nu_hz - c - off
-                if best is None or abs(d) < abs(best[3]):
-                    best = (k, kind, index, d)
-        return best
+        if self._resonances is None:
+            offsets = [(0.0, "carrier", 0)]
+            offsets += [(s * w, "secular", (j, s))
+                        for j, w in enumerate(ch.motion.p.secular_hz) for s in (1, -1)]
+            offsets += [(m * ch.micromotion.p.rf_hz, "micromotion", m) for m in (1, -1, 2, -2)]
+            self._resonances = (np.array([o for o, _, _ in offsets]), offsets)
+        values, offsets = self._resonances
+        centres = np.asarray(self.line_centres_hz(self.b_true(t)))
+        d = nu_hz - centres[:, None] - values[None, :]
+        k, i = divmod(int(np.argmin(np.abs(d))), len(offsets))
+        return (k, offsets[i][1], offsets[i][2], float(d[k, i]))
 
     def shot_excitation(self, beam: int, pulse_s: float, f_rf: float, amplitude: float,
                         cooling: str, dark_time_s: float, t: float) -> float:
@@ -899,7 +954,9 @@ class ClockWorld:
         couplings of its mode (spectators' Debye-Waller factors) times J0(beta_b), a
         micromotion sideband with J_m(beta_b) (`Micromotion`: beta_b from the compensation
         voltages and the optimum's drift after each refill). The RF amplitude scales the
-        Rabi frequency linearly.
+        Rabi frequency linearly. The last evaluation is kept for the next shot with the same
+        pulse, state and coupling and the detuning within the same 10 Hz (at the smallest
+        Rabi frequency, ~9 kHz on a ground-state sideband, a change of (5/9000)^2 ~ 3e-7).
         """
         from scipy import special
 
@@ -912,7 +969,7 @@ class ClockWorld:
         order = index if kind == "micromotion" else 0
         coupling = amplitude * abs(float(special.jv(abs(order), beta)))
         mode, side = index if kind == "secular" else ("z", 0)
-        key = (beam, kind, index, cooling, round(dark_time_s, 7), pulse_s, round(delta, 1),
+        key = (beam, kind, index, cooling, round(dark_time_s, 7), pulse_s, round(delta, -1),
                round(coupling, 10))
         if self._shot_cache[0] == key:
             return self._shot_cache[1]

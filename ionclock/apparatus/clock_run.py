@@ -192,6 +192,7 @@ class ClockRun:
         program = self.sequencer.program = configured_program(self.cfg, program)
         if self.world is not None:
             self.world.load_pattern(program.edges(), program.detection_s)
+            self.sequencer.pattern_loader = self.world.load_pattern   # probe shots (0804)
 
     @staticmethod
     def _driver_options(role: str, entry: dict) -> dict:

@@ -65,6 +65,10 @@ MODELS: dict[str, ModelEntry] = {
         "ionclock.sim_instruments.coil_supplies:SimKeysightE36312A",
         "Keysight E36312A triple supply driving the quantisation-field coils",
         ratings="ionclock.drivers.coil_supplies:E36312A_RATINGS"),
+    "e36312a_compensation": ModelEntry(
+        "ionclock.drivers.compensation:CompensationSupplyE36312A",
+        "ionclock.sim_instruments.compensation:SimCompensationE36312A",
+        "Keysight E36312A driving the three micromotion-compensation electrodes (CV)"),
     "sr400": ModelEntry(
         "ionclock.drivers.sr400:SR400",
         "ionclock.sim_instruments.sr400:SimSR400",

@@ -42,6 +42,7 @@ ROLE_MODULES: tuple[str, ...] = (
     "ionclock.apparatus.roles.reference",
     "ionclock.apparatus.roles.shutters",
     "ionclock.apparatus.roles.trap_rf",
+    "ionclock.apparatus.roles.micromotion",
 )
 
 
