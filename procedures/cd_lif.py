@@ -44,7 +44,7 @@ from ionclock.drivers.wavemeter import WavemeterError
 from ionclock.errors import UserError
 from ionclock.physics.cadmium import isotope
 from ionclock.procedures.analysis import cd_hfs
-from ionclock.procedures.base import IonclockProcedure, analysis_columns, register
+from ionclock.procedures.base import IonclockProcedure, analysis_columns, run_headless
 
 #: Nominal 114Cd+ S1/2 -> P3/2 frequency (Hz), 214.5 nm (the twin's nominal; set it in the lab).
 REFERENCE_HZ = 1397.592e12
@@ -159,11 +159,10 @@ class ExactFloatParameter(FloatParameter):
         return repr(float(self._value)) + (f" {self.units}" if self.units else "")
 
 
-@register
 class CdLifScan(IonclockProcedure):
     """LIF scans of Cd+ lines (module docstring): rows of frequency and counts."""
 
-    NAME = cd_hfs.NAME      # "cd-hfs": a procedure is registered under its analysis' name
+    NAME = cd_hfs.NAME      # "cd-hfs": a procedure is named after its analysis
     ANALYSIS = cd_hfs
     VERSION = "1"
     DATA_COLUMNS = analysis_columns(cd_hfs)
@@ -255,3 +254,52 @@ class CdLifScan(IonclockProcedure):
             return float(self.apparatus.wavemeter.frequency(channel)), ""
         except WavemeterError as err:
             return math.nan, str(err).replace(",", ";")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ionclock.procedures.cd_lif CONFIG OUT.csv [--seed N] [--set P=V ...]``.
+
+    Runs the scan headless (pymeasure's Worker into a Results file) and prints the cd-hfs
+    analysis of it. Not in ``ionclock measure``'s registry: that command opens a clock config
+    and records budget values, and the LIF measurement has neither (decision 1200). A bad
+    argument, config or file is one line on stderr and exit status 2.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m ionclock.procedures.cd_lif",
+                                     description="Cd+ LIF scans and the P3/2 HFS (seed 004)")
+    parser.add_argument("config", help="LIF config (e.g. configs/cd_lif.toml)")
+    parser.add_argument("out", help="the Results file to write (CSV; must not exist)")
+    parser.add_argument("--seed", type=int, default=-1, help="twin seed (default: the config's)")
+    parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                        help="a procedure parameter, e.g. --set sequence=114,111,114")
+    args = parser.parse_args(argv)
+    try:
+        settings = {}
+        for pair in args.set:
+            name, sep, value = pair.partition("=")
+            if not sep or name not in CdLifScan().parameter_objects():
+                raise UserError(f"--set {pair!r}: expected PARAM=VALUE with PARAM one of "
+                                f"{', '.join(CdLifScan().parameter_objects())}")
+            settings[name] = value
+        try:   # pymeasure checks the parameters' ranges as the Worker is made
+            proc = CdLifScan(config=args.config, seed=args.seed, **settings)
+            proc.refresh_parameters()
+            proc.plan()
+        except ValueError as err:
+            raise UserError(f"--set: {err}") from None
+        run_headless(proc, args.out)
+        print(f"wrote {args.out} ({len(proc.rows)} rows)")
+        print(cd_hfs.from_csv(args.out).line())
+        if proc.truth():
+            print("twin truth: " + ", ".join(f"{k} = {v / 1e6:.3f} MHz"
+                                             for k, v in proc.truth().items()))
+    except UserError as err:
+        print(f"cd_lif: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

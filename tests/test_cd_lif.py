@@ -348,6 +348,22 @@ def test_rows_without_a_wavemeter_reading_are_dropped_and_said():
     assert app.events[-1][1] == "apparatus_closed" and not app.instruments
 
 
+def test_command_line_entry(tmp_path, capsys):
+    from ionclock.procedures.cd_lif import main
+
+    out = tmp_path / "scan.csv"
+    assert main([str(CONFIG), str(out), "--seed", "4", "--set", "steps=41",
+                 "--set", "sequence=114,111"]) == 0
+    text = capsys.readouterr().out
+    assert "wrote" in text and "nu_hfs_p_111 = " in text and "twin truth: offset_111" in text
+    assert main([str(CONFIG), str(out)]) == 2                     # never appended to
+    assert "exists" in capsys.readouterr().err
+    assert main([str(CONFIG), str(tmp_path / "x.csv"), "--set", "colour=red"]) == 2
+    assert main([str(CONFIG), str(tmp_path / "x.csv"), "--set", "steps=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "Traceback" not in err
+
+
 def test_bad_parameters_and_configs_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match="111, 113 or 114"):
         parse_sequence("114,112")
@@ -362,7 +378,7 @@ def test_bad_parameters_and_configs_are_one_line_errors(tmp_path):
     bad.write_text(CONFIG.read_text().replace("temperature_k = 0.1", "temperature_k = -1.0"))
     with pytest.raises(ConfigError, match="twin.temperature_k"):
         CdLifScan(config=str(bad)).startup()
-    assert PROCEDURES["cd-hfs"] is CdLifScan
+    assert "cd-hfs" not in PROCEDURES     # ionclock measure takes clock configs only
 
 
 # --- pymeasure: Worker, Results, and the analyse command -----------------------------------------

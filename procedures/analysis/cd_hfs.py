@@ -183,8 +183,9 @@ def analyse(isotope, frequency_hz, counts, scan=None, *, meter_errors=(),
         ests.append(estimate(f"nu_hfs_p_{a}_{other}", alt[0], alt[1], q, "Hz", MHZ))
         ests.append(estimate(f"offset_{a}", off, off_unc, q, "Hz", MHZ))
     for a, (c, s) in lines.items():
-        ests.append(estimate(f"line_{a}", c, line_uncertainty_hz(s, drift_hz), q, "Hz",
-                             (1e12, "THz")))
+        # absolute centres in the details: five digits of THz would say nothing on the line
+        details[f"line_{a}_hz"] = c
+        details[f"line_{a}_unc_hz"] = line_uncertainty_hz(s, drift_hz)
         details[f"line_{a}_stat_hz"] = s
         widths = [f["gauss_fwhm_hz"] for i, _, f, _, _ in scans if i == a]
         g = float(np.mean(widths))
