@@ -51,7 +51,11 @@ INSTRUMENT = {
 }
 
 EVENT_KINDS = ("b_step", "ion_loss", "refill", "temperature_excursion", "shutter_stuck", "q0",
-               "laser_jump")
+               "laser_jump", "laser_excursion")
+
+#: The lasers a ``laser_excursion`` may move (sim_instruments/lasers.py; 729: the clock laser's
+#: cavity light, which the clock sees).
+EVENT_LASERS = ("397", "866", "854", "729")
 
 EVENT = {
     "at": F(str, doc="when, from the start of the run: e.g. '90s', '5h', '3d'"),
@@ -59,6 +63,7 @@ EVENT = {
     "value": F(float, 0.0, doc="b_step: T; refill: depth K; temperature_excursion: K; "
                                "shutter_stuck: fraction let through; q0: Hz; laser_jump: Hz"),
     "duration": F(str, "0s", doc="ion_loss / shutter_stuck / excursion: how long"),
+    "laser": F(str, "", doc="laser_excursion only: which laser (397, 866, 854, 729)"),
 }
 
 # The physical range of each event kind's value, (min, max, unit, meaning), checked at load
@@ -71,9 +76,10 @@ EVENT_VALUE_RANGES = {
     "temperature_excursion": (-20.0, 20.0, "K", "the excursion's size"),
     "shutter_stuck": (0.0, 1.0, "", "the fraction of the beam let through (0: fully open)"),
     "ion_loss": (0.0, 0.0, "", "ion_loss takes no value"),
+    "laser_excursion": (-1e12, 1e12, "Hz", "the laser's offset from its setpoint"),
 }
 # Kinds whose `duration` means something (0: the kind's default); the others take none.
-EVENT_DURATION_KINDS = ("ion_loss", "shutter_stuck", "temperature_excursion")
+EVENT_DURATION_KINDS = ("ion_loss", "shutter_stuck", "temperature_excursion", "laser_excursion")
 
 SCHEMA = {
     "clock": {
@@ -225,6 +231,11 @@ def check_event(i: int, event: dict, run_s: float | None = None) -> None:
     if event["duration_s"] and kind not in EVENT_DURATION_KINDS:
         raise ConfigError(f"{where}.duration", f"{kind} takes no duration (only "
                                                f"{', '.join(EVENT_DURATION_KINDS)} do)")
+    if kind == "laser_excursion" and event["laser"] not in EVENT_LASERS:
+        raise ConfigError(f"{where}.laser", f"{event['laser']!r} is not a laser an excursion "
+                                            f"may move ({', '.join(EVENT_LASERS)})")
+    if kind != "laser_excursion" and event["laser"]:
+        raise ConfigError(f"{where}.laser", f"{kind} takes no laser (only laser_excursion)")
     lo, hi, unit, meaning = EVENT_VALUE_RANGES[kind]
     value = event["value"]
     if not lo <= value <= hi:

@@ -580,6 +580,7 @@ def replica_rf_world(world: Any, seed: int = 0) -> Any:
         b_step_t=twin["b_step_t"],
         quench_light_shift_hz=twin["quench_light_shift_hz"],
         events=tuple((e["at_s"], e["kind"], e["value"], e["duration_s"])
+                     + ((e["laser"],) if e["laser"] else ())
                      for e in twin["events"]),
     )
     return ClockWorld(env, params, seed=twin["seed"])

@@ -40,6 +40,7 @@ from typing import Any
 # The role modules, in the order their processes start.
 ROLE_MODULES: tuple[str, ...] = (
     "ionclock.apparatus.roles.reference",
+    "ionclock.apparatus.roles.wavemeter",
     "ionclock.apparatus.roles.shutters",
     "ionclock.apparatus.roles.trap_rf",
     "ionclock.apparatus.roles.micromotion",
