@@ -162,7 +162,10 @@ def test_twin_serve_writes_a_lab_config_takes_faults_and_restarts_in_place(tmp_p
         assert f'resource = "{out}/aom.tty"' in text
         assert "TCPIP::127.0.0.1::" in text
         ports = json.loads((out / "twin-serve.json").read_text())["ports"]
-        assert set(ports) == {"coils", "pulser"}
+        # the LAN units get TCP ports (the serial ones ptys): among them the clock's and the
+        # trap RF's; every role of the apparatus adds its own (issue 14)
+        assert {"coils", "pulser", "trap_rf", "rf_pickoff"} <= set(ports)
+        assert "aom" not in ports and "shutter_854" not in ports
         aom = registry.open_instrument("novatech409b", str(out / "aom.tty"))
         coils = registry.open_instrument(
             "keysight_e36312a", f"TCPIP::127.0.0.1::{ports['coils']}::SOCKET")
