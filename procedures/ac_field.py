@@ -7,8 +7,10 @@ every step probes each line at its current estimate f, half the shots at f and t
 final-pulse phase +90 deg, half at -90 deg, and the dark fractions give the error
 e = p- - p+ = C sin(2 pi (f - centre) T) (DOMAIN §5); the centre measured by that step is
 f - asin(e / C) / (2 pi T), and the estimate moves by `gain` times the difference. After
-`settle_steps` the steps' centres are averaged (their scatter gives the standard error; a
-step's centre is independent of the others' shots).
+`settle_steps` the steps' centres are averaged and their scatter gives the standard error: in
+the lock's linear range a step's centre is est - (est - centre) - noise, so the steps'
+centres are independent of each other whatever the estimate did (checked: the lag-1
+correlation is consistent with 0, and the coverage below).
 
 From the four centres: the Larmor frequencies f_S, f_D by least squares of
 centre = m_D f_D - m_S f_S + c (exact for four lines, the pairs' splittings A = 3 f_D - f_S,

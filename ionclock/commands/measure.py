@@ -6,9 +6,10 @@ for ``sim://`` resources), with a progress bar on a terminal; writes its pymeasu
 file DIR/<name>-<UTC time>.csv, runs its analysis (`ionclock.procedures.analysis`), saves the
 fit's plot beside it, and records the result with its provenance (time, data file, plot, fit,
 value and 95 % interval, procedure version and settings, the twin's truth on the twin) in the
-calibration file the clock config names (``[budget] calibration``, or ``--calibration``),
-which the live budget and ``ionclock budget`` then use in place of the nominal values
-(decision 0803). Each result is recorded as soon as it is fitted: an error in a later
+calibration file (``--calibration``, else the one the clock config names in ``[budget]
+calibration``, else DIR/calibration.json), which a clock run whose config names that file
+(e.g. ``--scenario calibrated`` over configs/sim.toml: runs/measure/calibration.json) and
+``ionclock budget`` of its store then use in place of the nominal values (decision 0803). Each result is recorded as soon as it is fitted: an error in a later
 procedure of ``all`` keeps the earlier ones.
 
 Exit status: 0 done; 2 a bad name, config, setting or data the fit cannot use (one line).
@@ -37,7 +38,7 @@ def register(sub) -> None:
                    help="folder for the data files and plots (default runs/measure)")
     p.add_argument("--calibration", metavar="FILE", default=None,
                    help="calibration file to record into (default: the config's "
-                        "[budget] calibration)")
+                        "[budget] calibration, else DIR/calibration.json)")
     p.add_argument("--seed", type=int, default=None,
                    help="twin seed (default: the config's [twin] seed)")
     p.add_argument("--set", metavar="PARAM=VALUE", action="append", default=[],
@@ -61,14 +62,12 @@ def _settings(pairs: list[str], classes: list) -> dict[str, str]:
     return out
 
 
-def _calibration_path(cfg: dict, given: str | None) -> Path:
+def _calibration_path(cfg: dict, given: str | None, out: Path) -> Path:
+    """--calibration, else the config's ``[budget] calibration``, else DIR/calibration.json."""
     if given:
         return Path(given)
     path = cfg["budget"].get("calibration", "")
-    if not path:
-        raise UserError("the config names no calibration file ([budget] calibration): give "
-                        "--calibration FILE")
-    return Path(path)
+    return Path(path) if path else out / "calibration.json"
 
 
 def run(args) -> int:
@@ -88,10 +87,10 @@ def run(args) -> int:
     if config.is_dir() or not config.exists():
         raise UserError(f"CONFIG {str(config)!r}: no such config file")
     cfg = load_clock_config(config)   # a bad config: one line, before anything starts
-    cal_path = _calibration_path(cfg, args.calibration)
+    out = Path(args.out)
+    cal_path = _calibration_path(cfg, args.calibration, out)
     names = sorted(known) if args.name == "all" else [args.name]
     settings = _settings(args.set, [known[n] for n in names])
-    out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} exists and is not a folder")
     results = [measure_one(known[name], config, out, cal_path, args.seed, settings)
