@@ -9,8 +9,9 @@ value and 95 % interval, procedure version and settings, the twin's truth on the
 calibration file (``--calibration``, else the one the clock config names in ``[budget]
 calibration``, else DIR/calibration.json), which a clock run whose config names that file
 (e.g. ``--scenario calibrated`` over configs/sim.toml: runs/measure/calibration.json) and
-``ionclock budget`` of its store then use in place of the nominal values (decision 0803). Each result is recorded as soon as it is fitted: an error in a later
-procedure of ``all`` keeps the earlier ones.
+``ionclock budget`` of its store then use in place of the nominal values (decision 0803).
+Each result is recorded as soon as it is fitted: an error in a later procedure of ``all``
+keeps the earlier ones.
 
 Exit status: 0 done; 2 a bad name, config, setting or data the fit cannot use (one line).
 """
