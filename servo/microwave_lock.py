@@ -114,21 +114,25 @@ class MicrowaveLock:
     `synth`: the microwave synthesiser driver (`frequency` in Hz, 1 mHz steps); `counter`:
     a photon counter (`ionclock.drivers.photon_counter.PhotonCounter`, `arm()` and `count()`);
     `store`: where cycles, frames and events go (``add``, ``event``), or None; `on_frame`:
-    called with each recorded `Frame`; `ready`: False while a unit the lock needs is offline.
+    called with each recorded `Frame`; `prepare`: puts the synthesiser and the counter in the
+    cycle's modes and arms the counter (default ``counter.arm()``), called before the first
+    probe and again after any failure (a reconnected unit may have lost its settings).
+    Calls go through the drivers as handed in: a resilient wrapper
+    (`ionclock.apparatus.resilience`) reconnects on the next call once its backoff is over.
     """
 
     source = "servo"
 
     def __init__(self, env, synth, counter, params: MicrowaveLockParams | None = None, *,
                  store=None, on_frame: Callable[[Frame], None] | None = None,
-                 ready: Callable[[], bool] | None = None):
+                 prepare: Callable[[], None] | None = None):
         self.env = env
         self.synth = synth
         self.counter = counter
         self.p = params or MicrowaveLockParams()
         self.store = store
         self.on_frame = on_frame
-        self.ready = ready or (lambda: True)
+        self.prepare = prepare or counter.arm
         p = self.p
         t_frame = 2.0 * p.cycle_time_s
         t_visit = t_frame * p.zeeman_every_frames
@@ -214,10 +218,8 @@ class MicrowaveLock:
             yield env.timeout(t0 + p.set_offset_s - env.now)
         f = self.probe_hz(line, side, t0)
         try:
-            if not self.ready():
-                raise _Hold("instrument_offline")
             if self._rearm:
-                self.counter.arm()      # its next point: the first period after this
+                self.prepare()          # the counter's next point: the first period after this
                 self._rearm = False
             self.synth.frequency = f
         except (IonclockError, OSError) as err:

@@ -176,6 +176,30 @@ def test_cloud_loss_is_a_holdover_then_relock(tmp_path):
     assert abs(s["offset_hz"]) < 3 * s["offset_sigma_hz"]   # the holdover frames not counted
 
 
+def test_a_lost_counter_link_is_a_holdover_then_relock(tmp_path):
+    cfg = load_cd_config(CD113)
+    run = CdRun(cfg, tmp_path / "link", seed=3)
+    twin = run.instruments["counter"].direct().twin
+
+    def pull_the_cable():
+        yield run.env.timeout(1000.3)
+        twin.faults.disconnected = True
+        yield run.env.timeout(120.0)
+        twin.faults.disconnected = False
+
+    run.env.process(pull_the_cable())
+    s = run.run(3600.0, progress=False)
+    db = sqlite3.connect(tmp_path / "link" / "ionclock.sqlite")
+    ev = db.execute("SELECT t, kind, source FROM events WHERE t > 900 ORDER BY t").fetchall()
+    db.close()
+    kinds = [(k, src) for _, k, src in ev]
+    assert kinds[:5] == [("instrument_offline", "counter"), ("holdover", "servo"),
+                         ("instrument_online", "counter"), ("acquire", "servo"),
+                         ("locked", "servo")]
+    assert 1000 < ev[0][0] < 1002 and 1120 < ev[2][0] < 1130
+    assert abs(s["offset_hz"]) < 3 * s["offset_sigma_hz"]
+
+
 def test_field_step_is_followed_and_reported(tmp_path):
     s, out = _run(tmp_path, 1.0, seed=8,
                   events=[{"at": "30min", "kind": "b_step", "value": 25e-12}])

@@ -269,9 +269,7 @@ class CdRun:
         self.world.on_note = lambda t, kind, **d: self.store.event(t, kind, "twin", **d)
         s = cfg["servo"]
         synth, counter = self.instruments["microwave"], self.instruments["counter"]
-        synth.power_dbm = s["power_dbm"]
-        synth.output_enabled = True
-        counter.configure_gated(s["detection_s"])
+        self._prepare()
         close = counter.trigger_offsets()[-1]
         detection = s["prepare_s"] + 2 * s["pi2_time_s"] + s["ramsey_time_s"]
         self.params = MicrowaveLockParams(
@@ -286,7 +284,7 @@ class CdRun:
             g_i_convention=s["g_i_convention"])
         store = self.store if cfg["run"]["record_cycles"] else _FrameOnlyStore(self.store)
         self.servo = MicrowaveLock(self.env, synth, counter, self.params, store=store,
-                                   on_frame=self._on_frame, ready=self._ready)
+                                   on_frame=self._on_frame, prepare=self._prepare)
         # (t, locked, holdover, steering, b, truth detuning, b_true, sozs, sozs_unc, sozs_true)
         self.frames: list[tuple] = []
         self._last_budget = -math.inf
@@ -298,8 +296,18 @@ class CdRun:
         else:
             self.store.event(t, kind, source, **detail)
 
-    def _ready(self) -> bool:
-        return all(getattr(i, "online", True) for i in self.instruments.values())
+    def _prepare(self) -> None:
+        """Synthesiser power and output on, the counter gated on the detection edges, armed.
+
+        Before the first probe and after any failure (a unit back from a lost link or a power
+        cycle may have forgotten its modes); every set goes through the resilient wrapper.
+        """
+        s = self.cfg["servo"]
+        synth, counter = self.instruments["microwave"], self.instruments["counter"]
+        synth.power_dbm = s["power_dbm"]
+        synth.output_enabled = True
+        counter.configure_gated(s["detection_s"])   # configure_gated then arm (its docstring)
+        counter.arm()
 
     def _on_frame(self, frame) -> None:
         t = frame.t
