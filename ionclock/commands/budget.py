@@ -100,8 +100,9 @@ def run(args) -> int:
         from ionclock.apparatus.cd_run import is_cd_store, store_budget
 
         if is_cd_store(store):   # a Cd+ run: its SOZS at the field its servo tracked
-            if args.config:
-                raise UserError("--config applies to a 40Ca+ store, not a Cd+ run's")
+            if args.config or args.inputs != "live":
+                raise UserError("--config and --inputs apply to a 40Ca+ store, not a Cd+ "
+                                "run's (its budget is the SOZS at the field it tracked)")
             budget = store_budget(store, since, until, last)
         else:
             budget = evaluate(store, since, until, args.config, last)
