@@ -150,6 +150,7 @@ class MicrowaveLock:
         self._b_meas: deque = deque(maxlen=p.b_history)
         self._next_cycle = 0
         self._rearm = True
+        self._zeeman_due = True   # the m=+-1 lines are due at this frame index
 
     # --- the model the probes follow --------------------------------------------------------
     def steering_hz(self, t: float) -> float:
@@ -268,8 +269,8 @@ class MicrowaveLock:
                 if self.state == "holdover":
                     yield from self._holdover_probe()
                     continue
-                if self.frame_index and self.frame_index % self.p.zeeman_every_frames == 0 \
-                        and self._zeeman_due:
+                if (self._zeeman_due and self.frame_index
+                        and self.frame_index % self.p.zeeman_every_frames == 0):
                     yield from self._zeeman_visit(order)
                     self._zeeman_due = False
                 n_lo, n_hi = yield from self._pair(0, order)
@@ -277,8 +278,6 @@ class MicrowaveLock:
                 self._frame_update(n_lo, n_hi)
             except _Hold as hold:
                 self._enter_holdover(hold)
-
-    _zeeman_due = True
 
     def _frame_update(self, n_lo: int, n_hi: int) -> None:
         t = self.env.now

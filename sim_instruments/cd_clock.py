@@ -40,7 +40,7 @@ from the 0-0 line, the true field and the true SOZS; the run averages them per f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -258,18 +258,3 @@ class CdClockWorld:
             # keep only the windows a gate may still ask for
             for t in [t for t in self._counts if t < env.now - 10 * p.cycle_time_s]:
                 del self._counts[t]
-
-    def read_time(self, cycle: int) -> float:
-        """When cycle `cycle`'s count is complete: after its second TRIG edge (s)."""
-        p = self.p
-        close = p.gate_delay_s + p.detection_s + 50e-6 + 1e-3 * (p.gate_delay_s + p.detection_s)
-        return cycle * p.cycle_time_s + p.detection_start_s + close + 1e-4
-
-
-@dataclass
-class CdClockTruth:
-    """Per-frame averages of the probes' truth (what the run's twin_truth rows hold)."""
-
-    clock_detuning_hz: list = field(default_factory=list)
-    b_t: list = field(default_factory=list)
-    sozs_hz: list = field(default_factory=list)
