@@ -308,8 +308,10 @@ def _short(detail: str, width: int = 90) -> str:
 # --- the page's HTML parts ---------------------------------------------------------------
 LOCK_COLOURS = {"LOCKED": "#1a7f37", "HOLDOVER": "#d97706", "ACQUIRING": "#2563eb",
                 "STOPPED": "#6b7280", "NO LOCK": "#6b7280"}
-_TABLE_STYLE = ("<style>table{border-collapse:collapse;font-size:13px;width:100%}"
+_TABLE_STYLE = ("<style>div{overflow-wrap:anywhere}"
+                "table{border-collapse:collapse;font-size:13px;width:100%}"
                 "td,th{padding:2px 6px;border-bottom:1px solid #ddd;text-align:left}"
+                "td:first-child{white-space:nowrap}"
                 "td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}"
                 ".bad{color:#b91c1c;font-weight:bold}</style>")
 
@@ -325,7 +327,7 @@ def header_html(s: Snapshot) -> str:
     last = "-" if s.t_last is None else s.stamp(s.t_last)
     clock = " (simulated)" if s.time_base == "elapsed" else ""
     return (
-        f"<div style='font-family:sans-serif'>"
+        f"<div style='font-family:sans-serif;overflow-wrap:anywhere'>"
         f"<div style='font-size:13px;color:#555'>{_e(s.store)} &middot; {_e(s.kind)}</div>"
         f"<div id='lock-state' style='display:inline-block;margin:6px 0;padding:6px 14px;"
         f"border-radius:6px;color:white;font-size:28px;font-weight:bold;"
@@ -580,11 +582,10 @@ def serve(store: Path, bind: str, port: int, refresh_s: float, on_ready=None) ->
     server.start()
     loop = server.io_loop
 
-    def stop(*_):
-        loop.add_callback(loop.stop)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # through asyncio's own handlers: they wake the loop at once (a plain Python handler
+    # waits for the loop's next wake-up when the signal lands on another thread)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.asyncio_loop.add_signal_handler(sig, loop.stop)
     host = f"[{bind}]" if ":" in bind else bind
     if on_ready is not None:
         on_ready(f"http://{host}:{server.port}/")

@@ -133,14 +133,16 @@ class Dashboard:
         with urllib.request.urlopen(self.url, timeout=20) as reply:
             return reply.read().decode()
 
-    def stop(self) -> tuple[int, str]:
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        """Stop it as systemd (SIGTERM) or an operator (Ctrl-C: SIGINT) does; it must obey."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
-            self.proc.wait(timeout=20)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+            return -1, f"did not end within 10 s of signal {sig}"
         return self.proc.returncode, self.proc.stderr.read()
 
 
@@ -156,7 +158,7 @@ def test_the_dashboard_never_writes_the_store(finished_run):
             assert _tree(out) == before   # no -wal, no -shm, not a byte, not an mtime
             time.sleep(0.6)
     finally:
-        code, err = dash.stop()
+        code, err = dash.stop(signal.SIGINT)
     assert code == 0, err
     assert _tree(out) == before
 
