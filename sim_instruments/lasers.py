@@ -5,7 +5,10 @@ detection), 866 nm (D3/2-P1/2 repump), 854 nm (D5/2-P3/2: the quench that emptie
 each detection, 5 µs in each of the 300 sideband-cooling cycles) and the 729 nm clock laser.
 The lab keeps the first three locked (to a cavity or to the wavemeter) at their setpoints;
 here they sit exactly at them (`NOMINAL_HZ`) until an excursion (`excursion`: a lock lost, a
-mode hop) moves one, and the wavemeter twin adds its own reading noise. The 729 nm is the
+mode hop) moves one, and the wavemeter twin adds its own reading noise. A laser regulated by
+the wavemeter's PID (`lock`, the twin's ``setPidCourseNum``) follows its course instead: its
+setpoint becomes the course, and its detuning from the ion's line (`NOMINAL_HZ`, where the
+lab sets it) is what the ion sees. The 729 nm is the
 world's cavity laser (``ClockWorld.cavity_offset_hz``): its pick-off before the double-pass
 AOM sits at nu0 - passes x f_AOM,centre plus the cavity's offset; an excursion of it moves
 the cavity light itself (the clock sees it, as a ``laser_jump`` for its duration).
@@ -66,7 +69,8 @@ class Lasers:
     """The 397, 866, 854 (and other) lasers on a `ClockWorld` (see the module docstring).
 
     `frequency(name)` (Hz) is where a laser is now; `excursion(name, offset_hz)` moves one
-    (0 puts it back); the world reads `fluorescence` and `left_shelved`.
+    (0 puts it back); `lock(name, hz)` regulates one to a new setpoint; the world reads
+    `fluorescence` and `left_shelved`.
     """
 
     def __init__(self, world, seed: int):
@@ -95,8 +99,17 @@ class Lasers:
         self.offsets[name] = float(offset_hz)
         self._update()
 
+    def lock(self, name: str, setpoint_hz: float) -> None:
+        """Laser `name` regulated to `setpoint_hz` (Hz) by the wavemeter's PID from now on."""
+        if name not in self.setpoints or name == "729":
+            raise ValueError(f"laser {name!r} is not one the wavemeter regulates here")
+        self.setpoints[name] = float(setpoint_hz)
+        self._update()
+
     def _update(self) -> None:
-        off = self.offsets
+        # each laser's detuning from where the ion wants it (the nominal frequencies)
+        off = {name: self.setpoints[name] + self.offsets[name] - NOMINAL_HZ[name]
+               for name in ("397", "866", "854")}
         self.fluorescence = (_lorentzian(off["397"], GAMMA_P12_HZ, SATURATION["397"])
                              * _lorentzian(off["866"], GAMMA_P12_HZ, SATURATION["866"]))
         if off["397"] == 0.0 and off["866"] == 0.0:

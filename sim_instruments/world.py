@@ -572,6 +572,10 @@ class ClockWorld:
         """
         return self.lasers.frequency(name)
 
+    def lock_laser(self, name: str, setpoint_hz: float) -> None:
+        """The wavemeter's PID regulates laser `name` to `setpoint_hz` (Hz) from now on."""
+        self.lasers.lock(name, setpoint_hz)
+
     def laser_offset_hz(self, t: float | None = None) -> float:
         """Laser frequency at the ion minus nu0 (Hz): cavity plus double-pass AOM."""
         return (self.cavity_offset_hz(t) + 2.0 * (self.aom_hz - self.p.aom_center_hz)

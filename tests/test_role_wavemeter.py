@@ -230,3 +230,22 @@ def test_the_lab_config_names_the_wavemeter_and_bad_settings_are_one_line_errors
     cfg = load_clock_config(SIM, overrides={"wavemeter": {"lasers": {"866": {"channel": 1}}}})
     with pytest.raises(ConfigError, match="is laser 397's already"):
         ClockRun(cfg, tmp_path / "dup", seed=1)
+
+
+def test_the_slow_lock_sets_the_pid_course_and_the_twins_laser_follows_it(tmp_path):
+    course = 755.222766e12 + 5e6           # the 397 nm regulated 5 MHz above the line
+    cfg = load_clock_config(SIM, overrides={"wavemeter": {"lasers": {"397": {
+        "lock_port": 1, "setpoint_hz": course}}}})
+    run = ClockRun(cfg, tmp_path / "lock", seed=2)
+    run.run(300.0, progress=False)
+    db = sqlite3.connect(tmp_path / "lock" / "ionclock.sqlite")
+    ((_, detail),) = _events(db, "wavemeter_lock_set", "wavemeter")
+    assert '"port": 1' in detail
+    twin = run.instruments["wavemeter"].twin
+    assert float(twin.pid_course[1]) * 1e12 == pytest.approx(course, abs=1e3)  # setPidCourseNum
+    assert run.world.laser_frequency("397") == pytest.approx(course)
+    offs = [v for (v,) in db.execute("SELECT value FROM samples WHERE channel = 'wm.397'")]
+    assert len(offs) > 50 and abs(np.mean(offs)) < 0.2e6     # on its course, in band
+    assert not _events(db, "laser_out_of_band")
+    expected = 1.0 / (1.0 + 4.0 * 5e6 ** 2 / (GAMMA_P12_HZ ** 2 * 2.0))
+    assert run.world.fluorescence == pytest.approx(expected)   # 5 MHz off the line: dimmer

@@ -33,7 +33,9 @@ holds from its next frame boundary (one frame, 12 cycles), so the clock holds wi
 Optional slow lock: a laser with ``lock_port`` > 0 has its wavemeter PID regulation course
 set to its setpoint at the start (``set_frequency_setpoint(port, hz)``: wlmData's
 ``SetPIDCourseNum``, the TCP server's ``setPidCourseNum``; the driver's docstring cites the
-sources), where the driver offers it; otherwise the role stops with a one-line error.
+sources), where the driver offers it; otherwise the role stops with a one-line error. The
+TCP server's twin passes the course to the world (``world.lock_laser``): the twin's laser
+then follows it.
 """
 
 from __future__ import annotations
