@@ -32,7 +32,8 @@ def register(sub) -> None:
                     "apparatus of CONFIG (the twin for sim:// resources), analyse it, save "
                     "the data, the fit's plot and the result with its provenance in the "
                     "calibration file the budget reads.")
-    p.add_argument("name", metavar="NAME", help="a procedure (see --list) or 'all'")
+    p.add_argument("name", metavar="NAME", nargs="?", default=None,
+                   help="a procedure (see --list) or 'all'")
     p.add_argument("config", metavar="CONFIG", nargs="?", default=None,
                    help="clock config (e.g. configs/sim.toml)")
     p.add_argument("--out", metavar="DIR", default="runs/measure",
@@ -78,8 +79,15 @@ def run(args) -> int:
     known = procedures()
     if args.list:
         for name, cls in sorted(known.items()):
-            print(f"  {name:<14} {(cls.__doc__ or '').strip().splitlines()[0]}")
+            print(f"{name:<10} {(cls.__doc__ or '').strip().splitlines()[0]}")
+            print(f"{'':<10} budget rows: {', '.join(cls.BUDGET_ROWS) or '-'}")
+            for key, param in cls().parameter_objects().items():
+                if key not in ("config", "seed"):
+                    unit = f" {param.units}" if getattr(param, "units", None) else ""
+                    print(f"{'':<10} --set {key}=<{param.value}{unit}>  {param.name}")
         return 0
+    if args.name is None:
+        raise UserError("give a procedure NAME (or 'all'); --list lists them")
     if args.name != "all" and args.name not in known:
         raise UserError(f"no procedure {args.name!r} (known: {', '.join(sorted(known))}, all)")
     if args.config is None:
