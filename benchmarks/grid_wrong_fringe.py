@@ -1,7 +1,9 @@
 """Does the servo ever run on a wrong fringe without saying so? A scenario grid on the twin.
 
 Runs `ClockRun` (the full stack: driver bytes -> twin -> servo -> store) over a grid of
-cells, several seeds each, in parallel processes, and tabulates per cell: the locked
+cells, several seeds each, as an `ionclock.campaign` on a local Dask cluster of --jobs
+processes (with --keep FOLDER the stores stay there and a grid started again runs only the
+runs not done), and tabulates per cell: the locked
 fraction, the silent wrong-lock frames after settling (`ionclock.report.silent_wrong_lock`:
 locked, not held over, while a line sits more than a quarter fringe off its true centre or
 stray light touches the ion; settling is --settle after the first lock and --event-settle
@@ -34,8 +36,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import sqlite3  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -86,41 +86,43 @@ def cell_overrides(cell: str, duration_s: float, event_at: float) -> dict:
     }[kind]
 
 
-def run_one(job: tuple) -> dict:
-    """One (cell, seed) run in a scratch folder; returns its figures (or its error)."""
-    cell, seed, duration_s, settle_s, event_settle_s, event_at, scenario, keep = job
-    from ionclock.apparatus.clock_config import load_clock_config
-    from ionclock.apparatus.clock_run import ClockRun
-    from ionclock.report import analysis_mask, find_slips, load_run, silent_wrong_lock
+def grid_campaign(cells: list[str], seeds: int, first_seed: int, duration_s: float,
+                  settle_s: float, event_settle_s: float, event_at: float,
+                  scenario: str | None, out: Path):
+    """The grid as an `ionclock.campaign` Campaign: one cell per ``KIND:VALUE``, its seeds."""
+    from ionclock import campaign
 
-    row = {"cell": cell, "seed": seed}
-    wall0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="grid_") as scratch:
-        out = (Path(keep) / f"{cell.replace(':', '_')}_s{seed}") if keep else Path(scratch)
-        try:
-            twin = cell_overrides(cell, duration_s, event_at)
-            cfg = load_clock_config(SIM, scenario=scenario, overrides={"twin": twin},
-                                    run_s=duration_s)
-            summary = ClockRun(cfg, out / "run", seed=seed).run(duration_s, progress=False)
-            data = load_run(out / "run")
-            mask = analysis_mask(data, settle_s)
-            silent = silent_wrong_lock(data, settle_s, event_settling_s=event_settle_s)
-            slips = find_slips(data, mask if mask.any() else data.locked & ~data.holdover)
-            db = sqlite3.connect(out / "run" / "ionclock.sqlite")
-            errors = [t for (t,) in db.execute(
-                "SELECT t FROM events WHERE kind = 'fringe_error' AND source = 'servo'")]
-            db.close()
-            t_event = event_at * duration_s if "events" in twin else None
-            after = [t - t_event for t in errors if t_event is not None and t >= t_event]
-            row.update(fringe_errors=len(errors), delay_s=min(after) if after else None)
-            row.update(locked_fraction=summary["locked_fraction"],
-                       silent_after=silent["frames_after_settling"],
-                       silent_response=silent["frames_in_event_settling"],
-                       silent_all=silent["frames"], slips=len(slips["times"]),
-                       frames=len(data.t))
-        except Exception as err:   # one cell's failure is a finding, not the end of the grid
-            row["error"] = f"{type(err).__name__}: {err}"
-    row["wall_s"] = time.perf_counter() - wall0
+    base = {"name": "grid_wrong_fringe", "config": str(SIM), "duration": f"{duration_s}s",
+            "seeds": seeds, "first_seed": first_seed, "settle": f"{settle_s}",
+            "event_settle": f"{event_settle_s}"}
+    if scenario:
+        base["scenario"] = scenario
+    spec = {"campaign": base,
+            "cells": [{"name": cell,
+                       "overrides": {"twin": cell_overrides(cell, duration_s, event_at)}}
+                      for cell in cells]}
+    return campaign.campaign_from_dict(spec, ROOT, out, name="grid_wrong_fringe")
+
+
+def grid_row(cell: str, summary: dict | None, error: str | None, out: Path,
+             t_event: float | None) -> dict:
+    """One run's figures in the grid's table, from the campaign's summary and its store."""
+    from ionclock.storage.store import read_store
+
+    row = {"cell": cell, "seed": summary["seed"] if summary else None}
+    if summary is None:
+        row["error"] = error
+        return row
+    rep = summary["report"]
+    errors = [t for (t,) in read_store(out / summary["store_file"], lambda db: db.execute(
+        "SELECT t FROM events WHERE kind = 'fringe_error' AND source = 'servo'").fetchall())]
+    after = [t - t_event for t in errors if t_event is not None and t >= t_event]
+    row.update(fringe_errors=len(errors), delay_s=min(after) if after else None,
+               locked_fraction=summary["clock"]["locked_fraction"],
+               silent_after=rep["silent_wrong_lock_frames_after_settling"],
+               silent_response=rep["silent_wrong_lock"]["frames_in_event_settling"],
+               silent_all=rep["silent_wrong_lock_frames"], slips=rep["slips"],
+               frames=rep["frames"], wall_s=summary["wall_s"])
     return row
 
 
@@ -178,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenario", default=None, help="base scenario merged over sim.toml")
     p.add_argument("--quick", action="store_true",
                    help=f"{len(QUICK_GRID)} cells, 30 min, 2 seeds (unless given)")
-    p.add_argument("--keep", default=None, help="keep each run's store under this folder")
+    p.add_argument("--keep", default=None,
+                   help="keep each run's store under this folder (a campaign's out folder: "
+                        "started again, the grid runs only the runs not done)")
     p.add_argument("--json", default=None, help="also write the per-run rows here (JSON)")
     args = p.parse_args(argv)
     cells = (args.cells.split(",") if args.cells
@@ -191,25 +195,31 @@ def main(argv: list[str] | None = None) -> int:
         cell_overrides(cell, duration_s, args.event_at)
     event_settle_s = (0.0 if args.event_settle.strip() in ("0", "0s")
                       else parse_duration(args.event_settle))
-    jobs = [(cell, seed, duration_s, settle_s, event_settle_s, args.event_at, args.scenario,
-             args.keep)
-            for cell in cells for seed in range(args.first_seed, args.first_seed + seeds)]
+    from ionclock import campaign
+
     print(f"grid: {len(cells)} cells x {seeds} seeds, {duration_s / 3600:g} h each, "
           f"settling {settle_s:g} s (and {event_settle_s:g} s after the event), "
           f"events at {args.event_at:g} of the run, "
           f"{args.jobs} processes", flush=True)
     wall0 = time.perf_counter()
-    rows = []
-    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
-        for row in pool.imap_unordered(run_one, jobs):
+    with tempfile.TemporaryDirectory(prefix="grid_") as scratch:
+        out = Path(args.keep) if args.keep else Path(scratch)
+        grid = grid_campaign(cells, seeds, args.first_seed, duration_s, settle_s,
+                             event_settle_s, args.event_at, args.scenario, out)
+        outcome = campaign.run_campaign(grid, workers=args.jobs,
+                                        say=lambda text: print(text, flush=True))
+        rows = []
+        for run in grid.runs:
+            cell = cells[grid.cells.index(run.cell)]
+            twin = cell_overrides(cell, duration_s, args.event_at)
+            t_event = args.event_at * duration_s if "events" in twin else None
+            row = grid_row(cell, outcome.summaries.get(run.folder),
+                           outcome.failures.get(run.folder), grid.out, t_event)
+            row["seed"] = run.seed
             rows.append(row)
-            state = row.get("error") or (f"locked {row['locked_fraction']:.3f}, silent "
-                                         f"{row['silent_after']}, slips {row['slips']}")
-            print(f"  [{len(rows)}/{len(jobs)}] {row['cell']} seed {row['seed']}: {state} "
-                  f"({row['wall_s']:.0f} s)", flush=True)
     print()
     print(table(rows, cells))
-    print(f"\n{len(jobs)} runs in {time.perf_counter() - wall0:.0f} s wall")
+    print(f"\n{len(rows)} runs in {time.perf_counter() - wall0:.0f} s wall")
     if args.json:
         Path(args.json).write_text(json.dumps(sorted(rows, key=lambda r: (r["cell"],
                                                                            r["seed"])),
