@@ -78,8 +78,9 @@ def test_a_role_the_config_lacks_is_one_line(tmp_path):
     from ionclock.apparatus.clock_config import load_clock_config
 
     cfg = load_clock_config(SIM)
-    with pytest.raises(UserError, match=r"needs \[instruments.wavemeter\]"):
-        Apparatus(cfg, ("thermometer", "wavemeter"))
+    del cfg["instruments"]["pressure"]   # a config without the role the measurement needs
+    with pytest.raises(UserError, match=r"needs \[instruments.pressure\]"):
+        Apparatus(cfg, ("thermometer", "pressure"))
 
 
 def test_own_streams_per_seed_and_stream():
