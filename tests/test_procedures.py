@@ -235,3 +235,31 @@ def test_measure_records_the_result_with_its_provenance(tmp_path, capsys):
     # the data file is the analysis' input as it stands
     assert ANALYSES["ac-field"].from_csv(entry["data_file"]).value == pytest.approx(
         est["value"])
+
+
+def test_a_clock_run_uses_the_calibration_and_its_store_replays_it(tmp_path, capsys):
+    """The whole path: a calibration file named by the clock config -> the run's live budget
+    -> its store -> `ionclock budget STORE`, each changed row naming the result and its age."""
+    from ionclock.apparatus.clock_config import load_clock_config
+    from ionclock.apparatus.clock_run import ClockRun
+
+    cal = tmp_path / "cal.json"
+    calibration.record(cal, _entry(t=time.time() - 7200.0, budget={"zeeman": {
+        "alpha_z_hz_per_mt2": 15.0, "alpha_z_unc_hz_per_mt2": 0.2}}))
+    cfg = load_clock_config(SIM)
+    cfg["budget"]["calibration"] = str(cal)
+    cfg["budget"]["update_s"] = 600.0
+    run = ClockRun(cfg, tmp_path / "run", seed=3)
+    run.run(1800.0, progress=False)
+    assert main(["budget", str(tmp_path / "run" / "ionclock.sqlite"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    sources = data["provenance"]["row_sources"]
+    assert "calibration zeeman: alpha_z = 14.0 +/- 0.5" in sources["qz_dc"]
+    # its age at the budget's time: two hours before the run started, plus the run's time
+    age = calibration.age_text(7200.0 + data["provenance"]["until"])
+    assert f"({age} old)" in sources["qz_dc"]
+    assert "calibration" not in sources["bbr"]
+    qz = next(r for r in data["rows"] if r["key"] == "qz_dc")
+    b = 37.197e-6
+    assert qz["shift_fractional"] == pytest.approx(15.0e6 * b * b / 411042129776400.0,
+                                                   rel=1e-4)
