@@ -128,6 +128,16 @@ class SimWavemeterServer(SimInstrument):
         if greet:
             self._send("200")
 
+    def served_greeting(self) -> bytes:
+        """The greeting a socket server in front of this twin sends each client on connect.
+
+        `ionclock twin-serve` calls it once: from then on the server greets (as HighFinesse's
+        does, before any command) and the twin queues no greeting of its own.
+        """
+        self.greet = False
+        self._tx.clear()
+        return b"200" + self.output_terminator
+
     def connection_opened(self) -> None:
         """A new client connected (the registry's reconnect): the server greets it again."""
         self._rx = b""

@@ -19,8 +19,11 @@ import simpy
 
 from ionclock.apparatus.clock_config import load_clock_config
 from ionclock.apparatus.clock_run import ClockRun
+from ionclock.apparatus.registry import open_instrument
 from ionclock.errors import ConfigError
 from ionclock.sim_instruments.lasers import GAMMA_P12_HZ
+from ionclock.sim_instruments.serve import TcpServer
+from ionclock.sim_instruments.wavemeter import SimWavemeterServer
 from ionclock.sim_instruments.world import ClockWorld, TwinParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -249,3 +252,18 @@ def test_the_slow_lock_sets_the_pid_course_and_the_twins_laser_follows_it(tmp_pa
     assert not _events(db, "laser_out_of_band")
     expected = 1.0 / (1.0 + 4.0 * 5e6 ** 2 / (GAMMA_P12_HZ ** 2 * 2.0))
     assert run.world.fluorescence == pytest.approx(expected)   # 5 MHz off the line: dimmer
+
+
+@pytest.mark.ostransport
+def test_over_a_real_socket_the_server_greets_each_client_as_twin_serve_runs_it():
+    """`ionclock twin-serve` puts the twin behind a socket that greets ``200`` on connect."""
+    world = _world()
+    world.lasers.excursion("866", 3e6)
+    twin = SimWavemeterServer(world)
+    with TcpServer(twin, greeting=twin.served_greeting()) as srv:
+        for _ in range(2):                         # a second client is greeted too
+            meter = open_instrument("wavemeter_tcp", srv.resource)
+            try:
+                assert meter.frequency(2) == pytest.approx(346.000235e12 + 3e6, abs=2e6)
+            finally:
+                meter.close()

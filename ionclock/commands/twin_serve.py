@@ -317,8 +317,11 @@ class TwinServer:
                 resources[role] = str(server.port)
             else:
                 try:
+                    # a text server that greets each client first (the wavemeter's "200")
+                    greet = getattr(twin, "served_greeting", None)
                     server = TcpServer(twin, self.lock, port=int(ports.get(role, 0)),
-                                       advance=self._advance)
+                                       advance=self._advance,
+                                       greeting=greet() if greet is not None else b"")
                 except OSError as err:
                     raise UserError(f"instruments.{role}: cannot listen on 127.0.0.1:"
                                     f"{ports.get(role)}: {err.strerror}") from None
