@@ -752,6 +752,8 @@ def plot_offsets(data: RunData, summary: dict, arrays: dict, path: Path) -> None
     resid = data.offsets_hz - _Z[None, :] * data.b_t[:, None]
     for k in range(6):
         o = data.offsets_hz[:, k]
+        if not np.isfinite(o[good]).any():   # a run without per-line offsets (Cd+, 1300)
+            continue
         mean = np.nanmean(o[good])
         x, y = _thin(h, o - mean)
         axes[0].plot(x, y, lw=0.7, color=colors[k % 10],
@@ -776,7 +778,11 @@ def plot_offsets(data: RunData, summary: dict, arrays: dict, path: Path) -> None
             ax.axvline(_hours(data, t), color="tab:red", lw=1, ls=":")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=3, loc="best")
+        if ax.get_legend_handles_labels()[0]:   # none in a run without per-line offsets
+            ax.legend(fontsize=7, ncol=3, loc="best")
+        else:
+            ax.text(0.5, 0.5, "no per-line offsets in this run", transform=ax.transAxes,
+                    ha="center", va="center")
     axes[-1].set_xlabel("time since servo start (h)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
