@@ -263,3 +263,18 @@ def test_a_clock_run_uses_the_calibration_and_its_store_replays_it(tmp_path, cap
     b = 37.197e-6
     assert qz["shift_fractional"] == pytest.approx(15.0e6 * b * b / 411042129776400.0,
                                                    rel=1e-4)
+
+
+def test_budget_nominal_takes_a_calibration_and_names_each_rows_source(tmp_path, capsys):
+    cal = tmp_path / "cal.json"
+    calibration.record(cal, _entry(t=time.time() - 1800.0))
+    assert main(["budget", "--nominal", str(SEED_BUDGET), "--calibration", str(cal),
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    sources = data["provenance"]["row_sources"]
+    assert sources["qz_dc"].startswith("calibration zeeman: alpha_z = 14.0 +/- 0.5")
+    assert "(30 min old)" in sources["qz_dc"]
+    assert sources["bbr"] == "nominal: the config's value"
+    assert main(["budget", "--nominal", str(SEED_BUDGET)]) == 0
+    plain = capsys.readouterr().out
+    assert "calibration" not in plain

@@ -48,6 +48,10 @@ def register(sub) -> None:
                     "config's nominal inputs (--nominal). Exit 1 if a row is invalid.")
     p.add_argument("store", nargs="?", help="SQLite store of a run, or the run's folder")
     p.add_argument("--nominal", metavar="CONFIG", help="evaluate CONFIG's nominal inputs")
+    p.add_argument("--calibration", metavar="FILE",
+                   help="with --nominal: measured results (`ionclock measure`) in place of "
+                        "the config's nominal values, each row naming the result and its age "
+                        "(a store keeps the calibration its run used)")
     p.add_argument("--config", help="budget config for a store (default: the one the run "
                                     "used, else configs/seed_clock.toml)")
     p.add_argument("--inputs", choices=("live", "measured"), default="live",
@@ -64,6 +68,29 @@ def register(sub) -> None:
     p.add_argument("--servo-hz", type=arg_type(parse_finite), default=None,
                    help="servo frequency (Hz) to correct: prints the corrected clock output")
     p.set_defaults(func=run)
+
+
+def calibrated_nominal(config: str, path: str):
+    """The budget at CONFIG's nominal inputs with the calibration's results laid over them.
+
+    Each row a result changes names it and its age now (decision 0803).
+    """
+    import time
+    from dataclasses import replace
+
+    from ionclock.physics.budget import Budget, load_config, nominal_inputs
+    from ionclock.storage import calibration
+
+    if not Path(path).is_file():
+        raise UserError(f"--calibration {path!r}: no such file")
+    cal = calibration.load(path)
+    inputs = nominal_inputs(calibration.apply(load_config(config), cal), str(config))
+    prov = {**inputs.provenance, "calibration": calibration.provenance(cal, path)}
+    budget = Budget.from_inputs(replace(inputs, provenance=prov))
+    notes = calibration.row_notes(cal, time.time())
+    budget.provenance["row_sources"] = {r.key: notes.get(r.key, "nominal: the config's value")
+                                        for r in budget.rows}
+    return budget
 
 
 def run(args) -> int:
@@ -83,10 +110,17 @@ def run(args) -> int:
         from ionclock.apparatus.cd_run import is_cd_config, nominal_budget
 
         if Path(args.nominal).is_file() and is_cd_config(args.nominal):
+            if args.calibration:
+                raise UserError("--calibration applies to a 40Ca+ budget config")
             budget = nominal_budget(args.nominal)   # the Cd+ budget at the config's field
+        elif args.calibration:
+            budget = calibrated_nominal(args.nominal, args.calibration)
         else:
             budget = Budget.nominal(args.nominal)
     else:
+        if args.calibration:
+            raise UserError("--calibration applies to --nominal: a STORE keeps the "
+                            "calibration its run used")
         if args.since and args.last:
             raise UserError("give --since or --last, not both")
         since = _store_time(args.since) if args.since else None
