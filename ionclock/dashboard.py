@@ -238,13 +238,20 @@ def _lock_state(clock_run: bool, last: dict | None, state_events: list, writing:
 
 def _frame_series(db: sqlite3.Connection, snap: Snapshot, frames: int) -> None:
     """The frequency record, B and the offsets, decimated to `MAX_POINTS`; holdover spans."""
-    step = max(1, math.ceil(frames / MAX_POINTS))
-    rows = db.execute("SELECT t, nu_hz, IFNULL(corrected_hz, 'nan'), b_t, IFNULL(o0, 'nan'), "
-                      "IFNULL(o1, 'nan'), IFNULL(o2, 'nan'), IFNULL(o3, 'nan'), "
-                      "IFNULL(o4, 'nan'), IFNULL(o5, 'nan') FROM lock_frames "
-                      "WHERE frame % ? = 0 OR frame = ? ORDER BY frame",
-                      (step, frames)).fetchall()
-    a = np.array(rows, dtype=float).reshape(-1, 10)
+    # every step-th frame number, then those frames by primary key: a few thousand lookups,
+    # not a scan of a month's 2.5 million frames (26 ms against 225 ms here)
+    first = db.execute("SELECT MIN(frame) FROM lock_frames").fetchone()[0]
+    last = db.execute("SELECT MAX(frame) FROM lock_frames").fetchone()[0]
+    step = max(1, math.ceil((last - first + 1) / MAX_POINTS))
+    cols = ("t, nu_hz, IFNULL(corrected_hz, 'nan'), b_t, IFNULL(o0, 'nan'), IFNULL(o1, 'nan'), "
+            "IFNULL(o2, 'nan'), IFNULL(o3, 'nan'), IFNULL(o4, 'nan'), IFNULL(o5, 'nan'), frame")
+    rows = db.execute(f"WITH RECURSIVE pick(n) AS (SELECT ? UNION ALL SELECT n + ? FROM pick "  # noqa: S608
+                      f"WHERE n + ? <= ?) SELECT {cols} FROM pick JOIN lock_frames "
+                      "ON frame = n ORDER BY frame", (first, step, step, last)).fetchall()
+    if not rows or rows[-1][-1] != last:   # the newest frame always on the plot
+        rows += db.execute(f"SELECT {cols} FROM lock_frames WHERE frame = ?",  # noqa: S608
+                           (last,)).fetchall()
+    a = np.array(rows, dtype=float).reshape(-1, 11)
     snap.frames_t, snap.nu_hz, snap.corrected_hz, snap.b_t = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
     snap.offsets_hz = a[:, 4:10]
     # every holdover episode, however short (a decimated plot would drop it): islands of
