@@ -252,6 +252,33 @@ def test_cli_sim_json_and_nominal_budget(tmp_path, capsys):
     assert "111Cd+" in capsys.readouterr().out
 
 
+def test_sigterm_ends_a_cd_run_with_its_summary(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "long"
+    proc = subprocess.Popen([sys.executable, "-m", "ionclock", "sim", "--config", str(CD113),
+                             "--duration", "30d", "--out", str(out), "--json", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    store = out / "ionclock.sqlite"
+    while not store.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "interrupted by SIGTERM" in stdout
+    s = json.loads(stdout.strip().splitlines()[-1])
+    assert s["interrupted"] == "SIGTERM" and s["simulated_s"] < 30 * 86400
+    db = sqlite3.connect(store)
+    reason = db.execute("SELECT detail FROM events WHERE kind = 'run_stopped'").fetchone()[0]
+    db.close()
+    assert json.loads(reason)["reason"] == "SIGTERM"
+
+
 def test_bad_cd_config_is_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text(CD113.read_text().replace("cycle_time_s = 1.0", "cycle_time_s = 0.5"))

@@ -18,6 +18,7 @@ stream; nothing here touches the 40Ca+ world.
 from __future__ import annotations
 
 import math
+import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +33,7 @@ from ionclock.apparatus.clock_run import (
     _mean_and_batch_sigma,
     fresh_store_path,
 )
+from ionclock.apparatus.shutdown import ShutdownRequested, shutdown_on_signals
 from ionclock.config import Field, ListOf, Table, check_kind, load_toml, merge, validate
 from ionclock.errors import ConfigError, UserError
 from ionclock.physics import cadmium
@@ -353,28 +355,35 @@ class CdRun:
         wall0 = time.perf_counter()
         step = max(duration_s / 200.0, 1.0)
         t = 0.0
-        reason = "end"
-        try:
-            while t < duration_s:
-                t = min(t + step, duration_s)
-                self.env.run(until=self.t_start + t)
-                if bar is not None:
-                    bar.advance_to(t)
-                if not self._proc.is_alive:
-                    if not self._proc.ok:
-                        raise self._proc.value
-                    break
-        except BaseException as err:
-            reason = f"error: {type(err).__name__}"
-            raise
-        finally:
+        interrupted = None
+        wall = math.nan
+
+        def stop(reason: str) -> None:
+            """Record the end (a signal by its name) and release the apparatus, once."""
+            nonlocal wall
             wall = time.perf_counter() - wall0
             if bar is not None:
                 bar.close()
-            self.store.event(self.env.now, "run_stopped", "runner", reason=reason)
+            self.store.event(self.env.now, "run_stopped", "runner",
+                             reason=interrupted or reason)
             self.shutdown()
+
+        # SIGTERM / SIGINT unwind the loop; `stop` runs on leaving the block either way
+        with shutdown_on_signals(stop):
+            try:
+                while t < duration_s:
+                    t = min(t + step, duration_s)
+                    self.env.run(until=self.t_start + t)
+                    if bar is not None:
+                        bar.advance_to(t)
+                    if not self._proc.is_alive:
+                        if not self._proc.ok:
+                            raise self._proc.value
+                        break
+            except ShutdownRequested as req:
+                interrupted = signal.Signals(req.signum).name
         summary = self.summary(wall)
-        summary["interrupted"] = None
+        summary["interrupted"] = interrupted
         summary["duration_s"] = duration_s
         return summary
 
