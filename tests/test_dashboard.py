@@ -108,6 +108,28 @@ def test_every_holdover_episode_is_shaded_and_the_newest_frame_plotted(finished_
     assert list(s.frames_t) == sorted(s.frames_t)
 
 
+def test_an_instrument_offline_and_a_writer_that_died_are_shown(finished_run, tmp_path):
+    out, _ = finished_run
+    store = tmp_path / "ionclock.sqlite"
+    shutil.copy(out / "ionclock.sqlite", store)
+    with sqlite3.connect(store) as db:
+        t_end = db.execute("SELECT MAX(t) FROM lock_frames").fetchone()[0]
+        # the run's end never recorded, as after kill -9; the counter lost, the DDS back
+        db.execute("DELETE FROM events WHERE kind IN ('run_stopped', 'shutdown')")
+        db.executemany("INSERT INTO events VALUES (?, ?, ?, '{}')", [
+            (t_end - 20, "instrument_offline", "counter"),
+            (t_end - 15, "instrument_offline", "aom"), (t_end - 5, "instrument_online", "aom")])
+    db.close()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "ionclock.sqlite.lock").write_text(json.dumps(
+        {"pid": dead.pid, "host": socket.gethostname(), "command": "ionclock sim --out x"}))
+    s = snapshot(store)
+    assert s.instruments["counter"] is False and s.instruments["aom"] is True
+    assert s.lock_state == "STOPPED" and "ended unannounced" in s.lock_note
+    assert not s.writing and f"pid {dead.pid}" in s.writer and "killed?" in s.writer
+
+
 def test_a_logger_store_shows_what_it_has(logger_store):
     s = snapshot(logger_store)
     assert s.kind == "logger (twin)" and s.time_base == "calendar"
