@@ -16,7 +16,6 @@ import pytest
 from ionclock.apparatus.clock_config import load_clock_config
 from ionclock.apparatus.clock_run import ClockRun
 from ionclock.apparatus.roles.micromotion import MicromotionMonitor, sideband_ratio
-from ionclock.physics.constants import NU0_CA
 
 SIM = Path(__file__).resolve().parents[1] / "configs" / "sim.toml"
 SEEDS = range(20)
