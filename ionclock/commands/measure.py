@@ -159,6 +159,9 @@ def measure_one(cls, config: Path, out: Path, cal_path: Path, seed: int | None,
         "apparatus_time_s": proc.apparatus.now,
         "budget": proc.budget_values(result), "rows": list(cls.BUDGET_ROWS),
         "truth": truth,
+        # what the procedure did to the apparatus, on its clock (s): locks, RF switched, shutdown
+        "events": [{"t_s": t, "kind": kind, "source": source, **detail}
+                   for t, kind, source, detail in proc.apparatus.events],
     }
     calibration.record(cal_path, entry)
     print(result.line())
