@@ -137,6 +137,9 @@ def measure_one(cls, config: Path, out: Path, cal_path: Path, seed: int | None,
         run_headless(proc, data, on_progress=lambda pct: bar.update(pct - bar.n))
     finally:
         bar.close()
+    if cls.NAME not in ANALYSES:
+        raise UserError(f"procedure {cls.NAME!r} has no analysis of that name "
+                        "(ionclock analyse --help lists them)")
     analysis = ANALYSES[cls.NAME]
     try:
         result = analysis.from_csv(data)
@@ -146,6 +149,10 @@ def measure_one(cls, config: Path, out: Path, cal_path: Path, seed: int | None,
     est = result.estimates[0]
     t_done = time.time()
     truth = proc.truth()
+    try:
+        budget, rows = proc.budget_values(result), list(cls.BUDGET_ROWS)
+    except NotImplementedError:   # a measurement no budget row rests on: recorded, said so
+        budget, rows = {}, []
     entry = {
         "name": cls.NAME, "procedure": version_of(cls), "time_unix": t_done,
         "time": calibration.iso(t_done), "started": calibration.iso(t_start),
@@ -157,7 +164,7 @@ def measure_one(cls, config: Path, out: Path, cal_path: Path, seed: int | None,
         "settings": proc.settings(), "config": str(config.resolve()),
         "simulated": proc.apparatus.world is not None,
         "apparatus_time_s": proc.apparatus.now,
-        "budget": proc.budget_values(result), "rows": list(cls.BUDGET_ROWS),
+        "budget": budget, "rows": rows,
         "truth": truth,
         # what the procedure did to the apparatus, on its clock (s): locks, RF switched, shutdown
         "events": [{"t_s": t, "kind": kind, "source": source, **detail}
@@ -167,6 +174,7 @@ def measure_one(cls, config: Path, out: Path, cal_path: Path, seed: int | None,
     print(result.line())
     if truth:
         print(f"  twin truth: {', '.join(f'{k} = {v:.6g}' for k, v in truth.items())}")
-    print(f"  budget rows {', '.join(cls.BUDGET_ROWS)}: {entry['summary']}")
+    print(f"  budget rows {', '.join(rows)}: {entry['summary']}" if rows
+          else f"  no budget row uses it: {entry['summary']}")
     print(f"  wrote {data}, {png}; recorded in {cal_path}")
     return entry
