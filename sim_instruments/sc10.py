@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from dataclasses import dataclass
 
 from ionclock.sim_instruments.base import CommandError, Faults, SimInstrument
@@ -59,6 +60,9 @@ class SC10Faults(Faults):
     stuck_open: bool = False
     interlock: bool = False
 
+
+#: Gate-driven moves kept until the blade is asked about (a few cycles' edges).
+MOVES_KEPT = 16
 
 _SET = re.compile(r"(mode|trig|xto|open|shut|rep|baud)=(\d{1,7})")
 
@@ -85,9 +89,14 @@ class SimSC10(SimInstrument):
         self.shutter = shutter
         self.store_reply = store_reply
         self.error_prefix = str(error_prefix)
+        if not latency_s >= 0:
+            raise ValueError(f"latency_s must be >= 0, got {latency_s!r}")
         self.latency_s = float(latency_s)
         self._open = False
-        self._moves: list[tuple[float, bool]] = []     # gate-driven moves not yet arrived
+        # gate-driven moves not yet applied to the blade, (arrival time, open), applied when
+        # the blade is asked about (`_arrive`); the oldest give way to newer ones (a unit
+        # nobody asks about keeps the last few edges only)
+        self._moves: deque[tuple[float, bool]] = deque(maxlen=MOVES_KEPT)
         self._history: list[tuple[float, bool]] = [(-math.inf, False)]   # (t, blade open)
         self.leak_fraction = 1.0
         self._hook = getattr(world, "shutter_changed", None)
@@ -112,7 +121,7 @@ class SimSC10(SimInstrument):
         self.drive_open = False
         self._token = getattr(self, "_token", 0) + 1
         self.gate = False
-        self._moves = []
+        self._moves = deque(maxlen=MOVES_KEPT)
         if getattr(self, "_open", False):
             self._move(False)
 
@@ -148,25 +157,31 @@ class SimSC10(SimInstrument):
         """Apply the gate-driven moves that have arrived by `now` (in time order)."""
         moves = self._moves
         while moves and moves[0][0] <= now:
-            t, want_open = moves.pop(0)
+            t, want_open = moves.popleft()
             self._move(want_open, t)
 
     def _gate_edge(self, t: float, high: bool) -> None:
-        """An edge on the gate input at `t`: in mode 5, enabled, the blade follows it."""
+        """An edge on the gate input at `t`: in mode 5, enabled, the blade follows it.
+
+        The move is queued (arriving `latency_s` later) and applied when the blade is next
+        asked about: two edges per clock cycle per unit cost an append each.
+        """
         self.gate = high
         if self.enabled and self.params["mode"] == 5:
             self.drive_open = high
-            moves = self._moves
-            while moves and moves[0][0] <= t:   # `_arrive(t)`, inline (hot: every edge)
-                t_move, want_open = moves.pop(0)
-                self._move(want_open, t_move)
-            moves.append((t + max(self.latency_s, 0.0), high))
+            self._moves.append((t + self.latency_s, high))
 
     def _gate_fall(self, t: float) -> None:   # the TTL lines' callbacks (two per cycle)
-        self._gate_edge(t, False)
+        self.gate = False
+        if self.enabled and self.params["mode"] == 5:
+            self.drive_open = False
+            self._moves.append((t + self.latency_s, False))
 
     def _gate_rise(self, t: float) -> None:
-        self._gate_edge(t, True)
+        self.gate = True
+        if self.enabled and self.params["mode"] == 5:
+            self.drive_open = True
+            self._moves.append((t + self.latency_s, True))
 
     def open_between(self, t0: float, t1: float) -> bool:
         """Whether the blade was open at any time in [t0, t1] (t1 not in the future)."""
@@ -186,6 +201,7 @@ class SimSC10(SimInstrument):
 
     def stick(self, stuck: bool, fraction: float = 1.0) -> None:
         """A jammed blade (``faults.stuck_open``) letting `fraction` of the beam through."""
+        self._arrive(self._now())   # the moves before now happened before the jam
         self.faults.stuck_open = bool(stuck)
         if stuck:
             self.leak_fraction = float(fraction)

@@ -67,9 +67,9 @@ def test_the_shutters_follow_the_gate_closed_for_the_probe_open_for_the_detectio
     assert seen == {"probe": False, "detection": True, "cooling": True}
     fall, rise = run.sequencer.program.shutter_gate_s
     assert fall == pytest.approx(0.0125 - 0.012) and rise == pytest.approx(0.101 - 0.012)
-    # read back every 10 s: following the gate throughout, nothing held
+    # read back every 30 s: following the gate throughout, nothing held
     rows = db.execute("SELECT value FROM samples WHERE channel = 'shutter.854'").fetchall()
-    assert len(rows) >= 1200 / 10 - 3 and {v for (v,) in rows} == {1.0}
+    assert len(rows) >= 1200 / 30 - 2 and {v for (v,) in rows} == {1.0}
     assert not _events(db, "shutter_fault") and not _events(db, "contrast_lost")
     # no stray light reached a probe
     assert db.execute("SELECT MAX(stray_hz) FROM twin_truth").fetchone()[0] == 0.0
@@ -78,7 +78,7 @@ def test_the_shutters_follow_the_gate_closed_for_the_probe_open_for_the_detectio
 def test_a_shutter_that_stays_open_is_caught_and_its_frames_flagged(tmp_path):
     """The 854 nm blade jams open at 30 min (the SC10 does not know: closed? follows the
     drive). Stated delays: contrast_lost within 30 s of the stray light's onset, the role's
-    shutter_suspect naming shutter_854 within 30 s + check_s (10 s)."""
+    shutter_suspect naming shutter_854 within 1 s more."""
     run, s, db, _ = _run(tmp_path, 3600.0, twin={"events": [
         {"at": "30min", "kind": "shutter_stuck", "duration": "10min"}]})
     blade = _twin(run, "shutter_854")
@@ -88,7 +88,7 @@ def test_a_shutter_that_stays_open_is_caught_and_its_frames_flagged(tmp_path):
     (lost,) = [e for e in _events(db, "contrast_lost") if e[1] == "servo"]
     assert onset < lost[0] < onset + 30.0
     (suspect,) = _events(db, "shutter_suspect")
-    assert lost[0] <= suspect[0] <= lost[0] + 10.0 + 1e-6
+    assert lost[0] <= suspect[0] <= lost[0] + 1.0 + 1e-6
     assert '"shutters": ["shutter_854", "shutter_397"]' in suspect[2]
     (back,) = [e for e in _events(db, "contrast_restored") if e[1] == "servo"]
     assert 2400.0 <= back[0] < 2400.0 + 60.0
@@ -109,22 +109,22 @@ def test_a_unit_that_stops_following_the_gate_holds_the_clock_until_put_back(tmp
     run, s, db, seen = _run(tmp_path, 1800.0, during=power_cycle)
     (fault,) = _events(db, "shutter_fault")
     assert fault[1] == "shutter_397" and '"mode": "manual"' in fault[2]
-    assert seen["t"] <= fault[0] <= seen["t"] + 10.0 + 1e-6   # within check_s
+    assert seen["t"] <= fault[0] <= seen["t"] + 30.0 + 1e-6   # within check_s
     (reset,) = _events(db, "shutter_reset")
     assert reset[0] == fault[0]          # put back on the gate at once ...
     (held,) = [e for e in _events(db, "shutter_397") if e[1] == "servo"]
     assert fault[0] <= held[0] <= fault[0] + 12 * 0.105 + 1e-9   # held from the next frame
     (restored,) = _events(db, "shutter_restored")
-    assert restored[0] == pytest.approx(fault[0] + 10.0)   # ... released at the next check
+    assert restored[0] == pytest.approx(fault[0] + 30.0)   # ... released at the next check
     (released,) = [e for e in _events(db, "hold_released") if "shutter_397" in e[2]]
     assert 0.0 <= released[0] - restored[0] <= 0.105 + 1e-9
-    # every frame from the last good read-back (10 s before) to the release is flagged
+    # every frame from the last good read-back (30 s before) to the release is flagged
     bad = db.execute("SELECT COUNT(*) FROM lock_frames WHERE t >= ? AND t <= ? AND "
-                     "(locked = 1 OR holdover = 0)", (fault[0] - 10.0, released[0])
+                     "(locked = 1 OR holdover = 0)", (fault[0] - 30.0, released[0])
                      ).fetchone()[0]
     n = db.execute("SELECT COUNT(*) FROM lock_frames WHERE t >= ? AND t <= ?",
-                   (fault[0] - 10.0, released[0])).fetchone()[0]
-    assert n >= 15 and bad == 0
+                   (fault[0] - 30.0, released[0])).fetchone()[0]
+    assert n >= 45 and bad == 0
     twin = _twin(run, "shutter_397")
     assert twin.params["mode"] == 5
     after = db.execute("SELECT COUNT(*) FROM lock_frames WHERE t > ? AND locked = 1",

@@ -26,7 +26,8 @@ design):
   physical check is the clock servo's contrast test (``contrast_lost``, servo/clock_lock.py):
   stray 854 nm (or 397 nm) light during the free evolution empties D5/2, the servo holds and
   flags back to the test's onset estimate. The role then names the blades whose light does
-  that (``shutter_suspect``: the 854 nm, then the 397 nm shutter) within ``check_s``.
+  that (``shutter_suspect``: the 854 nm, then the 397 nm shutter) within a second (the
+  servo's state is looked at every second; no I/O).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ SHUTTER_ROLES = ("shutter_397", "shutter_866", "shutter_854")
 #: Whose light, leaking during the free evolution, empties D5/2 (what the contrast test
 #: sees): the 854 nm quench directly, the 397 nm by scattering from S1/2 (most likely first).
 CONTRAST_SUSPECTS = ("shutter_854", "shutter_397")
+#: How often the servo's contrast hold is looked at (s): no I/O, so often.
+WATCH_S = 1.0
 
 
 class ShuttersRole(Role):
@@ -61,7 +64,7 @@ class ShuttersRole(Role):
         "open_lead_s": F(float, 0.012, min=0.0, max=1.0,
                          doc="the gate rises this long before the detection (at least the "
                              "blades' opening latency), s"),
-        "check_s": F(float, 10.0, min=0.5, max=3600.0,
+        "check_s": F(float, 30.0, min=1.0, max=3600.0,
                      doc="read-back period of each unit's mode, enable and interlock, s"),
     }
     ROLE_MODELS = {role: ("sc10",) for role in SHUTTER_ROLES}
@@ -198,10 +201,15 @@ class ShuttersRole(Role):
         try:
             for role, unit in self.shutters.items():
                 self._check(role, unit, setting=True)
+            check_s = self.settings["check_s"]
+            watch_s = min(WATCH_S, check_s)
+            next_check = env.now + check_s
             while True:
-                yield env.timeout(self.settings["check_s"])
-                for role, unit in self.shutters.items():
-                    self._check(role, unit, setting=False)
+                yield env.timeout(watch_s)
+                if env.now >= next_check - 1e-9:
+                    next_check += check_s
+                    for role, unit in self.shutters.items():
+                        self._check(role, unit, setting=False)
                 self._watch_contrast()
         except simpy.Interrupt:   # the run is over; safe shutdown puts the shutters
             self._stopped = True
