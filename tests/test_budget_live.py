@@ -55,12 +55,13 @@ def test_budget_of_a_run_store_is_the_runs_last_live_budget(run_store, capsys):
         assert mine["shift"] == pytest.approx(live["shift"], abs=1e-9)
     prov = data["provenance"]
     assert prov["until"] == t and prov["window"].startswith("the run's last live budget")
-    # the gauge measures the pressure; the AC field is a stated bound (seed convention)
-    assert prov["nominal_inputs"] == ["micromotion"]
+    # the gauge measures the pressure, the micromotion monitor the ratios; the AC field is a
+    # stated bound (seed convention): no input is nominal
+    assert prov["nominal_inputs"] == []
     sources = prov["row_sources"]
     assert sources["bg_gas"].startswith("measured: pressure.outside")
     assert sources["qz_ac"].startswith("bound: ")
-    assert sources["emm"].startswith("nominal: ")
+    assert sources["emm"].startswith("measured: mm.r1, mm.r2, mm.r3")
     assert sources["bbr"].startswith("measured: 5 of 5 sensors")
     assert sources == json.loads(detail)["provenance"]["row_sources"]
     assert prov["pressure_readings"] > 0
@@ -73,13 +74,13 @@ def test_budget_keeps_table_ii_bound_rows_and_says_what_is_nominal(run_store, ca
                   "Clock laser Stark"):
         assert label in out
     assert "INVALID" not in out
-    assert ("Nominal inputs (the budget config's values, not measured in this window): "
-            "micromotion ratios R_i\n") in out     # the gauge gives the pressure
+    # the gauge gives the pressure, the micromotion monitor the ratios
+    assert "Nominal inputs (the budget config's values" not in out
     # each row names its source: measured channels, stated bounds, or nominal values
     rows = {line.split("  ")[0]: line for line in out.splitlines()}
     assert "measured: pressure.outside, highest of" in rows["Background gas"]
     assert "bound: alpha_z <B^2> with <B^2> <= 2e-13 T^2" in rows["Quadratic Zeeman (AC)"]
-    assert "nominal: [micromotion] nominal_ratios" in rows["Excess micromotion"]
+    assert "measured: mm.r1, mm.r2, mm.r3" in rows["Excess micromotion"]
     assert "bound: hyper-Ramsey suppression" in rows["AOM phase chirp"]
     inputs = next(line for line in out.splitlines() if line.startswith("Inputs:"))
     assert "window 1814.8 s to 5414.8 s (the run's last live budget" in inputs
@@ -88,11 +89,11 @@ def test_budget_keeps_table_ii_bound_rows_and_says_what_is_nominal(run_store, ca
 
 
 def test_budget_measured_inputs_stay_available(run_store, capsys):
-    """`--inputs measured`: every input from the store; the twin has no micromotion
-    channel, so that row is invalid, with its reason (exit 1); the gauge's pressure is there."""
-    assert main(["budget", str(run_store), "--inputs", "measured", "--json"]) == 1
+    """`--inputs measured`: every input from the store; the micromotion monitor's channels
+    and the gauge's pressure are there, so every row is valid."""
+    assert main(["budget", str(run_store), "--inputs", "measured", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert sorted(data["total"]["invalid_rows"]) == ["emm"]
+    assert data["total"]["invalid_rows"] == []
     assert {r["key"] for r in data["rows"]} >= set(TABLE_II_BOUNDS)
 
 

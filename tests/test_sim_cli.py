@@ -34,7 +34,9 @@ def test_lock_summary_grades_against_the_twins_truth(two_hour_run):
     _, s, stdout = two_hour_run
     assert "lock summary" in stdout
     assert s["cycles"] > 60_000          # 2 h / 105 ms = 68 571, less the field ramp
-    assert s["locked_fraction"] >= 0.99
+    # >= 0.99 without roles that hold the clock; the micromotion monitor's measurement (at
+    # 10 min) holds it ~17 s and the re-acquisition after it costs ~0.5 % of a 2 h run
+    assert s["locked_fraction"] >= 0.985
     assert s["offset_sigma_hz"] > 0
     assert abs(s["offset_hz"]) < 3 * s["offset_sigma_hz"]
     assert abs(s["b_tesla"] - s["b_true_tesla"]) < 10e-12
@@ -51,7 +53,17 @@ def test_store_holds_the_documented_tables(two_hour_run):
     frames = db.execute("SELECT COUNT(*) FROM lock_frames").fetchone()[0]
     truth = db.execute("SELECT COUNT(*) FROM twin_truth").fetchone()[0]
     assert cycles == s["cycles"]
-    assert frames == s["frames"] == truth
+    assert frames == s["frames"]
+    # every frame has its truth but those held for another role (the micromotion monitor's
+    # measurements), which probe nothing
+    held = 0
+    for (t0,) in db.execute("SELECT t FROM events WHERE kind = 'holdover' AND detail LIKE "
+                            "'%micromotion_measurement%'").fetchall():
+        (t1,) = db.execute("SELECT MIN(t) FROM events WHERE kind = 'hold_released' AND t > ?",
+                           (t0,)).fetchone()
+        held += db.execute("SELECT COUNT(*) FROM lock_frames WHERE t > ? AND t <= ?",
+                           (t0, t1)).fetchone()[0]
+    assert held > 0 and truth == frames - held
     kinds = {r[0] for r in db.execute("SELECT DISTINCT kind FROM events")}
     assert {"servo_started", "field_ready", "locked", "run_stopped"} <= kinds
     # every line is probed equally often, with both phases
