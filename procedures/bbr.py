@@ -16,8 +16,9 @@ it, whatever ended the run (an error, a stop). The clock's trap RF is no role it
 Rows: ``channel, temperature_k, rf_on, t_s`` (the bbr analysis' columns; ``rf_on`` is the
 replica's RF state). The bbr analysis gives T +/- dT (envelope + calibration: a bound, not a
 statistical interval, decision 0800) and the shift; `rf_step` gives the replica trap's
-RF-on minus RF-off temperature (the means over the last quarter of the period before the
-switch and of the RF-off period), which the budget's ``[bbr] rf_step_k`` takes
+RF-on minus RF-off temperature (the RF-off level: the last quarter of that period; the RF-on
+level: a line through the second half of the RF-on period carried on to then, so the slow
+LN2 warming does not shrink it), which the budget's ``[bbr] rf_step_k`` takes
 (the live budget widens the replica channel by it when its window saw no RF off).
 
 On the twin the replica's RF acts on the one thermal model of the cryostat
@@ -40,21 +41,24 @@ REPLICA_ROLE = "replica_rf"
 
 
 def rf_step(rows: list[dict], channel: str) -> tuple[float, float]:
-    """(step K, its standard error): replica trap RF on minus RF off, last quarters.
+    """(step K, its standard error): the replica trap's RF-on level minus its RF-off level.
 
-    RF on: the last quarter of the readings before the first RF-off reading; RF off: the
-    last quarter of the RF-off readings.
+    RF off: the mean of the last quarter of the RF-off readings (the trap settled). RF on: a
+    straight line through the second half of the readings before the RF went off (the trap
+    at equilibrium, warming slowly as the LN2 level falls), carried on to the mean time of
+    those RF-off readings, so the slow warming (~0.02 K over two hours) does not shrink the
+    step.
     """
     trace = [(r["t_s"], r["temperature_k"], r["rf_on"]) for r in rows if r["channel"] == channel]
     off = [i for i, (_, _, on) in enumerate(trace) if on == 0]
-    if not off or off[0] < 4 or len(off) < 4:
+    if not off or off[0] < 8 or len(off) < 4:
         raise UserError(f"rf_step: {channel} has too few readings with the RF on and off")
-    before = np.array([v for _, v, _ in trace[:off[0]]])
-    during = np.array([trace[i][1] for i in off])
-    a = before[-max(len(before) // 4, 2):]
-    b = during[-max(len(during) // 4, 2):]
-    step = float(a.mean() - b.mean())
-    sem = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    on = np.array([(t, v) for t, v, _ in trace[off[0] // 2:off[0]]])
+    late = np.array([trace[i][:2] for i in off[-max(len(off) // 4, 2):]])
+    t_off = float(late[:, 0].mean())
+    (slope, level), cov = np.polyfit(on[:, 0] - t_off, on[:, 1], 1, cov=True)
+    step = float(level - late[:, 1].mean())
+    sem = math.sqrt(float(cov[1, 1]) + late[:, 1].var(ddof=1) / len(late))
     return step, sem
 
 
@@ -158,11 +162,14 @@ class BbrProcedure(IonclockProcedure):
                 f"step {step:.3f} +/- {sem:.3f} K")
 
     def truth(self) -> dict | None:
-        """The twin's BBR temperature at the ion (K, the world's), now and its RF step (K)."""
+        """The twin's BBR temperature at the ion now (K) and the replica's equilibrium RF step (K).
+
+        `rf_step` estimates the equilibrium step once the RF-off period is several of the
+        trap's thermal time constants (the default 2 h: 6; seed Fig. S2).
+        """
         world = self.apparatus.world
         if world is None or world.cryostat is None:
             return None
         cryo = world.cryostat
         return {"temperature": float(world.temperature_k()),
-                "rf_step_k": cryo.rf_heating["trap"]
-                * (1.0 - math.exp(-self.off_s / cryo.rf_time_constant))}
+                "rf_step_k": cryo.rf_heating["trap"]}

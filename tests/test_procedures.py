@@ -30,7 +30,8 @@ SEED_BUDGET = ROOT / "configs" / "seed_clock.toml"
 REDUCED = {
     "zeeman": {"fields_ut": "10, 44", "lock_s": 600.0},
     "ac-field": {"repeats": 2, "steps": 60, "shots": 100},
-    "bbr": {"on_s": 2400.0, "off_s": 2400.0, "recover_s": 600.0, "sample_s": 120.0},
+    # RF off for five of the twin trap's 20 min time constants: the step settles
+    "bbr": {"on_s": 2400.0, "off_s": 6000.0, "recover_s": 600.0, "sample_s": 120.0},
 }
 
 

@@ -76,6 +76,6 @@ def test_bbr_bound_holds_the_ion_temperature_and_the_rf_step(tmp_path):
     assert _coverage("BBR T (envelope + calibration bound)", hits, widths, "K") >= 0.9
     print(f"replica RF step minus truth: median {np.median(steps):+.3f} K, "
           f"max |.| {np.max(np.abs(steps)):.3f} K")
-    # the slow LN2 rise during the RF-off period biases the step low by ~0.01-0.02 K
-    assert np.max(np.abs(steps)) < 0.05
-    assert pytest.approx(np.median(steps), abs=0.03) == 0.0
+    # against the equilibrium step: the RF-off period's last quarter is ~4 time constants in
+    assert np.max(np.abs(steps)) < 0.03
+    assert pytest.approx(np.median(steps), abs=0.015) == 0.0
