@@ -19,9 +19,10 @@ Structure (the 40Ca+ clock's where it applies, `ionclock.servo.clock_lock`, DOMA
 - SOZS live: each frame K0 B^2 from the tracked B with its uncertainty from g_J (and from the
   scatter of the recent field measurements), seed 004 Eq. 18; recorded as the frame's
   correction (`corrected_hz` = steering - SOZS, `corrected_sigma_hz`).
-- State machine: acquire -> locked after `acquire_frames` frames; holdover when the cloud's
-  counts fall below `cloud_threshold_counts` (cloud lost) or an instrument fails, with the
-  integrators frozen and the steering on its drift model; back to acquire when the counts
+- State machine: acquire -> locked after `acquire_frames` frames (60: the second-order
+  loop pulls in over ~20-40 frames, which must not count as locked data); holdover when the
+  cloud's counts fall below `cloud_threshold_counts` (cloud lost) or an instrument fails, with
+  the integrators frozen and the steering on its drift model; back to acquire when the counts
   return. Every change is an event (`servo_started`, `acquire`, `locked`, `holdover`,
   `field_jump`).
 
@@ -72,7 +73,7 @@ class MicrowaveLockParams:
     b_gain: float = 0.5
     b_drift_gain: float = 0.05
     zeeman_every_frames: int = 30
-    acquire_frames: int = 10
+    acquire_frames: int = 60             # frames before "locked": the pull-in (1300)
     b_initial_t: float = 8.0e-6
     nu_initial_hz: float = 0.0           # initial u: within 1/(4T) of the line's (no search)
     field_jump_t: float = 20e-12          # a field error this large is reported

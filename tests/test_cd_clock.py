@@ -117,7 +117,7 @@ def _run(tmp_path, hours: float, seed: int, **twin) -> tuple[dict, Path]:
 
 def test_lock_offset_field_and_live_sozs_against_the_truth(tmp_path):
     s, out = _run(tmp_path, 3.0, seed=5)
-    assert s["locked_fraction"] > 0.99
+    assert s["locked_fraction"] > 0.98      # 3 h less the 2 min of acquisition
     assert s["events"].get("locked") == 1 and "holdover" not in s["events"]
     assert abs(s["offset_hz"]) < 3 * s["offset_sigma_hz"]
     assert abs(s["corrected_offset_hz"]) < 3 * s["corrected_offset_sigma_hz"]
@@ -151,13 +151,16 @@ def test_report_on_a_cd_run_uses_the_snr_limit(tmp_path):
 def test_offset_coverage_over_20_seeds(tmp_path):
     z = []
     for seed in range(20):
-        s, _ = _run(tmp_path, 2.0, seed=100 + seed, b_noise_t=1e-12)
+        s, _ = _run(tmp_path, 1.0, seed=100 + seed)
         z.append(s["corrected_offset_hz"] / s["corrected_offset_sigma_hz"])
     z = np.array(z)
     print(f"corrected-output z over 20 seeds: mean {z.mean():+.2f}, sd {z.std(ddof=1):.2f}, "
           f"|z|<2 in {np.mean(abs(z) < 2):.2f}")
     assert np.mean(np.abs(z) < 2.5) >= 0.85
-    assert 0.5 < z.std(ddof=1) < 1.6 and abs(z.mean()) < 0.8
+    assert 0.5 < z.std(ddof=1) < 1.6
+    # the mean of 20 z's within 2.5 standard errors of 0: a lock declared during the loop's
+    # pull-in (acquire_frames = 10) gave -0.59 here (decision 1300)
+    assert abs(z.mean()) < 2.5 / math.sqrt(20)
 
 
 def test_cloud_loss_is_a_holdover_then_relock(tmp_path):
