@@ -199,6 +199,8 @@ class WavemeterRole(Role):
         """Read each laser every its period (the soonest due first); hold while one is off."""
         env = self.ctx.env
         try:
+            for laser in self.lasers:   # the grace of a laser not read yet counts from now
+                laser.last_valid = laser.last_in_band = env.now
             self._set_locks()
             due = {id(laser): env.now for laser in self.lasers}
             while True:
