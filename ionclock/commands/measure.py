@@ -79,12 +79,12 @@ def run(args) -> int:
     known = procedures()
     if args.list:
         for name, cls in sorted(known.items()):
-            print(f"{name:<10} {(cls.__doc__ or '').strip().splitlines()[0]}")
-            print(f"{'':<10} budget rows: {', '.join(cls.BUDGET_ROWS) or '-'}")
+            print(f"{name:<13} {(cls.__doc__ or '').strip().splitlines()[0]}")
+            print(f"{'':<13} budget rows: {', '.join(cls.BUDGET_ROWS) or '-'}")
             for key, param in cls().parameter_objects().items():
                 if key not in ("config", "seed"):
                     unit = f" {param.units}" if getattr(param, "units", None) else ""
-                    print(f"{'':<10} --set {key}=<{param.value}{unit}>  {param.name}")
+                    print(f"{'':<13} --set {key}=<{param.value}{unit}>  {param.name}")
         return 0
     if args.name is None:
         raise UserError("give a procedure NAME (or 'all'); --list lists them")
