@@ -34,6 +34,7 @@ import copy
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -404,8 +405,11 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[tuple[object, s
         finally:
             client.close()
         return
+    # its own log at ERROR: a Ctrl-C otherwise ends in screens of warnings about the
+    # cancelled tasks and the worker processes it stops; a run's failure is reported here
     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
-                                       processes=True, dashboard_address=None)
+                                       processes=True, dashboard_address=None,
+                                       silence_logs=logging.ERROR)
     try:
         client = distributed.Client(cluster)
         try:

@@ -267,3 +267,56 @@ def test_the_example_spec_loads():
     assert {r.cfg["twin"]["q0_hz"] for r in c.runs if r.cell.startswith("quadrupole")} \
         == {10.0}
     assert len({r.key for r in c.runs}) == 120
+
+
+def _fake_summary(cell: str, seed: int, z: float) -> dict:
+    """A run's summary as execute_run writes it, with the fields the report reads."""
+    sigma = 1e-17
+    return {"cell": cell, "seed": seed, "z": z, "wall_s": 1.0,
+            "clock": {"locked_fraction": 0.98},
+            "report": {"bias": z * sigma, "bias_sigma": sigma, "nu0_hz": 4.1e14,
+                       "b_error_t": -1e-12, "adev_over_qpn": {"100": 1.1}, "slips": 0,
+                       "silent_wrong_lock_frames_after_settling": seed % 2}}
+
+
+def test_the_report_pools_z_and_tests_it_against_n01():
+    """KS on the z: no alarm for N(0,1) draws; one for a sigma stated half the truth, and one
+    for a bias of half a sigma.
+
+    The z are drawn here (seeded), 200 runs per cell: the report's arithmetic is checked, not
+    the twin (the twin's z come from the campaigns themselves). KS is weak against a wrong
+    scale alone: 200 runs do not tell a sigma 30 % small (D ~ 0.06 against 0.14 at p = 0.001);
+    the z spread in the table does.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(17)
+    cells = {"honest": rng.standard_normal(200), "narrow": 2.0 * rng.standard_normal(200),
+             "offset": 0.5 + rng.standard_normal(200), "bias": np.full(200, 7.0)}
+    runs, summaries = [], {}
+    for cell, zs in cells.items():
+        for seed, z in enumerate(zs, start=1):
+            run = campaign.RunSpec(cell, seed, 3600.0, 600.0, 30.0, cell == "bias", {}, "k")
+            runs.append(run)
+            summaries[run.folder] = _fake_summary(cell, seed, float(z))
+    failed = campaign.RunSpec("honest", 999, 3600.0, 600.0, 30.0, False, {}, "k")
+    c = campaign.Campaign("t", Path("/nowhere"), [*runs, failed], list(cells),
+                          deterministic_cells=frozenset({"bias"}))
+    outcome = campaign.Outcome(summaries, {failed.folder: "RuntimeError: boom"},
+                               ran=[*summaries, failed.folder], already_done=[])
+    agg = campaign.aggregate(c, outcome)
+    by = {x["cell"]: x for x in agg["cells"]}
+    assert by["honest"]["ks"]["pvalue"] > 0.05
+    assert by["narrow"]["ks"]["pvalue"] < 1e-3 and by["offset"]["ks"]["pvalue"] < 1e-3
+    assert abs(by["narrow"]["z_std"] - 2.0) < 0.2
+    assert abs(by["offset"]["z_mean"] - 0.5) < 0.2
+    assert (by["honest"]["runs"], by["honest"]["done"], by["honest"]["failed"]) == (201, 200, 1)
+    assert by["honest"]["silent_frames"] == 100 and by["honest"]["silent_runs"] == 100
+    assert by["honest"]["abs_b_error_mean_t"] == pytest.approx(1e-12)
+    # the deterministic cell's z (no noise in its sigma) is left out of the pooled test
+    assert agg["z"]["n"] == 600 and agg["z"]["excluded_cells"] == ["bias"]
+    pooled = np.concatenate([cells["honest"], cells["narrow"], cells["offset"]])
+    assert agg["z"]["std"] == pytest.approx(np.std(pooled, ddof=1))
+    text = campaign.format_report(agg)
+    assert "FAILED runs/honest/s999: RuntimeError: boom" in text
+    assert "not pooled (deterministic" in text and "KS against N(0,1)" in text
