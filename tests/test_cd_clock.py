@@ -180,6 +180,30 @@ def test_cloud_loss_is_a_holdover_then_relock(tmp_path):
     assert abs(s["offset_hz"]) < 3 * s["offset_sigma_hz"]   # the holdover frames not counted
 
 
+def test_a_twin_in_the_physical_g_i_under_a_seed_convention_servo(tmp_path):
+    """The convention is not cosmetic: the seed's g_I on a physical world biases the output.
+
+    The field is calibrated in the servo's (seed) convention, B_s = B z_phys / z_seed (as
+    `cd_field` in that convention would give it; the true B would put each m=+-1 line 3 Hz,
+    1.5 fringes, off), and the live SOZS K0_seed B_s^2 then misses the true K0_phys B^2 by
+    -1.2e-14: the lock itself stays on the line.
+    """
+    r = cd.zeeman_pm1_hz_per_t(113, "physical") / cd.zeeman_pm1_hz_per_t(113, "seed")
+    b0 = 8e-6
+    cfg = load_cd_config(CD113, overrides={
+        "clock": {"b_nominal_t": b0 * r},
+        "twin": {"g_i_convention": "physical", "b_offset_t": b0 - b0 * r + 2e-12}})
+    s = CdRun(cfg, tmp_path / "mixed", seed=2).run(6 * 3600.0, progress=False)
+    b = s["b_true_tesla"]
+    assert s["b_tesla"] == pytest.approx(b * r, abs=1e-12)
+    bias = (cd.sozs_shift(113, b, convention="physical").shift_hz
+            - cd.sozs_shift(113, b * r).shift_hz)
+    assert bias / cd.isotope(113).hfs_s_hz == pytest.approx(-1.2e-14, rel=0.05)
+    assert abs(s["offset_hz"]) < 3 * s["offset_sigma_hz"]
+    assert abs(s["corrected_offset_hz"] - bias) < 3 * s["corrected_offset_sigma_hz"]
+    assert abs(s["corrected_offset_hz"]) > 2 * s["corrected_offset_sigma_hz"]
+
+
 def test_a_lost_counter_link_is_a_holdover_then_relock(tmp_path):
     cfg = load_cd_config(CD113)
     run = CdRun(cfg, tmp_path / "link", seed=3)
