@@ -136,7 +136,8 @@ class SimCNT91(SimInstrument):
     comb minus the laser's ``nu0 + cavity offset``; default minus the AOM passes times its
     centre frequency), ``beat_input`` (the input the beat is cabled to, "A"), ``beat_hz``
     (without a world: the beat as a constant), ``resolution_rel``, ``gpib_mode``
-    ("native" or "compatible"), ``seed``.
+    ("native" or "compatible"), ``seed`` (default: the world's, so that each seed of a run
+    has its own resolution noise; 0 without a world).
     """
 
     input_terminator = b"\n"
@@ -148,7 +149,7 @@ class SimCNT91(SimInstrument):
     def __init__(self, world=None, f_rep_hz: float = 250e6, f_ceo_hz: float = 20e6,
                  light_offset_hz: float | None = None, beat_input: str = "A",
                  beat_hz: float | None = None, resolution_rel: float = 1e-12,
-                 gpib_mode: str = "native", seed: int | None = 0):
+                 gpib_mode: str = "native", seed: int | None = None):
         if not (math.isfinite(f_rep_hz) and 1e6 <= f_rep_hz <= 10e9):
             raise ValueError(f"f_rep_hz must be a repetition rate 1 MHz to 10 GHz, "
                              f"got {f_rep_hz!r}")
@@ -178,7 +179,9 @@ class SimCNT91(SimInstrument):
         self.standalone_beat_hz = (abs(self._base_hz) if beat_hz is None else float(beat_hz))
         self.resolution_rel = float(resolution_rel)
         self.gpib_mode = gpib_mode
-        self._noise = np.random.default_rng([seed or 0, 31])
+        if seed is None:   # the world's seed: each run's counter noise its own
+            seed = int(getattr(world, "seed", 0) or 0)
+        self._noise = np.random.default_rng([seed, 31])
         self._laser = getattr(world, "cavity_offset_hz", None)
         self._laser_mean = getattr(world, "cavity_mean_hz", None)
         self._env = getattr(world, "env", None)

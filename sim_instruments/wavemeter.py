@@ -46,7 +46,8 @@ error to every reading, so a laser locked to the meter sits at course - error.
 
 Options: ``channels`` ({channel: laser name}), ``version_reply`` (above), ``greet`` (queue
 the ``200`` greeting at construction, as the server sends it on connect; use False behind
-`TcpServer(greeting=...)`), ``seed``. Per-channel faults: ``channel_errors[channel] = code``.
+`TcpServer(greeting=...)`), ``seed`` (default: the world's; 0 without one). Per-channel
+faults: ``channel_errors[channel] = code``.
 """
 
 from __future__ import annotations
@@ -109,14 +110,17 @@ class SimWavemeterServer(SimInstrument):
     VERSION_REPLIES = ("line", "lines")
 
     def __init__(self, world=None, channels: dict[int, str] | None = None, greet: bool = True,
-                 noise_hz: float = 0.2e6, seed: int | None = 0, version_reply: str = "line"):
+                 noise_hz: float = 0.2e6, seed: int | None = None,
+                 version_reply: str = "line"):
         if version_reply not in self.VERSION_REPLIES:
             raise ValueError(f"version_reply must be one of {self.VERSION_REPLIES}, "
                              f"got {version_reply!r}")
         self.version_reply = version_reply
         self.channel_names = dict(DEFAULT_CHANNELS if channels is None else channels)
         self.noise_hz = noise_hz
-        self._noise = np.random.default_rng([seed or 0, 12])
+        if seed is None:   # the world's seed: each run's reading noise its own
+            seed = int(getattr(world, "seed", 0) or 0)
+        self._noise = np.random.default_rng([seed, 12])
         self.lasers = LaserBank(getattr(world, "env", None), seed or 0)
         self.channel_errors: dict[int, int] = {}
         self.temperature_c = 24.62

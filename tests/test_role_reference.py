@@ -161,3 +161,34 @@ def test_configs_name_the_counter_and_bad_settings_are_refused(tmp_path):
     cfg = load_clock_config(SIM, overrides={"reference": {"gate_s": 5.0, "period_s": 2.0}})
     with pytest.raises(ConfigError, match="reference.period_s"):
         ClockRun(cfg, tmp_path / "bad", seed=1)
+
+
+def test_gated_counts_are_the_true_mean_beat_within_the_resolution_over_20_seeds():
+    """The twin's :INIT/:FETC? gate against the world's true mean laser over the same gate."""
+    import simpy
+
+    from ionclock.apparatus.registry import open_instrument
+    from ionclock.sim_instruments.world import ClockWorld, TwinParams
+
+    z = []
+    for seed in range(20):
+        world = ClockWorld(simpy.Environment(), TwinParams(cryostat=False), seed=seed)
+        counter = open_instrument("cnt91", "sim://cnt91", world=world)
+        counter.configure_frequency("A", 1.0)
+        ref = CountedReference(250e6, 20e6, -160e6)
+        for k in range(40):
+            t0 = 7.3 * k + 0.01 * seed + 1.0
+            world.env.run(until=t0)
+            counter.initiate()
+            world.env.run(until=t0 + 1.0)
+            beat = counter.fetch()
+            sigma = 1e-12 * beat                       # resolution of a 1 s gate
+            quantum = 10.0 ** (math.floor(math.log10(beat)) - 11)
+            z.append((ref.offset_from_beat(beat) - world.cavity_mean_hz(t0, t0 + 1.0))
+                     / math.hypot(sigma, quantum / math.sqrt(12)))
+    z = np.array(z)
+    print(f"\n{len(z)} gates over 20 seeds: z mean {np.mean(z):+.3f}, std {np.std(z):.3f}, "
+          f"max |z| {np.max(np.abs(z)):.2f}")
+    assert abs(np.mean(z)) < 4 / math.sqrt(len(z))
+    assert np.std(z) == pytest.approx(1.0, abs=0.1)
+    assert np.max(np.abs(z)) < 5.0
