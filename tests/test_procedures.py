@@ -280,3 +280,27 @@ def test_budget_nominal_takes_a_calibration_and_names_each_rows_source(tmp_path,
     assert main(["budget", "--nominal", str(SEED_BUDGET)]) == 0
     plain = capsys.readouterr().out
     assert "calibration" not in plain
+
+
+def test_a_calibration_the_live_measurement_supersedes_is_named_as_not_used():
+    cfg = load_budget_config(SEED_BUDGET)
+    data = calibration.empty()
+    data["entries"]["micromotion"] = _entry("micromotion", t=1_000_000.0, summary="R = 0.05",
+                                            budget={"micromotion": {
+                                                "nominal_ratios": [0.05, 0.05, 0.05]}},
+                                            rows=["emm"])
+    live = LiveBudget(cfg, calibration=data, clock_unix=lambda t: 1_000_000.0 + t)
+    for k in range(60):
+        t = 60.0 * k
+        live.add_field(t, 37.197e-6)
+        for ch in cfg["bbr"]["channels"]:
+            live.add_temperature(t, ch, 79.5)
+    nominal = live.evaluate(3540.0).provenance["row_sources"]["emm"]
+    assert nominal.startswith("nominal: [micromotion] nominal_ratios")
+    assert "calibration micromotion: R = 0.05" in nominal          # the calibrated ratios
+    for ch in cfg["micromotion"]["channels"]:
+        live.add_sample(3500.0, ch, 0.01)
+    measured = live.evaluate(3540.0).provenance["row_sources"]["emm"]
+    assert measured.startswith("measured: mm.r1")
+    assert "calibration micromotion not used (measured live)" in measured
+    assert "R = 0.05" not in measured

@@ -219,7 +219,9 @@ class LiveBudget:
         calibrated = {}
         if self.calibration is not None:
             at = self.clock_unix(t) if self.clock_unix is not None else None
-            for row, note in calib.row_notes(self.calibration, at).items():
+            used = self._config_keys_used(rf_off_seen, "micromotion" in measured,
+                                          sources["qz_ac"].startswith("measured"))
+            for row, note in calib.row_notes(self.calibration, at, used).items():
                 sources[row] = f"{sources[row]}; {note}" if sources.get(row) else note
             calibrated = {"calibration": calib.provenance(self.calibration, None)}
         return ClockInputs(
@@ -235,6 +237,31 @@ class LiveBudget:
                         + [n for n in NOMINAL_INPUTS if n not in measured],
                         "row_sources": sources, **calibrated},
             notes=notes)
+
+    def _config_keys_used(self, rf_off_seen: bool, ratios_measured: bool,
+                          b2_measured: bool) -> dict[str, set[tuple[str, str]]]:
+        """Per row, the (section, key) pairs of the budget config this evaluation took.
+
+        What the clock measured live leaves the config's value (and a calibration's) unused:
+        the field, the ratios, <B^2> from its channel, the pressure, the RF step once an RF-off
+        reading is in the window; the nominal sensor ranges are never used live.
+        """
+        cfg = self.cfg
+
+        def keys(section: str, *leave: str) -> set[tuple[str, str]]:
+            return {(section, k) for k in cfg[section] if k not in leave}
+
+        alpha = {("zeeman", "alpha_z_hz_per_mt2"), ("zeeman", "alpha_z_unc_hz_per_mt2")}
+        return {
+            "qz_dc": alpha | ({("zeeman", "b_nominal_t")} if not self._field else set()),
+            "qz_ac": alpha | (set() if b2_measured else
+                              {("zeeman", "b2_ac_t2"), ("zeeman", "b2_ac_unc_t2")}),
+            "bbr": keys("bbr", "nominal", *(("rf_step_k",) if rf_off_seen else ())),
+            "emm": keys("micromotion", *(("nominal_ratios", "ratio_unc")
+                                         if ratios_measured else ())),
+            "secular": keys("secular"),
+            "bg_gas": keys("background_gas", *(("pressure_pa",) if self._pressure else ())),
+        }
 
     def _ratios(self, t: float) -> tuple[list | None, list | None, str]:
         """The micromotion ratios R_i and their uncertainties from the monitor's channels.

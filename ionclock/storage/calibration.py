@@ -140,11 +140,21 @@ def age_text(age_s: float) -> str:
     return f"{age_s / 86400:.1f} d"
 
 
-def row_notes(calibration: dict, at_unix: float | None) -> dict[str, str]:
+def budget_keys(entry: dict) -> set[tuple[str, str]]:
+    """The (section, key) pairs of the budget config an entry sets."""
+    return {(section, key) for section, values in entry.get("budget", {}).items()
+            for key in values}
+
+
+def row_notes(calibration: dict, at_unix: float | None,
+              used: dict[str, set[tuple[str, str]]] | None = None) -> dict[str, str]:
     """Per budget row: which calibration results it uses and how old each is at `at_unix`.
 
     E.g. ``{"qz_dc": "calibration zeeman: alpha_z = 14.1 +/- 2.0 Hz/mT^2, measured
-    2026-12-04T05:50:12Z (3.1 h old)"}``.
+    2026-12-04T05:50:12Z (3.1 h old)"}``. `used`: the (section, key) pairs each row took
+    from the config this time (a live budget: an input measured live leaves the config's
+    value, and the calibration's, unused); a result none of whose keys the row used is named
+    as not used, never as the row's source. None: every row uses every key (nominal inputs).
     """
     notes: dict[str, list[str]] = {}
     for name, entry in sorted(calibration.get("entries", {}).items()):
@@ -153,8 +163,12 @@ def row_notes(calibration: dict, at_unix: float | None) -> dict[str, str]:
         what = entry.get("summary") or name
         text = (f"calibration {name}: {what}, measured {iso(t) if math.isfinite(t) else '?'}"
                 f" ({age_text(age)} old)")
+        keys = budget_keys(entry)
         for row in entry.get("rows", ()):
-            notes.setdefault(row, []).append(text)
+            if used is None or keys & used.get(row, set()):
+                notes.setdefault(row, []).append(text)
+            else:
+                notes.setdefault(row, []).append(f"calibration {name} not used (measured live)")
     return {row: "; ".join(texts) for row, texts in notes.items()}
 
 
