@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -133,7 +134,7 @@ class Apparatus:
         policy = ShutdownPolicy(shutters=dict(pol["shutters"]), coils=pol["coils"])
         instruments, self.instruments = self.instruments, {}
         # a twin's coils ramp in simulated time; the lab's on the wall clock
-        sleep = self.wait if self.simulated else __import__("time").sleep
+        sleep = self.wait if self.simulated else time.sleep
         safe_shutdown(instruments, policy, sleep=sleep, reason=reason,
                       on_event=lambda t, kind, source, **d: self.events.append(
                           (t, kind, source, d)),
