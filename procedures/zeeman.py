@@ -146,9 +146,12 @@ class AlphaZProcedure(IonclockProcedure):
                               (ready[0] + self.settle_s,)).fetchall()
         finally:
             db.close()
-        if any(nu is None for nu, _ in rows):
+        # frames without a reading of the reference (a counter gate that missed them) are
+        # left out; none at all is an apparatus without a reference
+        rows = [r for r in rows if r[0] is not None]
+        if not rows:
             raise UserError("the lock's frames carry no absolute frequency: alpha_z needs a "
-                            "frequency reference (comb) read with every frame")
+                            "frequency reference (comb) read during the lock")
         nu = np.array([r[0] for r in rows], dtype=float)
         mean, sem = batch_mean(
             nu, what=f"the lock at {b_t * 1e6:g} uT (t = {run.t_start:g} s)")
