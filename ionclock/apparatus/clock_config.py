@@ -133,16 +133,16 @@ SCHEMA = {
                     doc="budget models and their settings; a relative path is taken from "
                         "the config file's folder (default: the shipped "
                         "configs/seed_clock.toml)"),
+        "calibration": F(str, "", doc="measured results the budget uses in place of nominal "
+                                      "values (written by `ionclock measure`; JSON); a "
+                                      "relative path is taken from the config file's folder; "
+                                      "empty: none"),
         "sample_s": F(float, 60.0, min=1.0, max=3600.0, doc="thermometer polling period"),
         "update_s": F(float, 1800.0, min=10.0, max=86400.0, doc="budget re-evaluation period"),
         "window_s": F(float, 3600.0, min=60.0, max=30 * 86400.0,
                       doc="window of readings a budget uses"),
     },
     "dashboard": DASHBOARD_SCHEMA,
-        "calibration": F(str, "", doc="measured results the budget uses in place of nominal "
-                                      "values (written by `ionclock measure`; JSON); a "
-                                      "relative path is taken from the config file's folder; "
-                                      "empty: none"),
     "twin": {
         "seed": F(int, 1, min=0),
         "laser_offset_hz": F(float, 2.0, min=-1000.0, max=1000.0,
@@ -480,6 +480,8 @@ def _check_budget(budget: dict, base: Path) -> None:
     if not path.is_absolute():
         path = base / path
     budget["config"] = str(path)
+    if budget["calibration"] and not Path(budget["calibration"]).is_absolute():
+        budget["calibration"] = str(base / budget["calibration"])
     if not budget["enabled"]:
         return
     if not path.is_file():
@@ -491,8 +493,6 @@ def _check_budget(budget: dict, base: Path) -> None:
         load_budget_config(path)
     except ConfigError as err:
         raise ConfigError("budget.config",
-    if budget["calibration"] and not Path(budget["calibration"]).is_absolute():
-        budget["calibration"] = str(base / budget["calibration"])
                           f"{str(path)!r}: "
                           f"{str(err).removeprefix('config: ').removeprefix(f'{path}: ')}"
                           ) from None

@@ -515,25 +515,6 @@ def characterisation_twin(world: Any, seed: int = 0) -> Any:
     return world.characterisation
 
 
-def make_world(env: Any, twin: dict, servo: dict, instruments: dict) -> Any:
-    """The simulated clock world for a config's ``[twin]`` section, on `env`.
-
-    The twin's AOM and coil channels follow the config's instrument entries, so the world
-    listens to the same channels the servo drives.
-    """
-    from ionclock.sim_instruments.world import ClockWorld, TwinParams
-
-    params = TwinParams(
-        aom_center_hz=servo["aom_center_hz"],
-        aom_channel=instruments["aom"]["channel"],
-        coil_channel=instruments["coils"]["channel"],
-        laser_offset_hz=twin["laser_offset_hz"],
-        cavity_drift_hz_s=twin["cavity_drift_hz_s"],
-        flicker_floor=twin["flicker_floor"],
-        coil_t_per_a=twin["coil_t_per_a"],
-        b_residual_t=twin["b_residual_t"],
-        b_drift_t_s=twin["b_drift_t_per_h"] / 3600.0,
-        b_noise_t=twin["b_noise_t"],
 class _ReplicaRF:
     """What an SG380 twin driving the replica system's trap sees of the world (decision 0802).
 
@@ -563,6 +544,25 @@ def replica_rf_world(world: Any, seed: int = 0) -> Any:
     return _ReplicaRF(world, seed)
 
 
+def make_world(env: Any, twin: dict, servo: dict, instruments: dict) -> Any:
+    """The simulated clock world for a config's ``[twin]`` section, on `env`.
+
+    The twin's AOM and coil channels follow the config's instrument entries, so the world
+    listens to the same channels the servo drives.
+    """
+    from ionclock.sim_instruments.world import ClockWorld, TwinParams
+
+    params = TwinParams(
+        aom_center_hz=servo["aom_center_hz"],
+        aom_channel=instruments["aom"]["channel"],
+        coil_channel=instruments["coils"]["channel"],
+        laser_offset_hz=twin["laser_offset_hz"],
+        cavity_drift_hz_s=twin["cavity_drift_hz_s"],
+        flicker_floor=twin["flicker_floor"],
+        coil_t_per_a=twin["coil_t_per_a"],
+        b_residual_t=twin["b_residual_t"],
+        b_drift_t_s=twin["b_drift_t_per_h"] / 3600.0,
+        b_noise_t=twin["b_noise_t"],
         q0_hz=twin["q0_hz"],
         pi_time_s=servo["pi_time_s"],
         ramsey_time_s=servo["ramsey_time_s"],
