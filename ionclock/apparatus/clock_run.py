@@ -402,15 +402,15 @@ class ClockRun:
 
     def run(self, duration_s: float, progress: bool = True) -> dict:
         """Run for `duration_s` of (simulated or real) time; return the summary."""
-        self.store.set_meta(version=__version__, config=self.cfg, simulated=self.simulated,
         self._t0_unix = time.time()
+        self.store.set_meta(version=__version__, config=self.cfg, simulated=self.simulated,
                             duration_s=duration_s, t0_unix=self._t0_unix,
                             t_start_s=self.t_start, servo=asdict(self.params))
         if self.live_budget is not None:   # `ionclock budget STORE` evaluates it again
             self.store.set_meta(budget_config=self.live_budget.cfg)
-        self.store.set_channels(self._all_channel_rows())
             if self.live_budget.calibration is not None:
                 self.store.set_meta(calibration=self.live_budget.calibration)
+        self.store.set_channels(self._all_channel_rows())
         proc = self._startup_proc = self.env.process(self._startup())
         bar = None
         if progress:   # on a terminal: simulated h:mm:ss of the run's length
