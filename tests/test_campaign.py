@@ -320,3 +320,17 @@ def test_the_report_pools_z_and_tests_it_against_n01():
     text = campaign.format_report(agg)
     assert "FAILED runs/honest/s999: RuntimeError: boom" in text
     assert "not pooled (deterministic" in text and "KS against N(0,1)" in text
+
+
+def test_progress_over_runs_counts_runs_done_before(capsys):
+    from ionclock.progress import CountBar
+
+    bar = CountBar(8, "campaign small", initial=3, enabled=True, mininterval=0)
+    bar.update(1)
+    bar.close()
+    shown = capsys.readouterr().err
+    assert "campaign small: 3/8 runs" in shown and "campaign small: 4/8 runs" in shown
+    quiet = CountBar(8, "campaign small", enabled=False)
+    quiet.update(8)
+    quiet.close()
+    assert capsys.readouterr().err == ""
