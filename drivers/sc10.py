@@ -45,6 +45,17 @@ MAX_REPLY = 256
 MODES = {"manual": 1, "auto": 2, "single": 3, "repeat": 4, "external": 5}
 
 
+def _one_of(codes, query: str):
+    """A reply check: the code must be one the map knows, else `ReplyError` (not KeyError)."""
+    allowed = frozenset(codes)
+
+    def check(code: int) -> int:
+        if code not in allowed:
+            raise ReplyError("SC10", f"{query} answered {code}, not one of {sorted(allowed)}")
+        return code
+    return check
+
+
 def _ms(seconds: float) -> int:
     return int(round(seconds * 1000.0))
 
@@ -60,19 +71,20 @@ class SC10(StrictRepliesMixin, Instrument):
     mode = Instrument.control(
         "mode?", "mode=%d",
         """Control the operating mode: 'manual', 'auto', 'single', 'repeat', 'external'.""",
-        validator=strict_discrete_set, values=MODES, map_values=True, cast=int)
+        validator=strict_discrete_set, values=MODES, map_values=True, cast=int,
+        get_process=_one_of(MODES.values(), "mode?"))
 
     trigger = Instrument.control(
         "trig?", "trig=%d",
         """Control the trigger source: 'internal' (0) or 'external' (1).""",
         validator=strict_discrete_set, values={"internal": 0, "external": 1},
-        map_values=True, cast=int)
+        map_values=True, cast=int, get_process=_one_of((0, 1), "trig?"))
 
     trigger_out = Instrument.control(
         "xto?", "xto=%d",
         """Control what the trigger output follows: 'shutter' (0) or 'controller' (1).""",
         validator=strict_discrete_set, values={"shutter": 0, "controller": 1},
-        map_values=True, cast=int)
+        map_values=True, cast=int, get_process=_one_of((0, 1), "xto?"))
 
     open_time = Instrument.control(
         "open?", "open=%d",

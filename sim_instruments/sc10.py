@@ -67,6 +67,32 @@ MOVES_KEPT = 16
 _SET = re.compile(r"(mode|trig|xto|open|shut|rep|baud)=(\d{1,7})")
 
 
+class _GateBus:
+    """The shutters' gate lines of one world, taken to each of its SC10 twins in one call.
+
+    Every unit's gate input hangs on the same DG645 output; per edge, each unit in external
+    gate mode (enabled) queues its blade's move (`SimSC10._gate_edge`, inline: two edges per
+    clock cycle).
+    """
+
+    def __init__(self):
+        self.units: list[SimSC10] = []
+
+    def fall(self, t: float) -> None:
+        for u in self.units:
+            u.gate = False
+            if u.enabled and u.params["mode"] == 5:
+                u.drive_open = False
+                u._moves.append((t + u.latency_s, False))
+
+    def rise(self, t: float) -> None:
+        for u in self.units:
+            u.gate = True
+            if u.enabled and u.params["mode"] == 5:
+                u.drive_open = True
+                u._moves.append((t + u.latency_s, True))
+
+
 class SimSC10(SimInstrument):
     """SC10 twin; see the module docstring for the sources of the reply options.
 
@@ -106,8 +132,13 @@ class SimSC10(SimInstrument):
         self.faults = SC10Faults()
         wire = getattr(world, "wire_ttl", None)
         if wire is not None:
-            wire("shutter_gate_fall", self._gate_fall)
-            wire("shutter_gate_rise", self._gate_rise)
+            # one receiver of the gate lines per world for all its SC10s (one call per edge)
+            bus = getattr(world, "_sc10_gate_bus", None)
+            if bus is None:
+                bus = world._sc10_gate_bus = _GateBus()
+                wire("shutter_gate_fall", bus.fall)
+                wire("shutter_gate_rise", bus.rise)
+            bus.units.append(self)
         register = getattr(world, "add_shutter", None)
         if register is not None:
             register(shutter, self)
@@ -170,18 +201,6 @@ class SimSC10(SimInstrument):
         if self.enabled and self.params["mode"] == 5:
             self.drive_open = high
             self._moves.append((t + self.latency_s, high))
-
-    def _gate_fall(self, t: float) -> None:   # the TTL lines' callbacks (two per cycle)
-        self.gate = False
-        if self.enabled and self.params["mode"] == 5:
-            self.drive_open = False
-            self._moves.append((t + self.latency_s, False))
-
-    def _gate_rise(self, t: float) -> None:
-        self.gate = True
-        if self.enabled and self.params["mode"] == 5:
-            self.drive_open = True
-            self._moves.append((t + self.latency_s, True))
 
     def open_between(self, t0: float, t1: float) -> bool:
         """Whether the blade was open at any time in [t0, t1] (t1 not in the future)."""
