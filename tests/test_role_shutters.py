@@ -136,3 +136,23 @@ def test_a_gate_that_cannot_lead_the_probe_is_a_config_error(tmp_path):
     cfg = load_clock_config(SIM, overrides={"shutters": {"close_lead_s": 0.02}})
     with pytest.raises(ConfigError, match="shutters.close_lead_s"):
         ClockRun(cfg, tmp_path / "run", seed=5)
+
+
+@pytest.mark.parametrize("seed", range(11, 31))
+def test_the_jammed_blade_is_caught_within_the_stated_delays_on_other_seeds(tmp_path, seed):
+    """The same claim over 20 more seeds (shorter runs): contrast_lost within 30 s of the stray
+    light, shutter_suspect within 1 s more, no touched frame counted, no silent wrong lock."""
+    cfg = load_clock_config(SIM, overrides={"twin": {"events": [
+        {"at": "20min", "kind": "shutter_stuck", "duration": "5min"}]}})
+    ClockRun(cfg, tmp_path / "run", seed=seed).run(2400.0, progress=False)
+    db = sqlite3.connect(tmp_path / "run" / "ionclock.sqlite")
+    onset = db.execute("SELECT MIN(t) FROM twin_truth WHERE stray_hz > 0").fetchone()[0]
+    assert 1200.0 <= onset < 1202.0
+    (lost,) = [e for e in _events(db, "contrast_lost") if e[1] == "servo"]
+    assert onset < lost[0] < onset + 30.0
+    (suspect,) = _events(db, "shutter_suspect")
+    assert lost[0] <= suspect[0] <= lost[0] + 1.0 + 1e-6
+    touched = db.execute("SELECT f.locked, f.holdover FROM lock_frames f JOIN twin_truth t "
+                         "USING(frame) WHERE t.stray_hz > 0").fetchall()
+    assert touched and all(lk == 0 and h == 1 for lk, h in touched)
+    assert silent_wrong_lock(load_run(tmp_path / "run"), settling_s=0.0)["frames"] == 0
