@@ -68,29 +68,25 @@ _SET = re.compile(r"(mode|trig|xto|open|shut|rep|baud)=(\d{1,7})")
 
 
 class _GateBus:
-    """The shutters' gate lines of one world, taken to each of its SC10 twins in one call.
+    """The shutters' gate lines of one world, shared by its SC10 twins.
 
-    Every unit's gate input hangs on the same DG645 output; per edge, each unit in external
-    gate mode (enabled) queues its blade's move (`SimSC10._gate_edge`, inline: two edges per
-    clock cycle).
+    Every unit's gate input hangs on the same DG645 output. An edge costs one append to the
+    bus's log (two edges per clock cycle); each unit takes the edges it has not seen when it
+    is next asked about or commanded (`SimSC10._sync`), as a gate-mode unit would have
+    followed them. The log keeps the last `MOVES_KEPT` edges.
     """
 
     def __init__(self):
-        self.units: list[SimSC10] = []
+        self.log: deque[tuple[float, bool]] = deque(maxlen=MOVES_KEPT)
+        self.n = 0   # edges so far
 
     def fall(self, t: float) -> None:
-        for u in self.units:
-            u.gate = False
-            if u.enabled and u.params["mode"] == 5:
-                u.drive_open = False
-                u._moves.append((t + u.latency_s, False))
+        self.log.append((t, False))
+        self.n += 1
 
     def rise(self, t: float) -> None:
-        for u in self.units:
-            u.gate = True
-            if u.enabled and u.params["mode"] == 5:
-                u.drive_open = True
-                u._moves.append((t + u.latency_s, True))
+        self.log.append((t, True))
+        self.n += 1
 
 
 class SimSC10(SimInstrument):
@@ -125,6 +121,8 @@ class SimSC10(SimInstrument):
         self._moves: deque[tuple[float, bool]] = deque(maxlen=MOVES_KEPT)
         self._history: list[tuple[float, bool]] = [(-math.inf, False)]   # (t, blade open)
         self.leak_fraction = 1.0
+        self._bus: _GateBus | None = None   # the world's gate lines (`_sync`)
+        self._seen = 0
         self._hook = getattr(world, "shutter_changed", None)
         self._token = 0
         self.saved: dict = {}
@@ -138,7 +136,8 @@ class SimSC10(SimInstrument):
                 bus = world._sc10_gate_bus = _GateBus()
                 wire("shutter_gate_fall", bus.fall)
                 wire("shutter_gate_rise", bus.rise)
-            bus.units.append(self)
+            self._bus = bus
+            self._seen = bus.n
         register = getattr(world, "add_shutter", None)
         if register is not None:
             register(shutter, self)
@@ -153,6 +152,9 @@ class SimSC10(SimInstrument):
         self._token = getattr(self, "_token", 0) + 1
         self.gate = False
         self._moves = deque(maxlen=MOVES_KEPT)
+        bus = getattr(self, "_bus", None)
+        if bus is not None:   # the edges so far reached the unit before it was reset
+            self._seen = bus.n
         if getattr(self, "_open", False):
             self._move(False)
 
@@ -184,8 +186,29 @@ class SimSC10(SimInstrument):
             if hook is not None:
                 hook(self.shutter, physical)
 
+    def _sync(self) -> None:
+        """Take the gate edges the unit has not seen yet.
+
+        In external gate mode, enabled, each drives the blade, which arrives `latency_s`
+        after it; otherwise only the gate level is kept.
+        """
+        bus = self._bus
+        if bus is None or bus.n == self._seen:
+            return
+        new = bus.n - self._seen
+        self._seen = bus.n
+        log = bus.log
+        if not (self.enabled and self.params["mode"] == 5):
+            self.gate = log[-1][1]
+            return
+        latency = self.latency_s
+        for t, high in list(log)[-min(new, len(log)):]:
+            self._moves.append((t + latency, high))
+        self.gate = self.drive_open = log[-1][1]
+
     def _arrive(self, now: float) -> None:
         """Apply the gate-driven moves that have arrived by `now` (in time order)."""
+        self._sync()
         moves = self._moves
         while moves and moves[0][0] <= now:
             t, want_open = moves.popleft()
@@ -195,8 +218,9 @@ class SimSC10(SimInstrument):
         """An edge on the gate input at `t`: in mode 5, enabled, the blade follows it.
 
         The move is queued (arriving `latency_s` later) and applied when the blade is next
-        asked about: two edges per clock cycle per unit cost an append each.
+        asked about.
         """
+        self._sync()
         self.gate = high
         if self.enabled and self.params["mode"] == 5:
             self.drive_open = high
@@ -273,6 +297,7 @@ class SimSC10(SimInstrument):
         env.process(sequence())
 
     def _toggle(self) -> None:
+        self._sync()   # the gate's edges so far, as the unit followed them
         if not self.enabled and self.faults.interlock:
             return  # the interlock forbids enabling
         self.enabled = not self.enabled
@@ -312,6 +337,7 @@ class SimSC10(SimInstrument):
         return self.error_prefix + err.code
 
     def handle(self, line: str) -> str | None:
+        self._sync()   # the gate's edges up to now (a mode change below ends following)
         cmd = line.strip()
         if cmd == "id?":
             return self.IDN
