@@ -53,7 +53,7 @@ def test_readme_lists_the_commands_of_every_subcommand():
     commands = [c for block in readme_blocks((ROOT / "README.md").read_text())
                 for c, _ in block]
     for sub in ("sim", "report", "budget", "status", "plot", "export", "log", "twin-serve",
-                "run"):
+                "run", "campaign"):
         assert any(c.startswith(f"ionclock {sub} ") for c in commands), sub
 
 
