@@ -4,7 +4,7 @@
 2, 3 by the monitor's method (`ionclock.apparatus.roles.micromotion`, decision 0309): a
 carrier pulse of area pi/2, a micromotion-sideband pulse (the laser's lock offset, at
 ``order`` x Omega_RF) of area pi/2 at R = ``r_max``, then ``refine`` pulses of area pi/2 at the
-last estimate; R = (theta_sb / t_sb) / (theta_c / t_c), theta = 2 arcsin(sqrt(p)). One row per
+last estimate's upper end R + 2 u; R = (theta_sb / t_sb) / (theta_c / t_c), theta = 2 arcsin(sqrt(p)). One row per
 sample: ``beam, ratio, ratio_unc, rf_hz``, the micromotion analysis' columns; its result (the
 EMM shift with R_i = sqrt(<R^2>) per beam) sets the budget's ratios.
 
@@ -40,7 +40,7 @@ class _RatioMixin:
     """R of one beam by three or more pulses (module docstring)."""
 
     shots = IntegerParameter("Shots per pulse", default=100, minimum=10)
-    refine = IntegerParameter("Refining sideband pulses", default=2, minimum=1, maximum=10)
+    refine = IntegerParameter("Refining sideband pulses", default=3, minimum=1, maximum=10)
     r_max = FloatParameter("Largest ratio read", default=0.3, minimum=0.01, maximum=1.0)
     order = IntegerParameter("Micromotion sideband order", default=1, minimum=-1, maximum=1)
     line = IntegerParameter("Zeeman line", default=0, minimum=0, maximum=5)
@@ -57,7 +57,8 @@ class _RatioMixin:
         r, u = sideband_ratio(rig.shots(n, beam=beam, pulse_s=t1, detuning_hz=sideband), t1,
                               dark_c, t_c, n)
         for _ in range(self.refine):
-            t2 = 0.25 / (min(max(r, 0.003), self.r_max) * om)
+            # area pi/2 at the estimate's upper end: never past pi (decision 0309)
+            t2 = 0.25 / (min(max(r + 2.0 * u, 0.003), self.r_max) * om)
             r, u = sideband_ratio(rig.shots(n, beam=beam, pulse_s=t2, detuning_hz=sideband),
                                   t2, dark_c, t_c, n)
         return r, u

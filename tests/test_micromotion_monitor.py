@@ -71,7 +71,7 @@ def test_sideband_ratio_inverts_two_resonant_pulses():
 def test_monitor_ratios_cover_the_twin_truth_over_seeds(tmp_path):
     hits, widths = [], []
     for seed in SEEDS:
-        _, db, truth, _, _ = _run(tmp_path, seed, 75.0,
+        _, db, truth, _, _ = _run(tmp_path, seed, 90.0,
                                   micromotion={"first_s": 15.0, "shots": 100})
         (t, rec), = _ratios(db).items()
         (_, r_true, _), = truth
@@ -119,7 +119,7 @@ def test_after_a_refill_the_emm_grows_and_the_live_row_follows(tmp_path):
     kinds = [k for (k,) in db.execute("SELECT kind FROM events WHERE detail LIKE "
                                       "'%micromotion_measurement%' ORDER BY t")]
     assert kinds.count("holdover") == kinds.count("hold_released") == role.measurements
-    assert role.lost_s < 20.0 * role.measurements
+    assert role.lost_s < 30.0 * role.measurements
     db.close()
 
 

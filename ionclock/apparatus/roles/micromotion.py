@@ -16,8 +16,10 @@ and runs its shots on it through `ProbeSequencer` (decision 0804): for each beam
    quarter of the nominal carrier Rabi period (area pi/2: the most sensitive point);
 2. the micromotion sideband at ``order`` x Omega_RF (the laser's lock offset), a pulse whose
    area is pi/2 at R = ``r_max``, so that any R up to r_max is read without ambiguity;
-3. the sideband again with a pulse of area pi/2 at the R last found (at least ``r_min``),
-   ``refine`` times (the first estimate of a small R from few dark shots is coarse).
+3. the sideband again with a pulse of area pi/2 at the upper end R + 2 u(R) of the last
+   estimate (at least ``r_min``), ``refine`` times: the first estimate of a small R from a
+   few dark shots is coarse, and a pulse tuned to an estimate that came out low would pass
+   area pi, beyond which the area read from p wraps (R read low).
 
 Each pulse's area is theta = 2 arcsin(sqrt(p)) of its dark fraction p (the binomial's
 variance-stabilising transform, sigma(theta) = 1/sqrt(N)), and R_b = (theta_sb / t_sb) /
@@ -101,7 +103,7 @@ class MicromotionMonitor(Role):
                    doc="the largest ratio the first sideband pulse reads unambiguously"),
         "r_min": F(float, 0.003, min=1e-4, max=0.1,
                    doc="the smallest ratio the second sideband pulse is tuned for"),
-        "refine": F(int, 2, min=1, max=10,
+        "refine": F(int, 3, min=1, max=10,
                     doc="sideband pulses after the first, each of area pi/2 at the last R"),
         "voltages_v": F(list, [], doc="compensation voltages of electrodes 1-3 set at the "
                                       "start, V ([]: keep what the supply holds)"),
@@ -227,7 +229,9 @@ class MicromotionMonitor(Role):
         r, u = sideband_ratio(dark_1, t1, dark_c, t_c, n)
         coarse = r
         for _ in range(s["refine"]):
-            t2 = 0.25 / (min(max(r, s["r_min"]), s["r_max"]) * om)
+            # area pi/2 at the estimate's upper end (R + 2 u): a low first estimate from a few
+            # dark shots must not make the next pulse's area pass pi, where theta wraps
+            t2 = 0.25 / (min(max(r + 2.0 * u, s["r_min"]), s["r_max"]) * om)
             dark_2 = yield from self._shots(beam, t2, sideband)
             r, u = sideband_ratio(dark_2, t2, dark_c, t_c, n)
         return r, u, {"carrier_dark": dark_c, "coarse_ratio": coarse, "sideband_pulse_s": t2,
