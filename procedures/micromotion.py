@@ -4,9 +4,10 @@
 2, 3 by the monitor's method (`ionclock.apparatus.roles.micromotion`, decision 0309): a
 carrier pulse of area pi/2, a micromotion-sideband pulse (the laser's lock offset, at
 ``order`` x Omega_RF) of area pi/2 at R = ``r_max``, then ``refine`` pulses of area pi/2 at the
-last estimate's upper end R + 2 u; R = (theta_sb / t_sb) / (theta_c / t_c), theta = 2 arcsin(sqrt(p)). One row per
-sample: ``beam, ratio, ratio_unc, rf_hz``, the micromotion analysis' columns; its result (the
-EMM shift with R_i = sqrt(<R^2>) per beam) sets the budget's ratios.
+last estimate's upper end R + 2 u; R = (theta_sb / t_sb) / (theta_c / t_c), theta =
+2 arcsin(sqrt(p)). One row per sample: ``beam, ratio, ratio_unc, rf_hz``, the micromotion
+analysis' columns; its result (the EMM shift with R_i = sqrt(<R^2>) per beam) sets the
+budget's ratios.
 
 **compensation** (`CompensationProcedure`): electrode ``electrode``'s voltage (the
 compensation supply, ``[instruments.compensation]``) stepped over ``span_v`` around where it
