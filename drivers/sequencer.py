@@ -528,6 +528,13 @@ class ProbeSequencer:
             self._set_offset(step)
             self._step = step
         seq = self.seq
+        if self.program is None:
+            # the first shot since the clock had the sequencer: re-arm the counter, so its
+            # scan point is this shot's gate. A clock that did not read every gate (the
+            # deterministic twin reads expectation values) left gates in the buffer, and the
+            # shots would read those old cycles' counts (`_reload` does the same after a
+            # failure).
+            seq.counter.arm()
         if program is not self._asked and program != self._asked:
             p = replace(program, detection_s=seq.program.detection_s,
                         counter_offsets_s=seq.program.counter_offsets_s)

@@ -143,3 +143,23 @@ def test_compensation_supply_sets_the_electrodes_of_the_twin():
         supply.ch_1.set_voltage(7.0)                                  # output 1 is 6 V
     supply.ch_2.output_enabled = False
     assert mm.applied_v[1] == 0.0 and supply.voltages()[1] == 0.0
+
+
+def test_the_monitor_reads_its_own_shots_after_a_clock_that_left_gates_unread(tmp_path):
+    """The deterministic twin's clock reads expectation values, not the counter: 10 min of
+    its gates sit in the SR400's buffer when the monitor takes the sequencer. The counter is
+    re-armed at the first shot, so R comes from the shots themselves (before, the old clock
+    gates, half of them dark, read as R near r_max = 0.3 on every beam)."""
+    cfg = load_clock_config(SIM, overrides={
+        "micromotion": {"first_s": 600.0, "period_s": 1800.0},
+        "twin": {"deterministic": True}}, run_s=900.0)
+    run = ClockRun(cfg, tmp_path / "run", seed=3)
+    mm = run.world.characterisation.micromotion
+    run.run(900.0, progress=False)
+    db = sqlite3.connect(tmp_path / "run" / "ionclock.sqlite")
+    (t, rec), = _ratios(db).items()
+    db.close()
+    truth = mm.ratios(None, t)
+    for b in (1, 2, 3):
+        assert abs(rec[f"mm.r{b}"] - truth[b - 1]) <= 4 * rec[f"mm.r{b}.sigma"]
+        assert rec[f"mm.r{b}"] < 0.05
