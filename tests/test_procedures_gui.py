@@ -3,6 +3,7 @@ Manager and Worker, offscreen (Qt's offscreen platform), into a Results file pym
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -18,6 +19,23 @@ from pymeasure.experiment import Procedure, Results  # noqa: E402
 from ionclock.procedures.ac_field import AcFieldProcedure  # noqa: E402
 from ionclock.procedures.base import procedures  # noqa: E402
 from tests.test_procedures import SIM  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_handlers_left_behind():
+    """A ManagedWindow hangs its log widget's Qt handler on the loggers; once the window is
+    gone every later log call in the session raises ("wrapped C/C++ object ... deleted").
+    Whatever handlers a test added are taken off again."""
+    loggers = [logging.getLogger(), *(logging.getLogger(name)
+                                      for name in list(logging.root.manager.loggerDict))]
+    before = {id(lg): list(lg.handlers) for lg in loggers}
+    yield
+    for lg in [logging.getLogger(), *(logging.getLogger(name)
+                                      for name in list(logging.root.manager.loggerDict))]:
+        keep = before.get(id(lg), [])
+        for handler in list(lg.handlers):
+            if handler not in keep:
+                lg.removeHandler(handler)
 
 
 @pytest.fixture(scope="module")
