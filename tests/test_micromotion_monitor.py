@@ -37,9 +37,10 @@ def _run(tmp_path, seed, duration_s, *, micromotion=None, events=(), shift_v=Non
 
     def measured():
         t0 = run.env.now
-        yield from measure()
+        done = yield from measure()
         t1 = run.env.now
         truth.append((t1, mm.ratios(None, 0.5 * (t0 + t1)), mm.emm_shift(None, t1)))
+        return done
 
     role.measure = measured
     summary = run.run(duration_s, progress=False)
@@ -163,3 +164,35 @@ def test_the_monitor_reads_its_own_shots_after_a_clock_that_left_gates_unread(tm
     for b in (1, 2, 3):
         assert abs(rec[f"mm.r{b}"] - truth[b - 1]) <= 4 * rec[f"mm.r{b}.sigma"]
         assert rec[f"mm.r{b}"] < 0.05
+
+
+def test_no_ratio_is_recorded_while_the_ion_is_lost(tmp_path):
+    """A measurement due while the clock holds for a lost ion would read every dark shot as
+    R = r_max on every beam (a valid-looking, wrong EMM row): it is skipped with its reason,
+    the channels missing, and tried again a tenth of a period later, once the ion is back."""
+    cfg = load_clock_config(SIM, overrides={
+        "micromotion": {"first_s": 600.0, "period_s": 3000.0},
+        "twin": {"events": [{"at": "500s", "kind": "ion_loss", "duration": "10min"}]}},
+        run_s=2400.0)
+    run = ClockRun(cfg, tmp_path / "run", seed=3)
+    mm = run.world.characterisation.micromotion
+    run.run(2400.0, progress=False)
+    db = sqlite3.connect(tmp_path / "run" / "ionclock.sqlite")
+    skipped = db.execute("SELECT t, detail FROM events WHERE kind = 'micromotion_skipped'"
+                         ).fetchall()
+    measured = db.execute("SELECT t FROM events WHERE kind = 'micromotion_measured'"
+                          ).fetchall()
+    missing = db.execute("SELECT detail FROM events WHERE kind = 'reading_missing' AND "
+                         "source = 'mm.r1'").fetchall()
+    ratios = _ratios(db)
+    db.close()
+    assert skipped and json.loads(skipped[0][1])["held_for"] == "ion_lost"
+    assert missing and "held for ion_lost" in json.loads(missing[0][0])["reason"]
+    assert all(rec["mm.r1"] is None for t, rec in ratios.items() if t < 1100.0)
+    # measured once the ion is back (500 s + 10 min), at a tenth of the period's retry
+    (t_meas,), = measured
+    assert 1100.0 < t_meas < 1100.0 + 2 * 300.0 + 120.0
+    truth = mm.ratios(None, t_meas)
+    for b in (1, 2, 3):
+        assert abs(ratios[t_meas][f"mm.r{b}"] - truth[b - 1]) <= 4 * ratios[t_meas][
+            f"mm.r{b}.sigma"]

@@ -59,6 +59,9 @@ from ionclock.physics.constants import RF_MAGIC_HZ
 F = Field
 REASON = "micromotion_measurement"
 BEAMS = (1, 2, 3)
+#: A carrier pulse of area pi/2 leaves half the shots dark: outside this range of dark
+#: fractions the ion did not answer as an ion (lost, shelved, unlit) and R is not recorded.
+CARRIER_DARK_RANGE = (0.2, 0.8)
 
 
 def pulse_area(dark: int, shots: int) -> tuple[float, float]:
@@ -154,6 +157,7 @@ class MicromotionMonitor(Role):
         self.lost_s = 0.0            # clock time held for the measurements
         self.measurements = 0
         self.shots_run = 0
+        self.skipped = 0             # measurements not made: the clock held for another cause
         self._held = False
 
     def channels(self) -> list[tuple]:
@@ -246,9 +250,32 @@ class MicromotionMonitor(Role):
         yield holding
         t0 = env.now
         results, error = {}, None
+        # The clock held for another cause too (the ion lost, the contrast gone, a laser off
+        # its band, a shutter): its shots would read a dark or absent ion as R = r_max on
+        # every beam. Not measured, said so; tried again sooner than a period.
+        other = self._other_hold()
+        if other is not None:
+            self._give_back()
+            self.skipped += 1
+            for beam in BEAMS:
+                for ch in (f"mm.r{beam}", f"mm.r{beam}.sigma"):
+                    ctx.record(env.now, ch, None, f"not measured: the clock held for {other}")
+            ctx.event(env.now, "micromotion_skipped", "micromotion", held_for=other)
+            return False
         try:
             for beam in BEAMS:
                 results[beam] = yield from self._ratio(beam)
+                # a carrier pulse of area pi/2 leaves about half the shots dark; far from it
+                # the ion did not answer (lost, shelved, unlit) and no R is vouched for
+                dark = results[beam][2]["carrier_dark"] / self.settings["shots"]
+                if not CARRIER_DARK_RANGE[0] <= dark <= CARRIER_DARK_RANGE[1]:
+                    error = (f"beam {beam}: carrier pulse dark fraction {dark:.2f} outside "
+                             f"{CARRIER_DARK_RANGE[0]}-{CARRIER_DARK_RANGE[1]} (a pi/2 pulse "
+                             "gives 0.5): the ion did not answer")
+                    break
+                if other := self._other_hold():
+                    error = f"the clock held for {other} during the measurement"
+                    break
         except (IonclockError, OSError) as err:
             error = f"{type(err).__name__}: {err}"
         finally:
@@ -274,6 +301,16 @@ class MicromotionMonitor(Role):
             ctx.event(t1, "micromotion_measured", "micromotion", **detail)
         else:
             ctx.event(t1, "micromotion_failed", "micromotion", error=error, **detail)
+        return error is None
+
+    def _other_hold(self) -> str | None:
+        """The cause other than this measurement the clock holds for now, if any."""
+        servo = self.ctx.servo
+        reason = getattr(servo, "hold_reason", None)
+        if reason not in (None, REASON):
+            return reason
+        others = [r for r in servo.held_for if r != REASON]
+        return others[0] if others else None
 
     def _give_back(self) -> None:
         """The sequencer back to the clock (its pattern, the lock offset), the hold released."""
@@ -300,8 +337,11 @@ class MicromotionMonitor(Role):
             yield env.timeout(s["first_s"])
             while True:
                 start = env.now
-                yield from self.measure()
-                yield env.timeout(max(0.0, s["period_s"] - (env.now - start)))
+                done = yield from self.measure()
+                # not measured (the clock held, the ion did not answer): again after a tenth
+                # of the period, not a whole one
+                wait = s["period_s"] if done else 0.1 * s["period_s"]
+                yield env.timeout(max(0.0, wait - (env.now - start)))
         except simpy.Interrupt:   # the run is over (a measurement under way gives back)
             self._give_back()
             return
