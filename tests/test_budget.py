@@ -160,7 +160,7 @@ def _make_store(path: Path, *, skip: tuple[str, ...] = (), frames: bool = True,
             for ch, base in CHANNELS.items():
                 if ch not in skip:
                     st.add("samples", (t, ch, base + 0.1 * math.sin(i / 600.0)))
-            st.add("samples", (t, "rf.enabled", 0.0 if 1200 <= i < 1260 else 1.0))
+            st.add("samples", (t, "rf.enabled", 0.0 if 1200 <= i < 3100 else 1.0))   # 31 min off
             if frames:
                 st.add("lock_frames", (t, i, 0.0, 0.0, 37.197e-6 + 1e-10 * math.cos(i),
                                        0, 0, 0, 0, 0, 0, 1, 0, None, None, None))

@@ -206,3 +206,25 @@ def test_a_gauge_that_stops_giving_numbers_is_missing_with_its_reason_then_resto
     assert t_miss == min(gap) and json.loads(miss)["reason"]   # the status word's reason
     assert json.loads(back)["missing_samples"] == len(gap)
     assert all(v is None or 1e-9 < v < 1e-8 for _, v in values)
+
+
+def test_a_short_rf_trip_is_no_rf_off_data_for_the_bbr_row():
+    """The trap cools ~0.4 K with the RF off, over many minutes: a trip of seconds must not
+    let the BBR row drop its RF-off step (the sensors never saw the trap cold)."""
+    from ionclock.apparatus.live_budget import LiveBudget
+    from ionclock.physics.budget import longest_rf_off_s
+
+    assert longest_rf_off_s([(0, 1), (10, 0), (20, 1), (30, 0), (40, 0), (50, 0), (60, 1)]) \
+        == 20.0
+    assert longest_rf_off_s([(0, 0)]) == 0.0
+    cfg = load_config(ROOT / "configs" / "seed_clock.toml")
+    for off_s, seen in ((10.0, False), (2400.0, True)):
+        live = LiveBudget(cfg)
+        for t in range(0, 3600, 10):
+            live.add_sample(float(t), "rf.enabled", 0.0 if 600 <= t <= 600 + off_s else 1.0)
+            for ch in cfg["bbr"]["channels"]:
+                live.add_sample(float(t), ch, 79.5)
+        inputs = live.inputs(3600.0)
+        assert inputs.rf_off_seen is seen
+        step = "RF off for 1800 s or more seen" if seen else "RF-off step 0.4 K added"
+        assert step in inputs.provenance["row_sources"]["bbr"]

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ionclock.physics.budget import Budget, ClockInputs, nominal_inputs
+from ionclock.physics.budget import Budget, ClockInputs, longest_rf_off_s, nominal_inputs
 from ionclock.physics.shifts import SensorTrace
 from ionclock.storage import calibration as calib
 from ionclock.storage.budget_inputs import _window as store_window
@@ -75,7 +75,7 @@ class LiveBudget:
         self.pressure_channel = budget_cfg["background_gas"]["channel"]
         self._pressure: deque = deque()
         self.rf_state_channel = budget_cfg["bbr"]["rf_state_channel"]
-        self._rf_off: deque = deque()   # times of RF-off readings
+        self._rf_states: deque = deque()   # (t, value) of the RF state channel
         self.ratio_channels = list(budget_cfg["micromotion"]["channels"])
         self.b2_ac_channel = budget_cfg["zeeman"]["b2_ac_channel"]
         sporadic = [*self.ratio_channels, *([self.b2_ac_channel] if self.b2_ac_channel else [])]
@@ -105,8 +105,7 @@ class LiveBudget:
         elif channel == self.pressure_channel:
             self._pressure.append((t, value))
         elif channel == self.rf_state_channel:
-            if value == 0:
-                self._rf_off.append(t)
+            self._rf_states.append((t, value))
         elif channel in self._sporadic:
             self._sporadic[channel].append((t, value, 0.0))
         elif channel in self._sigma_of:
@@ -132,8 +131,8 @@ class LiveBudget:
         for q in (*self._temps.values(), self._field, self._pressure):
             while q and q[0][0] < start:
                 q.popleft()
-        while self._rf_off and self._rf_off[0] < start:
-            self._rf_off.popleft()
+        while self._rf_states and self._rf_states[0][0] < start:
+            self._rf_states.popleft()
         for q in self._sporadic.values():   # keep one reading before the window
             while len(q) > 1 and q[1][0] < start:
                 q.popleft()
@@ -175,12 +174,14 @@ class LiveBudget:
                  if not self._field and not self.nominal_field else {})
         if missing:
             notes["bbr"] = f"no reading in the window from {', '.join(missing)}"
-        rf_off_seen = bool(self._rf_off)
+        # RF off long enough for the trap to cool (a trip of seconds is no RF-off data)
+        rf_off_seen = longest_rf_off_s(self._rf_states) >= cfg["bbr"]["rf_off_min_s"]
         sources["bbr"] = (f"measured: {len(traces)} of {len(self.channels)} sensors, "
                           f"{sum(len(q) for q in self._temps.values())} readings"
-                          + ("; RF off seen" if rf_off_seen else
-                             f"; RF-off step {cfg['bbr']['rf_step_k']:g} K added (no RF-off "
-                             "reading)"))
+                          + (f"; RF off for {cfg['bbr']['rf_off_min_s']:g} s or more seen"
+                             if rf_off_seen else
+                             f"; RF-off step {cfg['bbr']['rf_step_k']:g} K added (RF not off "
+                             f"for {cfg['bbr']['rf_off_min_s']:g} s in the window)"))
         measured = []
         if self._pressure:
             measured.append("background_gas")

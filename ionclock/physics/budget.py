@@ -76,6 +76,10 @@ SCHEMA: dict = {
         "replica_channel": Field(str, "temp.replica_trap"),
         "rf_step_k": Field(float, 0.4, min=0.0, max=10.0),
         "rf_state_channel": Field(str, "rf.enabled"),
+        "rf_off_min_s": Field(float, 1800.0, min=0.0, max=86400.0,
+                              doc="RF off this long without a break, s, before the sensors "
+                                  "count as having seen the trap cold (a trip of seconds "
+                                  "does not cool it: the RF-off step is still added)"),
         "nominal": Table({"low_k": Field(float, min=0.0), "high_k": Field(float, min=0.0)},
                          doc="nominal sensor ranges, K"),
     },
@@ -167,6 +171,25 @@ def load_config(path_or_data: str | Path | dict) -> dict:
         if s["high_k"] < s["low_k"]:
             raise ConfigError(f"bbr.nominal.{name}", "high_k is below low_k")
     return cfg
+
+
+# --- inputs -----------------------------------------------------------------------------------
+def longest_rf_off_s(states: Sequence[tuple[float, float]]) -> float:
+    """The longest stretch (s) of RF-off readings without an RF-on reading between them.
+
+    `states` are (t, value) samples of the RF state channel in time order (0 = off). A
+    stretch runs from its first off reading to its last; a single reading counts 0 s.
+    """
+    longest, start, last = 0.0, None, None
+    for t, value in states:
+        if value == 0:
+            if start is None:
+                start = t
+            last = t
+            longest = max(longest, last - start)
+        else:
+            start = None
+    return longest
 
 
 # --- inputs -----------------------------------------------------------------------------------

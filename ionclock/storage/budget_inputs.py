@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ionclock.errors import UserError
-from ionclock.physics.budget import Budget, ClockInputs, load_config
+from ionclock.physics.budget import Budget, ClockInputs, load_config, longest_rf_off_s
 from ionclock.physics.shifts import SensorTrace
 from ionclock.storage.store import read_store
 
@@ -85,10 +85,12 @@ def _gather(db: sqlite3.Connection, path: str, since: float | None, until: float
     rf_ch = cfg["bbr"]["rf_state_channel"]
     rf_off_seen = False
     if rf_ch:
-        (n_off,) = db.execute("SELECT COUNT(*) FROM samples WHERE channel=? AND t>=? AND t<=? "
-                              "AND value=0", (rf_ch, t0, t1)).fetchone()
-        rf_off_seen = n_off > 0
-        prov["channels"][rf_ch] = {"rf_off_rows": n_off}
+        states = db.execute("SELECT t, value FROM samples WHERE channel=? AND t>=? AND t<=? "
+                            "AND value IS NOT NULL ORDER BY t", (rf_ch, t0, t1)).fetchall()
+        off_s = longest_rf_off_s(states)
+        rf_off_seen = off_s >= cfg["bbr"]["rf_off_min_s"]
+        prov["channels"][rf_ch] = {"rf_off_rows": sum(1 for _, v in states if v == 0),
+                                   "longest_rf_off_s": off_s}
 
     # Field: <B^2> over locked, non-holdover frames; sigma = calibration (+) standard error.
     n, b2, b1, ta, tb = db.execute(
