@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -188,10 +189,31 @@ def _grid_points(grid: dict) -> list[tuple[str, dict]]:
     return points
 
 
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A hash of the suite's own source (every .py file of the ionclock namespace).
+
+    A run made by other code (a servo fix, a twin change) is not the run the spec asks for
+    now: its key differs, so a campaign started again redoes it instead of reporting the old
+    code's figures as the new code's.
+    """
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for folder in ("ionclock", "drivers", "servo", "sim_instruments", "procedures"):
+        for path in sorted((root / folder).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
 def run_key(cfg: dict, duration_s: float, settle_s: float, event_settle_s: float) -> str:
-    """The identity of a run: what it computes, not where (a hash of config and settings)."""
+    """The identity of a run: what it computes, not where.
+
+    A hash of the config, the settings and the code that computes it (`code_fingerprint`).
+    """
     text = json.dumps({"cfg": cfg, "duration_s": duration_s, "settle_s": settle_s,
-                       "event_settle_s": event_settle_s}, sort_keys=True, default=str)
+                       "event_settle_s": event_settle_s, "code": code_fingerprint()},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

@@ -224,6 +224,19 @@ def test_a_run_is_done_only_with_its_complete_summary_and_intact_store(tmp_path)
     assert campaign.is_done(c.out, run) is None
 
 
+def test_a_run_made_by_other_code_is_not_done(tmp_path, monkeypatch):
+    """A servo or twin change between two starts of a campaign: the old runs are redone,
+    not reported as the new code's figures (the key holds the source's fingerprint)."""
+    spec = write_spec(tmp_path, duration="10m", seeds=1, offsets="[2.0]")
+    (run,) = campaign.load_spec(spec, tmp_path / "out").runs
+    campaign.execute_run(run, str(tmp_path / "out"))
+    assert campaign.is_done(tmp_path / "out", run) is not None
+    monkeypatch.setattr(campaign, "code_fingerprint", lambda: "another-servo")
+    (again,) = campaign.load_spec(spec, tmp_path / "out").runs
+    assert again.folder == run.folder and again.key != run.key
+    assert campaign.is_done(tmp_path / "out", again) is None
+
+
 @pytest.mark.parametrize("text, message", [
     ("[campaign]\nduraton = '1h'\n", "campaign.duraton: unknown key"),
     ("[campaign]\nseeds = 0\n", "campaign: cells[0].seeds: 0 must be at least 1"),
