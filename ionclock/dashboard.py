@@ -186,7 +186,13 @@ def _read(db: sqlite3.Connection, path: Path, now_unix: float) -> Snapshot:
     snap.refills = [(t, "LN2 refill (detected)") for t in refills(evs)] + [
         (t, "LN2 refill (twin)") for t, k, src, _ in evs if k == "refill" and src == "twin"]
     try:
-        snap.budget = replay_db(db, str(path)).to_dict()
+        from ionclock.apparatus.cd_run import is_cd_db, store_budget_db
+
+        # a Cd+ run's budget is its own (the SOZS at the field it tracked), as `ionclock
+        # budget` gives it; a 40Ca+ one is the live budget replayed
+        budget = (store_budget_db(db, str(path)) if is_cd_db(db)
+                  else replay_db(db, str(path)))
+        snap.budget = budget.to_dict()
     except UserError as err:
         snap.budget_error = str(err)
     rows = db.execute("SELECT t, kind, source, detail FROM events ORDER BY t DESC, rowid DESC "

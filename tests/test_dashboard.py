@@ -259,3 +259,18 @@ def test_bind_and_port_from_the_config_and_the_options(tmp_path, capsys):
     bad.write_text((ROOT / "configs" / "sim.toml").read_text() + '\n[dashboard]\nport = 0\n')
     assert main(["dashboard", str(tmp_path), "--config", str(bad)]) == 2
     assert "dashboard.port" in capsys.readouterr().err
+
+
+def test_a_cd_run_shows_its_own_budget_not_the_calcium_one(tmp_path, capsys):
+    """A Cd+ store's budget on the page is the SOZS at the field its servo tracked, as
+    `ionclock budget STORE` prints it, never the 40Ca+ live budget replayed on its frames."""
+    from ionclock.commands.main import main
+
+    out = tmp_path / "cd"
+    assert main(["sim", "--config", str(ROOT / "configs" / "cd113.toml"), "--duration",
+                 "20m", "--seed", "2", "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    s = snapshot(out / "ionclock.sqlite")
+    assert main(["budget", str(out), "--json"]) == 0
+    assert s.budget == json.loads(capsys.readouterr().out)
+    assert "Cd" in s.budget["species"] and [r["key"] for r in s.budget["rows"]] == ["sozs"]

@@ -481,12 +481,15 @@ def is_cd_store(path: str | Path) -> bool:
     """True when the store at `path` holds a Cd+ run (its meta `species`)."""
     from ionclock.storage.store import read_store
 
-    def read(db):
-        row = db.execute("SELECT value FROM meta WHERE key = 'species'").fetchone() if db.execute(
-            "SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone() else None
-        return bool(row) and "Cd" in str(row[0])
+    return read_store(path, is_cd_db, "budget")
 
-    return read_store(path, read, "budget")
+
+def is_cd_db(db) -> bool:
+    """`is_cd_store` on a connection already open on the store."""
+    if not db.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone():
+        return False
+    row = db.execute("SELECT value FROM meta WHERE key = 'species'").fetchone()
+    return bool(row) and "Cd" in str(row[0])
 
 
 def store_budget(path: str | Path, since: float | None = None, until: float | None = None,
@@ -498,9 +501,16 @@ def store_budget(path: str | Path, since: float | None = None, until: float | No
     range in the window is named in the inputs (the live correction follows it frame by
     frame). No locked frame in the window makes the row invalid, never a nominal value.
     """
-    import json
-
     from ionclock.storage.store import read_store
+
+    return read_store(path, lambda db: store_budget_db(db, str(path), since, until, last_s),
+                      "budget")
+
+
+def store_budget_db(db, path: str, since: float | None = None, until: float | None = None,
+                    last_s: float | None = None):
+    """`store_budget` on a connection already open on the store at `path`."""
+    import json
 
     def read(db):
         meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
@@ -514,7 +524,7 @@ def store_budget(path: str | Path, since: float | None = None, until: float | No
             (t0 if math.isfinite(t0) else -1e300, t1)).fetchall()
         return cfg, rows, t0, t1
 
-    cfg, b, t0, t1 = read_store(path, read, "budget")
+    cfg, b, t0, t1 = read(db)
     isotope = CD_SPECIES[cfg["clock"]["species"]]
     convention = cfg["servo"]["g_i_convention"]
     prov = {"store": str(path), "inputs": "store", "field_frames": len(b),
