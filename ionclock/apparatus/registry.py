@@ -408,15 +408,15 @@ def open_instrument(model: str, resource: str, *, world: Any = None, key: str = 
             raise ConfigError(key + ".resource", "sim:// resources need the simulated world")
         twin = make_twin(model, world, key + ".resource", **(twin_options or {}))
 
-        connections = [0]
-
         def connect() -> Any:
             # A reconnect builds a new adapter and driver on the SAME twin (it keeps its state);
             # a twin that greets each new client (a TCP text server) is told by the optional
-            # hook `connection_opened()`.
-            connections[0] += 1
+            # hook `connection_opened()`. Counted on the twin itself: a program started again
+            # on the same apparatus (a twin kept across runs) is a new client too.
+            n = getattr(twin, "clients_connected", 0) + 1
+            twin.clients_connected = n
             hook = getattr(twin, "connection_opened", None)
-            if connections[0] > 1 and hook is not None:
+            if n > 1 and hook is not None:
                 hook()
             adapter = LoopbackAdapter(twin, write_termination=wterm, read_termination=rterm,
                                       name=f"{model}@{resource}")
