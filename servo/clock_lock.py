@@ -87,6 +87,10 @@ class ServoParams:
     contrast_restore_probes: int = 240   # probes averaged before the contrast counts as back
     contrast_restore: float = 0.45       # ... with a dark fraction above this
     holdover_fit_s: float = 1800.0       # locked history fitted for the holdover drift model
+    # A hold another role asked for without a fault (a measurement that needs the probe),
+    # from a verified lock and no longer than this: the lock resumes where the drift model
+    # has it, no re-acquisition (fringe monitoring goes on as before; s)
+    resume_locked_max_s: float = 120.0
     field_step_t: float = 0.15e-9        # B jump reported as a field step
     field_step_window_s: float = 25.0    # ... compared over this long
     flag_margin_s: float = 30.0          # flagged before a fault's first sign
@@ -589,8 +593,11 @@ class ClockServo:
 
     @property
     def hold_reason(self) -> str | None:
-        """Why the servo holds over now (``contrast_lost``, ``ion_lost``, a role's reason,
-        ...); None while it does not."""
+        """Why the servo holds over now; None while it does not.
+
+        ``contrast_lost``, ``ion_lost``, ``instrument_offline``, ``fringe_error`` or a role's
+        reason (`request_hold`).
+        """
         return self._hold_reason if self.state == "holdover" else None
 
     @property
@@ -739,6 +746,9 @@ class ClockServo:
     def _holdover(self, reason: str, detail: dict | None = None):
         """Hold the laser on its drift model and flag the data until `reason` clears."""
         detail = detail or {}
+        was_locked, t_hold = self.state == "locked", self.env.now
+        # a role's hold with no fault behind it (no `since`), from a verified lock
+        clean = reason not in _CLEARED and "since" not in detail and was_locked
         if reason == "contrast_lost":
             # flag what the fault may have biased, from the test's onset estimate on
             self._flag(detail["since"] - self.p.flag_margin_s, self.env.now)
@@ -755,7 +765,7 @@ class ClockServo:
             self._flag(detail["since"] - self.p.flag_margin_s, self.env.now)
         # after a fringe error the estimates are kept and only the drift rates (kicked by the
         # slew onto the wrong fringe) come from the locked frames before the fault
-        self._fit_drift_model(keep_levels=reason == "fringe_error")
+        self._fit_drift_model(keep_levels=reason == "fringe_error" or clean)
         self._hold_reason = reason
         self._set_state("holdover", reason=reason, **detail)
         self._event(reason, **detail)
@@ -808,10 +818,17 @@ class ClockServo:
             self._event("hold_released", reason=reason)
         if reason == "instrument_offline":
             self._use_direct(True)    # the driver objects may be new ones now
-        self._frames_since_acquire = 0
         self._dark_run = 0
         self._cusum = 0.0
         self._cusum_since = self.env.now
+        held_s = self.env.now - t_hold
+        if clean and held_s <= self.p.resume_locked_max_s:
+            # seconds on the drift model move the lines by far less than a fringe (DOMAIN
+            # §5: 12.5 Hz; the field a few pT of the 0.22 nT half fringe): locked again
+            self._set_state("locked", reason="resumed", held_s=held_s, b_t=self.b_t,
+                            nu_hz=self.nu_hz)
+            return
+        self._frames_since_acquire = 0
         self._set_state("acquiring", reason="reacquire")
 
 
