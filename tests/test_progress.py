@@ -90,8 +90,11 @@ def test_a_lab_run_says_it_started_and_that_sigterm_interrupted_it(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         line = proc.stderr.readline()
-        assert line.startswith("ionclock run: 6 instruments open; running in real time until "
-                               "Ctrl-C, recording to "), line
+        from ionclock.apparatus.clock_config import load_clock_config
+
+        n = len(load_clock_config(ROOT / "configs" / "sim.toml")["instruments"])
+        assert line.startswith(f"ionclock run: {n} instruments open; running in real time "
+                               "until Ctrl-C, recording to "), line
         assert str(out / "ionclock.sqlite") in line
         time.sleep(2.0)
         proc.send_signal(signal.SIGTERM)
