@@ -77,6 +77,10 @@ class MicrowaveLockParams:
     b_initial_t: float = 8.0e-6
     nu_initial_hz: float = 0.0           # initial u: within 1/(4T) of the line's (no search)
     field_jump_t: float = 20e-12          # a field error this large is reported
+    # The field loop's drift estimate needs this many m=+-1 visits to settle (decision 1300:
+    # ~15 min); the clock is declared locked only then, and a holdover that begins earlier
+    # leaves the field unverified (the frozen field may have drifted a fringe, 139 pT)
+    field_settle_visits: int = 15
     g_i_convention: str = "seed"
     b_history: int = 20                   # field measurements in the B uncertainty
 
@@ -148,6 +152,11 @@ class MicrowaveLock:
         self.locked_cycles = 0
         self.frame_index = 0
         self._good_frames = 0
+        self._b_visits = 0                # m=+-1 visits since the start
+        self._settled_at_hold = True
+        # the field loop may sit a whole m=+-1 fringe off (a field jump, or a holdover before
+        # its drift estimate settled): no frame is locked clock data from then on
+        self.field_unverified: dict | None = None
         self._b_meas: deque = deque(maxlen=p.b_history)
         self._next_cycle = 0
         self._rearm = True
@@ -288,7 +297,8 @@ class MicrowaveLock:
         self.nu_loop.update(-x, dt)
         self._t_nu = t
         self._good_frames += 1
-        if self.state == "acquire" and self._good_frames >= p.acquire_frames:
+        if (self.state == "acquire" and self._good_frames >= p.acquire_frames
+                and self._b_visits >= p.field_settle_visits):
             self._set_state("locked", nu_hz=self.line_hz(t), b_t=self.b_t(t))
         self._record_frame(t)
         self._zeeman_due = True
@@ -304,8 +314,12 @@ class MicrowaveLock:
         b_now = self.b_t(t)
         b_err = (x_p - x_m) / (2.0 * self.z_hz_per_t)     # tracked minus true
         self._b_meas.append(b_now - b_err)
+        self._b_visits += 1
         if abs(b_err) > p.field_jump_t:
             self._event("field_jump", b_error_t=b_err, b_t=b_now - b_err)
+            # the error signal is periodic: the loop pulls the lines to the nearest fringe,
+            # which after a jump may be the next one (a 100 pT step leaves 139 pT)
+            self._unverify("field_jump", b_error_t=b_err)
         visit = max(t - self._t_b, 1e-9) if self._t_b else (
             2.0 * p.cycle_time_s * p.zeeman_every_frames)
         self.b_loop.update(-b_err, visit)
@@ -329,6 +343,7 @@ class MicrowaveLock:
     def _enter_holdover(self, hold: _Hold) -> None:
         """Freeze the loops; the steering follows its drift model; frames go on, marked."""
         if self.state != "holdover":
+            self._settled_at_hold = self._b_visits >= self.p.field_settle_visits
             self.nu_loop.hold()
             self.b_loop.hold()
             self._set_state("holdover", reason=hold.reason, **hold.detail)
@@ -348,8 +363,25 @@ class MicrowaveLock:
         self.nu_loop.engage(self.steering_hz(t))
         self.b_loop.engage(self.b_t(t))
         self._t_nu = self._t_b = t
-        self._set_state("acquire", reason="recovered")
+        if not self._settled_at_hold:
+            self._unverify("holdover_before_the_field_settled",
+                           visits=self._b_visits, needed=self.p.field_settle_visits)
+        self._set_state("unverified" if self.field_unverified else "acquire",
+                        reason="recovered")
         self._frame_update(n_lo, n_hi)
+
+    def _unverify(self, reason: str, **detail) -> None:
+        """The field can no longer be vouched for: say so once; frames are not locked on.
+
+        The lock goes on (the line, the frames) but no frame counts as clock data until the
+        field is calibrated again (procedures/cd_field.py) and a new run starts: a clock
+        that stops is better than one whose SOZS correction is a fringe's 3.8e-15 off.
+        """
+        if self.field_unverified is None:
+            self.field_unverified = {"reason": reason, **detail}
+            self._event("field_unverified", reason=reason, **detail)
+        if self.state in ("locked", "acquire"):
+            self._set_state("unverified", reason=reason)
 
 
 def _std(values) -> float:

@@ -117,7 +117,9 @@ def _run(tmp_path, hours: float, seed: int, **twin) -> tuple[dict, Path]:
 
 def test_lock_offset_field_and_live_sozs_against_the_truth(tmp_path):
     s, out = _run(tmp_path, 3.0, seed=5)
-    assert s["locked_fraction"] > 0.98      # 3 h less the 2 min of acquisition
+    # 3 h less the ~16 min the field loop's drift estimate takes to settle (15 visits of the
+    # m=+-1 lines, decision 1300), before which no frame is declared locked
+    assert s["locked_fraction"] > 0.90
     assert s["events"].get("locked") == 1 and "holdover" not in s["events"]
     assert abs(s["offset_hz"]) < 3 * s["offset_sigma_hz"]
     assert abs(s["corrected_offset_hz"]) < 3 * s["corrected_offset_sigma_hz"]
@@ -210,7 +212,7 @@ def test_a_lost_counter_link_is_a_holdover_then_relock(tmp_path):
     twin = run.instruments["counter"].direct().twin
 
     def pull_the_cable():
-        yield run.env.timeout(1000.3)
+        yield run.env.timeout(1500.3)   # the field loop settled (15 visits) and locked
         twin.faults.disconnected = True
         yield run.env.timeout(120.0)
         twin.faults.disconnected = False
@@ -218,25 +220,46 @@ def test_a_lost_counter_link_is_a_holdover_then_relock(tmp_path):
     run.env.process(pull_the_cable())
     s = run.run(3600.0, progress=False)
     db = sqlite3.connect(tmp_path / "link" / "ionclock.sqlite")
-    ev = db.execute("SELECT t, kind, source FROM events WHERE t > 900 ORDER BY t").fetchall()
+    ev = db.execute("SELECT t, kind, source FROM events WHERE t > 1400 ORDER BY t").fetchall()
     db.close()
     kinds = [(k, src) for _, k, src in ev]
     assert kinds[:5] == [("instrument_offline", "counter"), ("holdover", "servo"),
                          ("instrument_online", "counter"), ("acquire", "servo"),
                          ("locked", "servo")]
-    assert 1000 < ev[0][0] < 1002 and 1120 < ev[2][0] < 1130
+    assert 1500 < ev[0][0] < 1502 and 1620 < ev[2][0] < 1630
     assert abs(s["offset_hz"]) < 3 * s["offset_sigma_hz"]
 
 
-def test_field_step_is_followed_and_reported(tmp_path):
+@pytest.mark.parametrize("step_t", [25e-12, 100e-12])
+def test_a_field_jump_leaves_the_field_unverified_never_silently_a_fringe_off(tmp_path,
+                                                                               step_t):
+    """One m=+-1 visit cannot tell a 25 pT step (followed back) from a 100 pT one (the loop
+    pulls to the next fringe, 139 pT off: the SOZS a fringe's 3.8e-15 wrong): either is
+    reported, and no frame after it counts as locked clock data."""
     s, out = _run(tmp_path, 1.0, seed=8,
-                  events=[{"at": "30min", "kind": "b_step", "value": 25e-12}])
-    assert s["events"].get("field_jump", 0) >= 1
+                  events=[{"at": "30min", "kind": "b_step", "value": step_t}])
+    assert s["events"].get("field_jump", 0) >= 1 and s["events"]["field_unverified"] == 1
     db = sqlite3.connect(out / "ionclock.sqlite")
-    b, bt = db.execute("SELECT l.b_t, t.b_true_t FROM lock_frames l JOIN twin_truth t "
-                       "USING (frame) ORDER BY l.t DESC LIMIT 1").fetchone()
+    (t_unv,) = db.execute("SELECT t FROM events WHERE kind = 'field_unverified'").fetchone()
+    after = db.execute("SELECT COUNT(*), SUM(locked) FROM lock_frames WHERE t > ?",
+                       (t_unv,)).fetchone()
     db.close()
-    assert abs(b - bt) < 3e-12
+    assert 1800 < t_unv < 1800 + 2 * 60.0 + 5 and after[0] > 100 and after[1] == 0
+
+
+def test_a_holdover_before_the_field_loop_settled_leaves_it_unverified(tmp_path):
+    """A cloud lost 10 min in (the field's drift estimate not yet settled) for 40 min: the
+    frozen field may come back a fringe off; the run says so and counts nothing after."""
+    s, out = _run(tmp_path, 2.0, seed=5,
+                  events=[{"at": "10min", "kind": "cloud_loss", "duration": "40min"}])
+    db = sqlite3.connect(out / "ionclock.sqlite")
+    (detail,) = db.execute("SELECT detail FROM events WHERE kind = 'field_unverified'"
+                           ).fetchone()
+    locked_after = db.execute("SELECT COUNT(*) FROM lock_frames WHERE t > 3000 AND locked = 1"
+                              ).fetchone()[0]
+    db.close()
+    assert json.loads(detail)["reason"] == "holdover_before_the_field_settled"
+    assert locked_after == 0
 
 
 # --- field calibration (pymeasure Procedure) ----------------------------------------------------
