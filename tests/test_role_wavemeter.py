@@ -268,3 +268,40 @@ def test_over_a_real_socket_the_server_greets_each_client_as_twin_serve_runs_it(
                 assert meter.frequency(2) == pytest.approx(346.000235e12 + 3e6, abs=2e6)
             finally:
                 meter.close()
+
+
+def test_a_refused_slow_lock_setpoint_is_an_event_and_written_again(tmp_path):
+    """The meter busy or its link down when the run starts: not the end of the clock run;
+    the lock is reported failed and its setpoint written again at the laser's next reading."""
+    from ionclock.apparatus.roles.wavemeter import WavemeterRole
+    from ionclock.errors import InstrumentTimeout
+
+    course = 755.222766e12
+    cfg = load_clock_config(SIM, overrides={"wavemeter": {"lasers": {"397": {
+        "lock_port": 1, "setpoint_hz": course}}}})
+    run = ClockRun(cfg, tmp_path / "lock", seed=2)
+    role = next(r for r in run.roles if isinstance(r, WavemeterRole))
+    meter, refusals = role.meter, [2]
+
+    class Busy:
+        def __getattr__(self, name):
+            return getattr(meter, name)
+
+        def set_frequency_setpoint(self, port, hz):
+            if refusals[0]:
+                refusals[0] -= 1
+                raise InstrumentTimeout("wavemeter")
+            meter.set_frequency_setpoint(port, hz)
+
+    role.meter = Busy()
+    run.run(120.0, progress=False)
+    db = sqlite3.connect(tmp_path / "lock" / "ionclock.sqlite")
+    failed = _events(db, "wavemeter_lock_failed", "wavemeter")
+    ((t_set, _),) = _events(db, "wavemeter_lock_set", "wavemeter")
+    db.close()
+    assert len(failed) == 1 and "InstrumentTimeout" in failed[0][1]
+    period = cfg["wavemeter"]["lasers"]["397"]["period_s"]
+    # refused at the start and at the first reading (the same instant), set at the next one
+    assert t_set == pytest.approx(failed[0][0] + period, abs=1e-6)
+    assert float(run.instruments["wavemeter"].twin.pid_course[1]) * 1e12 == pytest.approx(
+        course, abs=1e3)

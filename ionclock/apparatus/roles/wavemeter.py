@@ -100,6 +100,7 @@ class WavemeterRole(Role):
 
     def __init__(self, ctx):
         super().__init__(ctx)
+        self._locks_pending: list = []   # slow locks whose setpoint the meter refused
         if not self.settings["lasers"]:
             raise ConfigError("wavemeter.lasers", "names no laser to read (e.g. "
                                                   "[wavemeter.lasers.397] channel, setpoint_hz, "
@@ -125,8 +126,14 @@ class WavemeterRole(Role):
                 for laser in self.lasers]
 
     # --- the slow lock -----------------------------------------------------------------------
-    def _set_locks(self) -> None:
-        for laser in self.lasers:
+    def _set_locks(self, lasers=None) -> None:
+        """Write each slow lock's setpoint; one the meter refuses now is tried again.
+
+        A refused or unanswered write (the meter busy, its link down) is an event and the
+        laser's lock stays pending: it is written again at the laser's next reading, and
+        meanwhile the band check watches the laser as it is (the clock holds if it leaves).
+        """
+        for laser in self.lasers if lasers is None else lasers:
             port = laser.s["lock_port"]
             if not port:
                 continue
@@ -134,7 +141,17 @@ class WavemeterRole(Role):
                 raise ConfigError(f"wavemeter.lasers.{laser.name}.lock_port",
                                   f"the {self.entry['model']} driver has no PID setpoint "
                                   "(set_frequency_setpoint)")
-            self.meter.set_frequency_setpoint(port, laser.s["setpoint_hz"])
+            try:
+                self.meter.set_frequency_setpoint(port, laser.s["setpoint_hz"])
+            except (IonclockError, OSError) as err:
+                if laser not in self._locks_pending:
+                    self._locks_pending.append(laser)
+                    self.ctx.event(self.ctx.env.now, "wavemeter_lock_failed", "wavemeter",
+                                   laser=laser.name, port=port,
+                                   error=f"{type(err).__name__}: {err}")
+                continue
+            if laser in self._locks_pending:
+                self._locks_pending.remove(laser)
             self.ctx.event(self.ctx.env.now, "wavemeter_lock_set", "wavemeter",
                            laser=laser.name, port=port, setpoint_hz=laser.s["setpoint_hz"])
 
@@ -207,6 +224,8 @@ class WavemeterRole(Role):
                 t = env.now
                 for laser in self.lasers:
                     if due[id(laser)] <= t + 1e-9:
+                        if laser in self._locks_pending:
+                            self._set_locks([laser])
                         self._read(laser, t)
                         due[id(laser)] = t + laser.s["period_s"]
                 yield env.timeout(max(0.0, min(due.values()) - env.now))
