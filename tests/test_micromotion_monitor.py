@@ -196,3 +196,35 @@ def test_no_ratio_is_recorded_while_the_ion_is_lost(tmp_path):
     for b in (1, 2, 3):
         assert abs(ratios[t_meas][f"mm.r{b}"] - truth[b - 1]) <= 4 * ratios[t_meas][
             f"mm.r{b}.sigma"]
+
+
+def test_a_failed_restore_keeps_the_hold_until_the_probe_is_back(tmp_path):
+    """The DDS's link down as the measurement ends: the lock offset may still be 24.8 MHz
+    off, so the clock stays held (an event says why) until the restore goes through."""
+    from ionclock.errors import InstrumentTimeout
+
+    cfg = load_clock_config(SIM, overrides={"micromotion": {"first_s": 300.0}}, run_s=900.0)
+    run = ClockRun(cfg, tmp_path / "run", seed=3)
+    role = next(r for r in run.roles if isinstance(r, MicromotionMonitor))
+    restore, fails = role.probe.restore, [20]
+
+    def flaky():
+        if fails[0]:
+            fails[0] -= 1
+            raise InstrumentTimeout("novatech409b")
+        restore()
+
+    role.probe.restore = flaky
+    run.run(900.0, progress=False)
+    db = sqlite3.connect(tmp_path / "run" / "ionclock.sqlite")
+    (t_fail,), = db.execute("SELECT t FROM events WHERE kind = 'micromotion_restore_failed'"
+                            ).fetchall()
+    (t_rel,), = db.execute("SELECT t FROM events WHERE kind = 'hold_released'").fetchall()
+    (t_meas,), = db.execute("SELECT t FROM events WHERE kind = 'micromotion_measured'"
+                            ).fetchall()
+    locked_between = db.execute("SELECT COUNT(*) FROM lock_frames WHERE locked = 1 AND t > ? "
+                                "AND t < ?", (t_meas, t_rel)).fetchone()[0]
+    db.close()
+    # released only after 20 failed tries, one per clock cycle; nothing locked meanwhile
+    assert t_fail <= t_meas and t_rel == pytest.approx(t_fail + 20 * 0.105, abs=0.2)
+    assert locked_between == 0

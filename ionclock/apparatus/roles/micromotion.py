@@ -159,6 +159,7 @@ class MicromotionMonitor(Role):
         self.shots_run = 0
         self.skipped = 0             # measurements not made: the clock held for another cause
         self._held = False
+        self._restore_failed = False
 
     def channels(self) -> list[tuple]:
         """``mm.r1..3`` (with ``.sigma``) and the electrodes' ``mm.v1..3``."""
@@ -312,15 +313,26 @@ class MicromotionMonitor(Role):
         others = [r for r in servo.held_for if r != REASON]
         return others[0] if others else None
 
-    def _give_back(self) -> None:
-        """The sequencer back to the clock (its pattern, the lock offset), the hold released."""
+    def _give_back(self) -> bool:
+        """The sequencer back to the clock (its pattern, the lock offset), the hold released.
+
+        A restore that fails (the DDS's link down) keeps the hold: released with the laser
+        still 24.8 MHz off on its lock offset, the clock would probe nothing. It is tried
+        again (`process`) until it goes through; returns whether it did.
+        """
         if not self._held:
-            return
-        self._held = False
+            return True
         try:
             self.probe.restore()
-        finally:
-            self.ctx.servo.release_hold(REASON)
+        except (IonclockError, OSError) as err:
+            if not self._restore_failed:
+                self._restore_failed = True
+                self.ctx.event(self.ctx.env.now, "micromotion_restore_failed", "micromotion",
+                               error=f"{type(err).__name__}: {err}")
+            return False
+        self._held = self._restore_failed = False
+        self.ctx.servo.release_hold(REASON)
+        return True
 
     def process(self):
         """Set the voltages; then one measurement every period (module docstring)."""
@@ -338,6 +350,8 @@ class MicromotionMonitor(Role):
             while True:
                 start = env.now
                 done = yield from self.measure()
+                while not self._give_back():   # the clock waits until it has its probe back
+                    yield env.timeout(self.ctx.cfg["servo"]["cycle_time_s"])
                 # not measured (the clock held, the ion did not answer): again after a tenth
                 # of the period, not a whole one
                 wait = s["period_s"] if done else 0.1 * s["period_s"]
