@@ -319,3 +319,15 @@ def test_daq6510_twin_locations_are_channels_of_its_cards(channel, expect):
     else:
         with pytest.raises(ConfigError, match=expect):
             registry.check_twin_options("keithley_daq6510", options, "t")
+
+
+def test_the_lab_example_names_every_role_of_the_twin_with_a_real_resource():
+    """Every instrument role of configs/sim.toml is in configs/lab.example.toml, each on a
+    resource of its own (a pyvisa resource string or a serial device), none a twin's."""
+    sim = load_clock_config(ROOT / "configs" / "sim.toml")["instruments"]
+    lab = load_clock_config(LAB)["instruments"]
+    assert set(lab) == set(sim)
+    resources = [e["resource"] for e in lab.values()]
+    assert len(set(resources)) == len(resources)
+    assert all(not r.startswith("sim://") for r in resources)
+    assert all(lab[role]["model"] == sim[role]["model"] for role in sim)
