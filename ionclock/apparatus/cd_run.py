@@ -31,6 +31,7 @@ from ionclock.apparatus import registry
 from ionclock.apparatus.clock_run import (
     _FrameOnlyStore,
     _mean_and_batch_sigma,
+    advance,
     fresh_store_path,
 )
 from ionclock.apparatus.shutdown import ShutdownRequested, shutdown_on_signals
@@ -354,9 +355,7 @@ class CdRun:
 
             bar = SimTimeBar(duration_s, "sim")
         wall0 = time.perf_counter()
-        step = max(duration_s / 200.0, 1.0)
-        t = 0.0
-        interrupted = None
+        interrupted = error = None
         wall = math.nan
 
         def stop(reason: str) -> None:
@@ -365,24 +364,20 @@ class CdRun:
             wall = time.perf_counter() - wall0
             if bar is not None:
                 bar.close()
+            detail = {"error": str(error)} if error is not None and not interrupted else {}
             self.store.event(self.env.now, "run_stopped", "runner",
-                             reason=interrupted or reason)
+                             reason=interrupted or reason, **detail)
             self.shutdown()
 
         # SIGTERM / SIGINT unwind the loop; `stop` runs on leaving the block either way
         with shutdown_on_signals(stop):
             try:
-                while t < duration_s:
-                    t = min(t + step, duration_s)
-                    self.env.run(until=self.t_start + t)
-                    if bar is not None:
-                        bar.advance_to(t)
-                    if not self._proc.is_alive:
-                        if not self._proc.ok:
-                            raise self._proc.value
-                        break
+                advance(self.env, self.t_start, duration_s, self._proc, bar)
             except ShutdownRequested as req:
                 interrupted = signal.Signals(req.signum).name
+            except BaseException as err:   # recorded in run_stopped ("error: <type>")
+                error = err
+                raise
         summary = self.summary(wall)
         summary["interrupted"] = interrupted
         summary["duration_s"] = duration_s

@@ -418,8 +418,6 @@ class ClockRun:
 
             bar = SimTimeBar(duration_s, "sim")
         wall0 = time.perf_counter()
-        step = max(duration_s / 200.0, 1.0)
-        t = 0.0
         interrupted = None
         error = None
         wall = math.nan
@@ -449,15 +447,8 @@ class ClockRun:
         # SIGTERM / SIGINT unwind the loop here; `stop` runs on leaving the block either way
         with shutdown_on_signals(stop):
             try:
-                while t < duration_s:
-                    t = min(t + step, duration_s)
-                    self.env.run(until=self.t_start + t)
-                    if bar is not None:
-                        bar.advance_to(t)
-                    if not proc.is_alive:   # the startup, and with it the servo, has ended
-                        if not proc.ok:
-                            raise proc.value
-                        break
+                # the startup process, and with it the servo, may end the run early
+                advance(self.env, self.t_start, duration_s, proc, bar)
             except ShutdownRequested as req:
                 interrupted = signal.Signals(req.signum).name
             except BaseException as err:   # the block's reason, "error: <type>"; re-raised
@@ -572,6 +563,25 @@ class ClockRun:
                                    "GROUP BY kind ORDER BY kind").fetchall())
         finally:
             db.close()
+
+
+def advance(env, t_start: float, duration_s: float, proc, bar=None) -> None:
+    """Run `env` to ``t_start + duration_s`` in 200 steps (at least 1 s each).
+
+    The progress `bar` moves at each step; a run whose main process `proc` ends early
+    stops there, raising the error that ended it.
+    """
+    step = max(duration_s / 200.0, 1.0)
+    t = 0.0
+    while t < duration_s:
+        t = min(t + step, duration_s)
+        env.run(until=t_start + t)
+        if bar is not None:
+            bar.advance_to(t)
+        if not proc.is_alive:
+            if not proc.ok:
+                raise proc.value
+            break
 
 
 class _Why:
