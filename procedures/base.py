@@ -55,7 +55,24 @@ def analysis_columns(module: Any) -> list[str]:
     return [*module.COLUMNS, *getattr(module, "OPTIONAL", ())]
 
 
-class Apparatus:
+class ApparatusClock:
+    """The clock of an apparatus a procedure steps: its SimPy environment ``env``."""
+
+    env: Any
+
+    @property
+    def now(self) -> float:
+        """The apparatus' clock (s): simulated on the twin, real in the lab."""
+        return float(self.env.now)
+
+    def wait(self, seconds: float) -> None:
+        """Let `seconds` pass on the apparatus' clock (the twin's processes run meanwhile)."""
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"wait: {seconds!r} s must be >= 0")
+        self.env.run(until=self.env.now + seconds)
+
+
+class Apparatus(ApparatusClock):
     """The instruments of some roles of a clock config, on one SimPy environment.
 
     `roles`: the config's ``[instruments]`` roles the procedure talks to (each must be there).
@@ -96,16 +113,6 @@ class Apparatus:
             self.close("error while opening")
             raise
 
-    @property
-    def now(self) -> float:
-        """The apparatus' clock (s): simulated on the twin, real in the lab."""
-        return float(self.env.now)
-
-    def wait(self, seconds: float) -> None:
-        """Let `seconds` pass on the apparatus' clock (the twin's processes run meanwhile)."""
-        if not (math.isfinite(seconds) and seconds >= 0):
-            raise ValueError(f"wait: {seconds!r} s must be >= 0")
-        self.env.run(until=self.env.now + seconds)
 
     def rng(self, stream: int) -> np.random.Generator:
         """A Generator of this procedure's own: ``default_rng([seed, 15, stream])``."""

@@ -44,7 +44,12 @@ from ionclock.drivers.wavemeter import WavemeterError
 from ionclock.errors import UserError
 from ionclock.physics.cadmium import isotope
 from ionclock.procedures.analysis import cd_hfs
-from ionclock.procedures.base import IonclockProcedure, analysis_columns, run_headless
+from ionclock.procedures.base import (
+    ApparatusClock,
+    IonclockProcedure,
+    analysis_columns,
+    run_headless,
+)
 
 #: Nominal 114Cd+ S1/2 -> P3/2 frequency (Hz), 214.5 nm (the twin's nominal; set it in the lab).
 REFERENCE_HZ = 1397.592e12
@@ -82,7 +87,7 @@ def load_lif_config(path: str | Path) -> dict:
     return validate(data, SCHEMA)
 
 
-class LifApparatus:
+class LifApparatus(ApparatusClock):
     """The wavemeter and photon counter of a LIF config on one SimPy environment.
 
     With ``sim://`` resources the world is the Cd+ LIF twin (`registry.make_cd_lif_world`,
@@ -111,16 +116,6 @@ class LifApparatus:
             count_timeout_s=c["count_timeout_s"], sleep=self.wait)
         self.instruments = {"wavemeter": self.wavemeter, "counter": self.counter}
 
-    @property
-    def now(self) -> float:
-        """The apparatus' clock (s): simulated on the twin, real in the lab."""
-        return float(self.env.now)
-
-    def wait(self, seconds: float) -> None:
-        """Let `seconds` pass on the apparatus' clock."""
-        if not (math.isfinite(seconds) and seconds >= 0):
-            raise ValueError(f"wait: {seconds!r} s must be >= 0")
-        self.env.run(until=self.env.now + seconds)
 
     def close(self, reason: str = "end") -> None:
         """Stop the counter and release both links (the probe stays regulated where it is)."""
