@@ -125,9 +125,9 @@ def test_bbr_restores_the_replica_rf_after_an_error(tmp_path, monkeypatch):
 # --- the calibration file ---------------------------------------------------------------------
 def _entry(name="zeeman", t=None, **over):
     entry = {"name": name, "time_unix": time.time() if t is None else t,
-             "time": calibration.iso(t or time.time()), "summary": "alpha_z = 14.0 +/- 0.5",
+             "time": calibration.iso(t or time.time()), "summary": "alpha_z = 14.0 +/- 0.02",
              "data_file": "/data/zeeman.csv", "budget": {"zeeman": {
-                 "alpha_z_hz_per_mt2": 14.0, "alpha_z_unc_hz_per_mt2": 0.5}},
+                 "alpha_z_hz_per_mt2": 14.0, "alpha_z_unc_hz_per_mt2": 0.02}},
              "rows": ["qz_dc", "qz_ac"]}
     entry.update(over)
     return entry
@@ -153,6 +153,23 @@ def test_calibration_round_trip_and_overlay(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_result_less_precise_than_the_stated_value_is_kept_but_not_used(tmp_path):
+    """alpha_z measured to +-63 Hz/mT^2 (fields the coil limit keeps small) must not replace
+    the stated 14.345(40): the budget keeps the better value and says why."""
+    path = tmp_path / "cal.json"
+    calibration.record(path, _entry(t=1000.0, summary="alpha_z = 79 +/- 63", budget={
+        "zeeman": {"alpha_z_hz_per_mt2": 79.0, "alpha_z_unc_hz_per_mt2": 63.0}}))
+    data = calibration.load(path)
+    base = load_budget_config(SEED_BUDGET)
+    skipped = calibration.less_precise(base, data)
+    assert "less precise than the stated 0.04" in skipped["zeeman"]
+    cfg = calibration.apply(base, data)
+    assert cfg["zeeman"]["alpha_z_hz_per_mt2"] == base["zeeman"]["alpha_z_hz_per_mt2"]
+    notes = calibration.row_notes(data, 2000.0, skipped=skipped)
+    assert notes["qz_dc"].startswith("calibration zeeman not used (zeeman.alpha_z_unc")
+    assert "zeeman" in data["entries"]                        # kept in the file
+
+
 def test_a_bad_calibration_is_one_line(tmp_path):
     bad = tmp_path / "cal.json"
     bad.write_text("{not json")
@@ -171,7 +188,7 @@ def test_the_live_budget_uses_the_calibration_and_names_it_with_its_age():
     cfg = load_budget_config(SEED_BUDGET)
     data = calibration.empty()
     data["entries"]["zeeman"] = _entry(t=1_000_000.0, budget={"zeeman": {
-        "alpha_z_hz_per_mt2": 20.0, "alpha_z_unc_hz_per_mt2": 1.0}})
+        "alpha_z_hz_per_mt2": 20.0, "alpha_z_unc_hz_per_mt2": 0.03}})
     t0 = 1_000_000.0 + 3 * 3600.0
 
     def feed(live):
@@ -188,7 +205,7 @@ def test_the_live_budget_uses_the_calibration_and_names_it_with_its_age():
     assert ratio == pytest.approx(20.0 / 14.345)
     source = measured.provenance["row_sources"]["qz_dc"]
     assert source.startswith("measured: B from the splittings")
-    assert "calibration zeeman: alpha_z = 14.0 +/- 0.5" in source and "(4.0 h old)" in source
+    assert "calibration zeeman: alpha_z = 14.0 +/- 0.02" in source and "(4.0 h old)" in source
     assert "calibration" not in plain.provenance["row_sources"]["qz_dc"]
     table = measured.to_table()
     assert "calibration zeeman" in table and "4.0 h old" in table
@@ -247,7 +264,7 @@ def test_a_clock_run_uses_the_calibration_and_its_store_replays_it(tmp_path, cap
 
     cal = tmp_path / "cal.json"
     calibration.record(cal, _entry(t=time.time() - 7200.0, budget={"zeeman": {
-        "alpha_z_hz_per_mt2": 15.0, "alpha_z_unc_hz_per_mt2": 0.2}}))
+        "alpha_z_hz_per_mt2": 15.0, "alpha_z_unc_hz_per_mt2": 0.03}}))
     cfg = load_clock_config(SIM)
     cfg["budget"]["calibration"] = str(cal)
     cfg["budget"]["update_s"] = 600.0
@@ -256,7 +273,7 @@ def test_a_clock_run_uses_the_calibration_and_its_store_replays_it(tmp_path, cap
     assert main(["budget", str(tmp_path / "run" / "ionclock.sqlite"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     sources = data["provenance"]["row_sources"]
-    assert "calibration zeeman: alpha_z = 14.0 +/- 0.5" in sources["qz_dc"]
+    assert "calibration zeeman: alpha_z = 14.0 +/- 0.02" in sources["qz_dc"]
     # its age at the budget's time: two hours before the run started, plus the run's time
     age = calibration.age_text(7200.0 + data["provenance"]["until"])
     assert f"({age} old)" in sources["qz_dc"]
@@ -274,7 +291,7 @@ def test_budget_nominal_takes_a_calibration_and_names_each_rows_source(tmp_path,
                  "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     sources = data["provenance"]["row_sources"]
-    assert sources["qz_dc"].startswith("calibration zeeman: alpha_z = 14.0 +/- 0.5")
+    assert sources["qz_dc"].startswith("calibration zeeman: alpha_z = 14.0 +/- 0.02")
     assert "(30 min old)" in sources["qz_dc"]
     assert sources["bbr"] == "nominal: the config's value"
     assert main(["budget", "--nominal", str(SEED_BUDGET)]) == 0

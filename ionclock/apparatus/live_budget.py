@@ -61,7 +61,9 @@ class LiveBudget:
         # measured results (`ionclock measure`) in place of the config's nominal values;
         # each row they change names them and their age (at clock_unix(t), the run's date)
         self.calibration = calibration if calibration and calibration.get("entries") else None
+        self._skipped: dict[str, str] = {}
         if self.calibration is not None:
+            self._skipped = calib.less_precise(budget_cfg, self.calibration)
             budget_cfg = calib.apply(budget_cfg, self.calibration)
         self.clock_unix = clock_unix
         self.cfg = budget_cfg
@@ -222,7 +224,8 @@ class LiveBudget:
             at = self.clock_unix(t) if self.clock_unix is not None else None
             used = self._config_keys_used(rf_off_seen, "micromotion" in measured,
                                           sources["qz_ac"].startswith("measured"))
-            for row, note in calib.row_notes(self.calibration, at, used).items():
+            for row, note in calib.row_notes(self.calibration, at, used,
+                                             self._skipped).items():
                 sources[row] = f"{sources[row]}; {note}" if sources.get(row) else note
             calibrated = {"calibration": calib.provenance(self.calibration, None)}
         return ClockInputs(

@@ -84,10 +84,12 @@ def calibrated_nominal(config: str, path: str):
     if not Path(path).is_file():
         raise UserError(f"--calibration {path!r}: no such file")
     cal = calibration.load(path)
-    inputs = nominal_inputs(calibration.apply(load_config(config), cal), str(config))
+    base = load_config(config)
+    skipped = calibration.less_precise(base, cal)
+    inputs = nominal_inputs(calibration.apply(base, cal), str(config))
     prov = {**inputs.provenance, "calibration": calibration.provenance(cal, path)}
     budget = Budget.from_inputs(replace(inputs, provenance=prov))
-    notes = calibration.row_notes(cal, time.time())
+    notes = calibration.row_notes(cal, time.time(), skipped=skipped)
     budget.provenance["row_sources"] = {r.key: notes.get(r.key, "nominal: the config's value")
                                         for r in budget.rows}
     return budget

@@ -103,18 +103,57 @@ def iso(t_unix: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_unix))
 
 
+#: A value a result sets and the budget config key of its uncertainty: a result less precise
+#: than the value the config states already is recorded but not laid over it.
+UNCERTAINTY_OF = {("zeeman", "alpha_z_hz_per_mt2"): "alpha_z_unc_hz_per_mt2",
+                  ("zeeman", "b2_ac_t2"): "b2_ac_unc_t2",
+                  ("secular", "heating_rate"): "heating_rate_unc",
+                  ("micromotion", "nominal_ratios"): "ratio_unc"}
+
+
+def less_precise(budget_cfg: dict, calibration: dict) -> dict[str, str]:
+    """The entries that would replace a stated value by a less precise one: name -> why.
+
+    A characterisation on an apparatus that cannot reach the seed's precision (alpha_z from
+    fields the coil limit keeps within 45 uT: +-63 Hz/mT^2 against the stated +-0.040) must
+    not make the budget worse than what is known; the result stays in the file, and each
+    row it would have changed says it was not used and why.
+    """
+    out = {}
+    for name, entry in calibration.get("entries", {}).items():
+        for (section, key), unc_key in UNCERTAINTY_OF.items():
+            new = entry.get("budget", {}).get(section, {})
+            old = budget_cfg.get(section, {})
+            if key not in new or unc_key not in new or unc_key not in old:
+                continue
+            new_u, old_u = _worst(new[unc_key]), _worst(old[unc_key])
+            if old_u > 0 and new_u > old_u:
+                out[name] = (f"{section}.{unc_key} {new_u:.3g} is less precise than the "
+                             f"stated {old_u:.3g}")
+    return out
+
+
+def _worst(value: Any) -> float:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return max(abs(float(v)) for v in values)
+
+
 def apply(budget_cfg: dict, calibration: dict) -> dict:
     """A copy of `budget_cfg` with every entry's ``budget`` values laid over it, validated.
 
-    A value the budget config schema refuses is a `ConfigError` naming the key (and the
-    entry that set it in the message).
+    An entry less precise than what the config states (`less_precise`) is left out. A value
+    the budget config schema refuses is a `ConfigError` naming the key (and the entry that
+    set it in the message).
     """
     from ionclock.errors import ConfigError
     from ionclock.physics.budget import load_config
 
     cfg = copy.deepcopy(budget_cfg)
+    skipped = less_precise(budget_cfg, calibration)
     for name, entry in sorted(calibration.get("entries", {}).items(),
                               key=lambda kv: kv[1].get("time_unix", 0.0)):
+        if name in skipped:
+            continue
         for section, values in entry["budget"].items():
             if section not in cfg or not isinstance(cfg[section], dict):
                 raise ConfigError(f"calibration.{name}", f"unknown budget section {section!r}")
@@ -147,7 +186,8 @@ def budget_keys(entry: dict) -> set[tuple[str, str]]:
 
 
 def row_notes(calibration: dict, at_unix: float | None,
-              used: dict[str, set[tuple[str, str]]] | None = None) -> dict[str, str]:
+              used: dict[str, set[tuple[str, str]]] | None = None,
+              skipped: dict[str, str] | None = None) -> dict[str, str]:
     """Per budget row: which calibration results it uses and how old each is at `at_unix`.
 
     E.g. ``{"qz_dc": "calibration zeeman: alpha_z = 14.1 +/- 2.0 Hz/mT^2, measured
@@ -155,6 +195,7 @@ def row_notes(calibration: dict, at_unix: float | None,
     from the config this time (a live budget: an input measured live leaves the config's
     value, and the calibration's, unused); a result none of whose keys the row used is named
     as not used, never as the row's source. None: every row uses every key (nominal inputs).
+    `skipped`: entries `apply` left out (`less_precise`), named as not used with the reason.
     """
     notes: dict[str, list[str]] = {}
     for name, entry in sorted(calibration.get("entries", {}).items()):
@@ -165,7 +206,10 @@ def row_notes(calibration: dict, at_unix: float | None,
                 f" ({age_text(age)} old)")
         keys = budget_keys(entry)
         for row in entry.get("rows", ()):
-            if used is None or keys & used.get(row, set()):
+            if skipped and name in skipped:
+                notes.setdefault(row, []).append(f"calibration {name} not used "
+                                                 f"({skipped[name]})")
+            elif used is None or keys & used.get(row, set()):
                 notes.setdefault(row, []).append(text)
             else:
                 notes.setdefault(row, []).append(f"calibration {name} not used (measured live)")
