@@ -110,7 +110,6 @@ def test_the_fock_sums_keep_all_but_the_tail():
     for cooling in ("doppler", "sideband"):
         nb = m.nbar(cooling, 0.14)
         f, w = m._rabi_distribution(1, "z", 0, nb)
-        assert 1.0 - w.sum() < 3 * m.p.tail
         # the kept weight is the product of each mode's truncated geometric sum, 1 - q^N
         # (independent of how the joint states are built and merged)
         cuts = [sidebands.thermal_cutoff(x, m.p.tail) for x in nb]

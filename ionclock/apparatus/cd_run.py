@@ -22,7 +22,6 @@ import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import simpy
 
@@ -32,6 +31,7 @@ from ionclock.apparatus.clock_run import (
     _FrameOnlyStore,
     _mean_and_batch_sigma,
     advance,
+    event_counts,
     fresh_store_path,
 )
 from ionclock.apparatus.shutdown import ShutdownRequested, shutdown_on_signals
@@ -430,22 +430,9 @@ class CdRun:
             "simulated_s": self.env.now - self.t_start,
             "wall_s": wall_s,
             "cycles_per_second": cycles / wall_s if wall_s > 0 else math.nan,
-            "events": self._event_counts(),
+            "events": event_counts(self.out / self.cfg["run"]["store"]),
             "store": str(self.out / self.cfg["run"]["store"]),
         }
-
-    def _event_counts(self) -> dict[str, Any]:
-        import sqlite3
-
-        path = self.out / self.cfg["run"]["store"]
-        if not path.exists():
-            return {}
-        db = sqlite3.connect(str(path))
-        try:
-            return dict(db.execute("SELECT kind, COUNT(*) FROM events WHERE source != 'twin' "
-                                   "GROUP BY kind ORDER BY kind").fetchall())
-        finally:
-            db.close()
 
 
 def format_cd_summary(s: dict) -> str:

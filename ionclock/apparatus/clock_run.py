@@ -546,23 +546,24 @@ class ClockRun:
             "simulated_s": self.env.now - self.t_start,
             "wall_s": wall_s,
             "cycles_per_second": cycles / wall_s if wall_s > 0 else math.nan,
-            "events": self._event_counts(),
+            "events": event_counts(self.out / self.cfg["run"]["store"]),
             "store": str(self.out / self.cfg["run"]["store"]),
         }
 
-    def _event_counts(self) -> dict:
-        """How many events of each kind the clock recorded (not the twin's injections)."""
-        path = self.out / self.cfg["run"]["store"]
-        if not path.exists():
-            return {}
-        # the run's own store, closed: a connection that may write (this process is its
-        # writer) removes the -wal/-shm files as it closes, which a read-only one leaves
-        db = sqlite3.connect(str(path))
-        try:
-            return dict(db.execute("SELECT kind, COUNT(*) FROM events WHERE source != 'twin' "
-                                   "GROUP BY kind ORDER BY kind").fetchall())
-        finally:
-            db.close()
+
+
+def event_counts(path: Path) -> dict:
+    """How many events of each kind a run recorded in its store (not the twin's injections)."""
+    if not path.exists():
+        return {}
+    # the run's own store, closed: a connection that may write (this process is its
+    # writer) removes the -wal/-shm files as it closes, which a read-only one leaves
+    db = sqlite3.connect(str(path))
+    try:
+        return dict(db.execute("SELECT kind, COUNT(*) FROM events WHERE source != 'twin' "
+                               "GROUP BY kind ORDER BY kind").fetchall())
+    finally:
+        db.close()
 
 
 def advance(env, t_start: float, duration_s: float, proc, bar=None) -> None:
