@@ -259,3 +259,15 @@ def test_not_a_store_is_user_error(tmp_path, capsys):
     junk.write_bytes(b"this is not sqlite" * 100)
     assert main(["budget", str(junk)]) == 2
     assert "store" in capsys.readouterr().err
+
+
+def test_one_micromotion_reading_keeps_its_own_sigma_in_a_store_budget(tmp_path):
+    """The store's budget (--inputs measured) takes a ratio's `.sigma` as the live budget
+    does: one monitor reading in reach had a ratio uncertainty of 0 (no spread to take)."""
+    path = _make_store(tmp_path / "run.sqlite")
+    with Store(path, clock=lambda: 0.0) as st:
+        for ch, u in zip(("mm.r1", "mm.r2", "mm.r3"), (0.004, 0.005, 0.002)):
+            st.add("samples", (-3600.0, ch + ".sigma", u))
+    emm = budget_from_store(path, since=0.0, until=3600.0, config=SEED_CONFIG).row("emm")
+    assert emm.inputs["ratio_uncs"] == pytest.approx([0.004, 0.005, 0.002])
+    assert emm.inputs["ratios"] == pytest.approx([0.02, 0.03, 0.01])

@@ -25,7 +25,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ionclock.physics.budget import Budget, ClockInputs, longest_rf_off_s, nominal_inputs
+from ionclock.physics.budget import (
+    SIGMA_SUFFIX,
+    Budget,
+    ClockInputs,
+    longest_rf_off_s,
+    nominal_inputs,
+    ratio_estimate,
+)
 from ionclock.physics.shifts import SensorTrace
 from ionclock.storage import calibration as calib
 from ionclock.storage.budget_inputs import _window as store_window
@@ -38,9 +45,6 @@ from ionclock.storage.store import read_store
 #: is a stated bound, not a nominal value (`ac_convention = "seed_bound"`).
 NOMINAL_INPUTS = ["micromotion", "background_gas", "qz_ac"]
 
-#: A channel's measurement uncertainty, where the instrument or procedure gives one, is the
-#: channel of the same name with this suffix (e.g. ``mm.r1.sigma``; decision 0502).
-SIGMA_SUFFIX = ".sigma"
 
 
 class LiveBudget:
@@ -281,12 +285,9 @@ class LiveBudget:
             vals, how = self._sporadic_values(ch, t)
             if not vals:
                 return None, None, f"no {ch} reading within {self.max_age_s:g} s"
-            n = len(vals)
-            r2 = sum(v * v for _, v, _ in vals) / n
-            mean = sum(v for _, v, _ in vals) / n
-            sigma2 = sum(s * s for _, _, s in vals) / n
-            ratios.append(math.sqrt(r2))
-            uncs.append(math.sqrt(max(0.0, r2 - mean * mean) + sigma2 / n))
+            r, u = ratio_estimate([(v, sigma) for _, v, sigma in vals])
+            ratios.append(r)
+            uncs.append(u)
             hows.append(how)
         return ratios, uncs, hows[0] if len(set(hows)) == 1 else "; ".join(hows)
 

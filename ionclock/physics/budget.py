@@ -174,6 +174,25 @@ def load_config(path_or_data: str | Path | dict) -> dict:
 
 
 # --- inputs -----------------------------------------------------------------------------------
+#: A channel's measurement uncertainty, where the instrument or procedure gives one, is the
+#: channel of the same name with this suffix (e.g. ``mm.r1.sigma``; decision 0502).
+SIGMA_SUFFIX = ".sigma"
+
+
+def ratio_estimate(readings: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """One beam's sideband/carrier ratio R and u(R) from its readings (value, sigma).
+
+    R is the rms of the readings (the EMM shift is quadratic in R, seed Eq. 5); u(R) is
+    their spread and their own sigma (rms, over sqrt n) in quadrature, so one reading keeps
+    its measurement's sigma rather than none.
+    """
+    n = len(readings)
+    r2 = sum(v * v for v, _ in readings) / n
+    mean = sum(v for v, _ in readings) / n
+    sigma2 = sum(s * s for _, s in readings) / n
+    return math.sqrt(r2), math.sqrt(max(0.0, r2 - mean * mean) + sigma2 / n)
+
+
 def longest_rf_off_s(states: Sequence[tuple[float, float]]) -> float:
     """The longest stretch (s) of RF-off readings without an RF-on reading between them.
 

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ionclock.errors import UserError
-from ionclock.physics.budget import Budget, ClockInputs, load_config, longest_rf_off_s
+from ionclock.physics.budget import (
+    SIGMA_SUFFIX,
+    Budget,
+    ClockInputs,
+    load_config,
+    longest_rf_off_s,
+    ratio_estimate,
+)
 from ionclock.physics.shifts import SensorTrace
 from ionclock.storage.store import read_store
 
@@ -125,11 +132,14 @@ def _gather(db: sqlite3.Connection, path: str, since: float | None, until: float
             ratios.append(math.nan)
             ratio_uncs.append(0.0)
             continue
-        # <R^2> over the window (the shift is quadratic); spread as the ratio's uncertainty.
-        r2 = sum(v * v for v in vals) / len(vals)
-        ratios.append(math.sqrt(r2))
-        mean = sum(vals) / len(vals)
-        ratio_uncs.append(math.sqrt(max(0.0, r2 - mean * mean)))
+        # the readings' own sigma (the monitor's `.sigma` channel, chosen by the same rule),
+        # as the live budget takes it: one reading keeps its measurement's sigma
+        sig, _ = _latest(db, ch + SIGMA_SUFFIX, t0, t1, max_age)
+        if len(sig) != len(vals):
+            sig = [math.sqrt(sum(x * x for x in sig) / len(sig)) if sig else 0.0] * len(vals)
+        r, u = ratio_estimate(list(zip(vals, sig)))
+        ratios.append(r)
+        ratio_uncs.append(u)
 
     ch = cfg["background_gas"]["channel"]
     vals, how = _latest(db, ch, t0, t1, max_age)
