@@ -202,17 +202,40 @@ class SimSC10(SimInstrument):
             self.gate = log[-1][1]
             return
         latency = self.latency_s
-        for t, high in list(log)[-min(new, len(log)):]:
-            self._moves.append((t + latency, high))
+        append = self._moves.append
+        n = len(log)
+        for k in range(n - min(new, n), n):   # the unseen edges, oldest first
+            t, high = log[k]
+            append((t + latency, high))
         self.gate = self.drive_open = log[-1][1]
 
     def _arrive(self, now: float) -> None:
-        """Apply the gate-driven moves that have arrived by `now` (in time order)."""
-        self._sync()
+        """Apply the gate-driven moves that have arrived by `now` (in time order).
+
+        The world asks this of the quench beam's blade once per probe (`open_between`), with
+        two gate edges new each time: `_sync` is skipped when the bus has nothing new, and a
+        move that changes the blade is `_move`, inlined when nothing else is at stake (no
+        jam, no world hook).
+        """
+        bus = self._bus
+        if bus is not None and bus.n != self._seen:
+            self._sync()
         moves = self._moves
+        if not moves or moves[0][0] > now:
+            return
+        if self.faults.stuck_open or self._hook is not None:
+            while moves and moves[0][0] <= now:
+                t, want_open = moves.popleft()
+                self._move(want_open, t)
+            return
+        history = self._history
         while moves and moves[0][0] <= now:
             t, want_open = moves.popleft()
-            self._move(want_open, t)
+            if want_open != self._open:   # `_move(want_open, t)`, inlined
+                self._open = want_open
+                history.append((t, want_open))
+                if len(history) > 8:
+                    del history[:-4]
 
     def _gate_edge(self, t: float, high: bool) -> None:
         """An edge on the gate input at `t`: in mode 5, enabled, the blade follows it.
