@@ -218,6 +218,9 @@ class ClockServo:
         self.fringe_errors = 0
         # Holds asked for by the apparatus's other roles (`request_hold`): reason -> detail
         self._external: dict[str, dict] = {}
+        # called as f(reason, detail) when a holdover begins (a role that names what it
+        # suspects, at the instant the servo holds: `roles.shutters`)
+        self.hold_listeners: list = []
         self._holding = env.event()          # fires once the servo holds for them
         self._hold_reason: str | None = None
 
@@ -769,6 +772,8 @@ class ClockServo:
         self._hold_reason = reason
         self._set_state("holdover", reason=reason, **detail)
         self._event(reason, **detail)
+        for listener in self.hold_listeners:
+            listener(reason, detail)
         last_frame = self.env.now
         probes: deque = deque(maxlen=self.p.contrast_restore_probes)   # the latest n
         k = 0

@@ -78,7 +78,7 @@ def test_the_shutters_follow_the_gate_closed_for_the_probe_open_for_the_detectio
 def test_a_shutter_that_stays_open_is_caught_and_its_frames_flagged(tmp_path):
     """The 854 nm blade jams open at 30 min (the SC10 does not know: closed? follows the
     drive). Stated delays: contrast_lost within 30 s of the stray light's onset, the role's
-    shutter_suspect naming shutter_854 within 1 s more."""
+    shutter_suspect naming shutter_854 at the same instant (the servo's hold listeners)."""
     run, s, db, _ = _run(tmp_path, 3600.0, twin={"events": [
         {"at": "30min", "kind": "shutter_stuck", "duration": "10min"}]})
     blade = _twin(run, "shutter_854")
@@ -88,7 +88,7 @@ def test_a_shutter_that_stays_open_is_caught_and_its_frames_flagged(tmp_path):
     (lost,) = [e for e in _events(db, "contrast_lost") if e[1] == "servo"]
     assert onset < lost[0] < onset + 30.0
     (suspect,) = _events(db, "shutter_suspect")
-    assert lost[0] <= suspect[0] <= lost[0] + 1.0 + 1e-6
+    assert suspect[0] == lost[0]
     assert '"shutters": ["shutter_854", "shutter_397"]' in suspect[2]
     (back,) = [e for e in _events(db, "contrast_restored") if e[1] == "servo"]
     assert 2400.0 <= back[0] < 2400.0 + 60.0
@@ -141,7 +141,7 @@ def test_a_gate_that_cannot_lead_the_probe_is_a_config_error(tmp_path):
 @pytest.mark.parametrize("seed", range(11, 31))
 def test_the_jammed_blade_is_caught_within_the_stated_delays_on_other_seeds(tmp_path, seed):
     """The same claim over 20 more seeds (shorter runs): contrast_lost within 30 s of the stray
-    light, shutter_suspect within 1 s more, no touched frame counted, no silent wrong lock."""
+    light, shutter_suspect at the same instant, no touched frame counted, no silent wrong lock."""
     cfg = load_clock_config(SIM, overrides={"twin": {"events": [
         {"at": "20min", "kind": "shutter_stuck", "duration": "5min"}]}})
     ClockRun(cfg, tmp_path / "run", seed=seed).run(2400.0, progress=False)
@@ -151,7 +151,7 @@ def test_the_jammed_blade_is_caught_within_the_stated_delays_on_other_seeds(tmp_
     (lost,) = [e for e in _events(db, "contrast_lost") if e[1] == "servo"]
     assert onset < lost[0] < onset + 30.0
     (suspect,) = _events(db, "shutter_suspect")
-    assert lost[0] <= suspect[0] <= lost[0] + 1.0 + 1e-6
+    assert suspect[0] == lost[0]
     touched = db.execute("SELECT f.locked, f.holdover FROM lock_frames f JOIN twin_truth t "
                          "USING(frame) WHERE t.stray_hz > 0").fetchall()
     assert touched and all(lk == 0 and h == 1 for lk, h in touched)

@@ -26,8 +26,8 @@ design):
   physical check is the clock servo's contrast test (``contrast_lost``, servo/clock_lock.py):
   stray 854 nm (or 397 nm) light during the free evolution empties D5/2, the servo holds and
   flags back to the test's onset estimate. The role then names the blades whose light does
-  that (``shutter_suspect``: the 854 nm, then the 397 nm shutter) within a second (the
-  servo's state is looked at every second; no I/O).
+  that (``shutter_suspect``: the 854 nm, then the 397 nm shutter) at the instant the servo
+  holds (`ClockServo.hold_listeners`; no I/O).
 """
 
 from __future__ import annotations
@@ -48,8 +48,6 @@ SHUTTER_ROLES = ("shutter_397", "shutter_866", "shutter_854")
 #: Whose light, leaking during the free evolution, empties D5/2 (what the contrast test
 #: sees): the 854 nm quench directly, the 397 nm by scattering from S1/2 (most likely first).
 CONTRAST_SUSPECTS = ("shutter_854", "shutter_397")
-#: How often the servo's contrast hold is looked at (s): no I/O, so often.
-WATCH_S = 1.0
 
 
 class ShuttersRole(Role):
@@ -96,7 +94,6 @@ class ShuttersRole(Role):
                          if role in ctx.instruments}
         self._last_good = {role: ctx.env.now for role in self.shutters}
         self._held: set[str] = set()
-        self._suspected = False
         self._stopped = False
 
     def channels(self) -> list[tuple]:
@@ -177,18 +174,16 @@ class ShuttersRole(Role):
             self.ctx.servo.request_hold(f"shutter_{laser}", since=self._last_good[role],
                                         shutter=role)
 
-    def _watch_contrast(self) -> None:
-        """Name the suspect blades once per contrast-lost holdover of the servo."""
-        servo = self.ctx.servo
-        lost = getattr(servo, "hold_reason", None) == "contrast_lost"
-        if lost and not self._suspected:
-            suspects = [r for r in CONTRAST_SUSPECTS if r in self.shutters]
-            self.ctx.event(self.ctx.env.now, "shutter_suspect", SOURCE, shutters=suspects,
-                           reason="contrast_lost",
-                           why="the units report their drive, not the blade (no position "
-                               "sensor): a blade that did not close lets light that empties "
-                               "D5/2 through during the free evolution")
-        self._suspected = lost
+    def _on_hold(self, reason: str, detail: dict) -> None:
+        """Name the suspect blades when the servo holds for lost contrast (once per hold)."""
+        if reason != "contrast_lost" or self._stopped:
+            return
+        suspects = [r for r in CONTRAST_SUSPECTS if r in self.shutters]
+        self.ctx.event(self.ctx.env.now, "shutter_suspect", SOURCE, shutters=suspects,
+                       reason="contrast_lost",
+                       why="the units report their drive, not the blade (no position "
+                           "sensor): a blade that did not close lets light that empties "
+                           "D5/2 through during the free evolution")
 
     # --- the process ------------------------------------------------------------------------
     def process(self) -> Generator:
@@ -198,19 +193,17 @@ class ShuttersRole(Role):
         env = ctx.env
         program = ctx.sequencer.program
         self.gate_s = program.shutter_gate_s or self.gate(ctx.cfg, program)
+        listeners = getattr(ctx.servo, "hold_listeners", None)
+        if listeners is not None:
+            listeners.append(self._on_hold)
         try:
             for role, unit in self.shutters.items():
                 self._check(role, unit, setting=True)
             check_s = self.settings["check_s"]
-            watch_s = min(WATCH_S, check_s)
-            next_check = env.now + check_s
             while True:
-                yield env.timeout(watch_s)
-                if env.now >= next_check - 1e-9:
-                    next_check += check_s
-                    for role, unit in self.shutters.items():
-                        self._check(role, unit, setting=False)
-                self._watch_contrast()
+                yield env.timeout(check_s)
+                for role, unit in self.shutters.items():
+                    self._check(role, unit, setting=False)
         except simpy.Interrupt:   # the run is over; safe shutdown puts the shutters
             self._stopped = True
 
