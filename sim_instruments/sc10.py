@@ -125,6 +125,7 @@ class SimSC10(SimInstrument):
         self._seen = 0
         self._hook = getattr(world, "shutter_changed", None)
         self._token = 0
+        self._cmd_t = -math.inf   # when the unit was last commanded, reset or jammed
         self.saved: dict = {}
         super().__init__(world, seed)
         self.faults = SC10Faults()
@@ -150,6 +151,7 @@ class SimSC10(SimInstrument):
         self.enabled = False
         self.drive_open = False
         self._token = getattr(self, "_token", 0) + 1
+        self._cmd_t = self._now()
         self.gate = False
         self._moves = deque(maxlen=MOVES_KEPT)
         bus = getattr(self, "_bus", None)
@@ -243,6 +245,7 @@ class SimSC10(SimInstrument):
         The move is queued (arriving `latency_s` later) and applied when the blade is next
         asked about.
         """
+        self._cmd_t = self._now()
         self._sync()
         self.gate = high
         if self.enabled and self.params["mode"] == 5:
@@ -250,7 +253,22 @@ class SimSC10(SimInstrument):
             self._moves.append((t + self.latency_s, high))
 
     def open_between(self, t0: float, t1: float) -> bool:
-        """Whether the blade was open at any time in [t0, t1] (t1 not in the future)."""
+        """Whether the blade was open at any time in [t0, t1] (t1 not in the future).
+
+        The world asks this of the quench beam's blade once per probe. When the last gate
+        edge is a fall that had closed the blade by `t0` (its arrival), with the unit
+        following the gate (mode 5, enabled, not jammed) and neither a command, a reset nor
+        a jam nor any move of the blade since that edge, the blade is closed throughout:
+        False at once, the edges left for `_sync` (the bus keeps the last `MOVES_KEPT`).
+        """
+        bus = self._bus
+        if (bus is not None and bus.log and self.enabled and self.params["mode"] == 5
+                and not self.faults.stuck_open):
+            t_fall, high = bus.log[-1]
+            closed = t_fall + self.latency_s
+            if (not high and closed <= t0 and self._cmd_t <= t_fall
+                    and self._history[-1][0] <= closed):
+                return False
         self._arrive(t1)
         history = self._history
         i = len(history) - 1
@@ -267,6 +285,7 @@ class SimSC10(SimInstrument):
 
     def stick(self, stuck: bool, fraction: float = 1.0) -> None:
         """A jammed blade (``faults.stuck_open``) letting `fraction` of the beam through."""
+        self._cmd_t = self._now()
         self._arrive(self._now())   # the moves before now happened before the jam
         self.faults.stuck_open = bool(stuck)
         if stuck:
@@ -278,6 +297,7 @@ class SimSC10(SimInstrument):
 
     def _drive(self, want_open: bool) -> None:
         """Command the blade; it arrives after the latency (SimPy time) or at once."""
+        self._cmd_t = self._now()
         self._arrive(self._now())
         self._moves.clear()   # a command overrides the gate's moves still under way
         self.drive_open = want_open
@@ -360,6 +380,7 @@ class SimSC10(SimInstrument):
         return self.error_prefix + err.code
 
     def handle(self, line: str) -> str | None:
+        self._cmd_t = self._now()   # any line: `open_between`'s shortcut waits for an edge
         self._sync()   # the gate's edges up to now (a mode change below ends following)
         cmd = line.strip()
         if cmd == "id?":
