@@ -108,9 +108,13 @@ class SC10(StrictRepliesMixin, Instrument):
 
     # --- framing ------------------------------------------------------------------------------
     def _read_to_prompt(self) -> bytes:
+        # byte by byte (the reply has no terminator, only the prompt), through the adapter's
+        # transport read: its public read_bytes() adds a DEBUG log call per byte (decision
+        # 0100); the exchange is in the transcript of a twin or a spy:// link all the same
+        read = self.adapter._read_bytes
         buf = bytearray()
         while not buf.endswith(PROMPT):
-            chunk = self.adapter.read_bytes(1)
+            chunk = read(1, False)
             if not chunk:
                 raise InstrumentTimeout(self.name, "no prompt before the timeout")
             buf += chunk
