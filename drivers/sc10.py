@@ -63,6 +63,10 @@ def _ms(seconds: float) -> int:
 class SC10(StrictRepliesMixin, Instrument):
     """Thorlabs SC10 shutter controller; times in seconds (ms on the wire, 0 to 999.999 s)."""
 
+    # No dynamic properties here: pymeasure's attribute hook only guards their names, and
+    # skipping it saves ~0.3 us per attribute access (docs/decisions/0100).
+    __getattribute__ = object.__getattribute__
+
     write_termination = "\r"
     read_termination = "\r"
     serial_settings = {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1,

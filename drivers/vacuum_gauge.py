@@ -164,6 +164,10 @@ class VacuumGauge937B(LinkMixin, MKS937B):
     the driver was given, for a unit set to another rate on its front panel.
     """
 
+    # No dynamic properties here: pymeasure's attribute hook only guards their names, and
+    # skipping it saves ~0.3 us per attribute access (docs/decisions/0100).
+    __getattribute__ = object.__getattribute__
+
     write_termination = ";FF"
     read_termination = ";"
     serial_settings = {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1,
