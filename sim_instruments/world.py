@@ -156,7 +156,10 @@ class _Flicker:
             while len(self._states) <= k:   # every block before k, in order
                 out = self._draw(len(self._states) - 1)
                 self._states.append(out[:, -1].copy())
-            values = self._draw(k).sum(axis=0).tolist()
+            out = self._draw(k)
+            if len(self._states) == k + 1:   # the state after k: the next block's start
+                self._states.append(out[:, -1].copy())
+            values = out.sum(axis=0).tolist()
             if len(self._kept) >= 2:
                 self._kept.pop(min(self._kept))
             self._kept[k] = values
