@@ -256,19 +256,26 @@ class SimSC10(SimInstrument):
         """Whether the blade was open at any time in [t0, t1] (t1 not in the future).
 
         The world asks this of the quench beam's blade once per probe. When the last gate
-        edge is a fall that had closed the blade by `t0` (its arrival), with the unit
-        following the gate (mode 5, enabled, not jammed) and neither a command, a reset nor
-        a jam nor any move of the blade since that edge, the blade is closed throughout:
-        False at once, the edges left for `_sync` (the bus keeps the last `MOVES_KEPT`).
+        edge to reach the blade by `t1` (edge + latency) is a fall that had closed it by `t0`,
+        with the unit following the gate (mode 5, enabled, not jammed) and neither a command,
+        a reset nor a jam nor any move of the blade since that edge, the blade is closed
+        throughout: False at once, the edges left for `_sync` (the bus keeps the last
+        `MOVES_KEPT`). (The gate's rise that opens the blade for the detection is usually on
+        the bus already: it arrives after `t1`.)
         """
         bus = self._bus
-        if (bus is not None and bus.log and self.enabled and self.params["mode"] == 5
+        if (bus is not None and self.enabled and self.params["mode"] == 5
                 and not self.faults.stuck_open):
-            t_fall, high = bus.log[-1]
-            closed = t_fall + self.latency_s
-            if (not high and closed <= t0 and self._cmd_t <= t_fall
-                    and self._history[-1][0] <= closed):
-                return False
+            log, latency = bus.log, self.latency_s
+            k = len(log) - 1
+            while k >= 0 and log[k][0] + latency > t1:   # edges that reach it after t1
+                k -= 1
+            if k >= 0:
+                t_fall, high = log[k]
+                closed = t_fall + latency
+                if (not high and closed <= t0 and self._cmd_t <= t_fall
+                        and self._history[-1][0] <= closed):
+                    return False
         self._arrive(t1)
         history = self._history
         i = len(history) - 1
