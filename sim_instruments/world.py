@@ -415,6 +415,26 @@ class ClockWorld:
         if self._edges:
             self.load_pattern(self._pattern, self.detection_s)
 
+    # A programmable pattern generator on the start trigger (`attach_pattern_source`,
+    # decision 0311): class defaults, so a world without one pays one attribute read per start.
+    _source_trigger = None
+    _source_block = None
+    #: starts on which an attached pattern source played nothing (not armed, program ended)
+    dark_cycles = 0
+
+    def attach_pattern_source(self, source) -> None:
+        """Take each start's pattern from `source` (a pattern generator's twin), or None: by hand.
+
+        On each start that is not ignored, ``source.trigger(t)`` returns the block it plays
+        from `t`, ``(edges, detection_s)`` as `load_pattern` takes them, or None when it plays
+        nothing (not armed, its program ended): then the cycle is dark (no edge, no gate; the
+        counter has nothing to report, so the servo sees it), counted in `dark_cycles`. A
+        source returns the same object for an identical block, so a repeated block costs an
+        identity check and no `load_pattern`.
+        """
+        self._source_trigger = None if source is None else source.trigger
+        self._source_block = None
+
     def load_pattern(self, edges, detection_s: float) -> None:
         """The TTL pattern played on each start: (offset s, line) pairs in time order.
 
@@ -422,6 +442,7 @@ class ClockWorld:
         ``probe_end`` (the light ends: the excitation is evaluated), ``detection`` (the
         detection light opens for `detection_s`), ``counter_trig`` (the counter's TRIG).
         """
+        self._source_block = None   # a pattern loaded by hand replaces a source's block
         self._pattern = tuple(edges)
         self.detection_s = detection_s
         self._dds_callbacks = tuple(self._ttl.get("dds_step", ()))
@@ -452,10 +473,20 @@ class ClockWorld:
         """The pulse generator fired: play the pattern from `t` (default now).
 
         A start while the previous pattern is still playing is ignored, as a delay generator
-        ignores triggers during its delay cycle; returns whether the cycle started.
+        ignores triggers during its delay cycle; returns whether the cycle started. With a
+        pattern source attached (`attach_pattern_source`) the pattern is the source's block.
         """
         t = self.env.now if t is None else t
         self.settle()
+        trigger = self._source_trigger
+        if trigger is not None and t >= self._cycle_end:
+            block = trigger(t)
+            if block is None:
+                self.dark_cycles += 1
+                return False
+            if block is not self._source_block:
+                self.load_pattern(*block)
+                self._source_block = block
         if t < self._cycle_end or not self._edges:
             self.starts_ignored += 1
             return False
