@@ -239,8 +239,11 @@ class TableSequencer:
         self.use_direct(False)
         # programs the pulse hardware's TTL pattern, load_pattern(edges, detection_s): the
         # twin's (`ClockWorld.load_pattern`); None where no software loads it (the lab's).
-        # The characterisation shots need it (`ProbeSequencer`, decision 0804).
+        # The characterisation shots need it (`ProbeSequencer`, decision 0804). A pattern
+        # generator's loader (`ionclock.drivers.pattern.PatternLoader`, decision 0311) also
+        # re-arms the unit: `before_trigger` runs before each start, `rearm` after a failure.
         self.pattern_loader = None
+        self._before_trigger = None
 
     def _cycle_table(self, channel):
         from ionclock.drivers.novatech409b import CycleTable
@@ -293,6 +296,9 @@ class TableSequencer:
         unit (and raise while it is offline).
         """
         self.counter.arm()
+        rearm = getattr(self.pattern_loader, "rearm", None)
+        if rearm is not None:   # the pattern generator may have been aborted or power cycled
+            rearm()
         # A unit power-cycled behind a live link (the 409B echoing again) is found by a ping
         # through the wrapper, which then reconnects it (start-up) and restores it; the
         # table below is written on the direct driver, whose errors the wrapper never sees.
@@ -348,8 +354,16 @@ class TableSequencer:
         applied = table.prepare(self.rabi_entries(probe_hz, kind))
         return self.passes * (applied[1] - self.aom_center_hz)
 
+    def use_pattern_loader(self, loader) -> None:
+        """Program the pulse hardware through `loader` (its `before_trigger` runs each start)."""
+        self.pattern_loader = loader
+        self._before_trigger = getattr(loader, "before_trigger", None)
+
     def start(self) -> None:
         """Start the loaded cycle (the pulse generator's software trigger)."""
+        before = self._before_trigger
+        if before is not None:
+            before()
         self._trigger()
 
     def count(self) -> int:

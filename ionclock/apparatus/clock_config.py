@@ -48,7 +48,12 @@ INSTRUMENT = {
     "gate_time_s": F(float, 0.002, min=1e-6, max=1.0, doc="detection gate, s"),
     "sensors": F(dict, {}, doc="thermometer only: budget channel -> input number"),
     "locations": F(dict, {}, doc="thermometer twin only: input number -> cryostat location"),
+    "wiring": F(dict, {}, doc="pattern generator only: TTL line name -> output bit 0-15"),
 }
+
+#: The TTL lines a pattern generator's wiring must have: the clock cycle's own (the shutters'
+#: gate and the characterisation shots' lines when those roles are configured, decision 0311).
+PATTERN_LINES = ("dds_step", "probe_end", "detection", "counter_trig")
 
 EVENT_KINDS = ("b_step", "ion_loss", "refill", "temperature_excursion", "shutter_stuck", "q0",
                "laser_jump", "laser_excursion")
@@ -290,6 +295,7 @@ ROLE_MODELS = {
     "coils": ("keysight_e36312a", "rigol_dp832"),
     "counter": ("sr400",),
     "pulser": ("dg645",),
+    "pattern": ("prawndo",),
     "pressure": ("mks937b",),
 }
 
@@ -326,6 +332,13 @@ def check_references(cfg: dict, base: Path) -> None:
                     raise ConfigError(f"instruments.{role}.{key}",
                                       "only the thermometer's are used "
                                       "([instruments.thermometer])")
+    for role, entry in instruments.items():
+        if entry["wiring"]:
+            _check_wiring(role, entry, cfg)
+        elif role == "pattern":
+            raise ConfigError("instruments.pattern.wiring",
+                              f"the pattern generator needs its wiring (line -> output bit) "
+                              f"of at least {', '.join(PATTERN_LINES)}")
     _check_shutters(cfg["shutdown"]["shutters"], instruments)
     _check_store_name(cfg["run"]["store"])
     _check_budget(cfg["budget"], base)
@@ -347,6 +360,38 @@ def _check_model(role: str, entry: dict) -> None:
                               f"sim://{twin_model} does not simulate model {model!r}")
         if registry.MODELS[model].twin is None:
             raise ConfigError(key + ".resource", f"model {model!r} has no twin (sim://)")
+
+
+def _check_wiring(role: str, entry: dict, cfg: dict) -> None:
+    """A pattern generator's wiring: lines the pattern has, each on its own output 0-15."""
+    key = f"instruments.{role}.wiring"
+    if entry["model"] != "prawndo":
+        raise ConfigError(key, "only a pattern generator (model prawndo) has a wiring")
+    from ionclock.drivers.sequencer import (
+        BEAM_LINES,
+        COOLING_END,
+        SHUTTER_GATE_FALL,
+        SHUTTER_GATE_RISE,
+        SIDEBAND_COOLING,
+    )
+
+    wiring = entry["wiring"]
+    need = list(PATTERN_LINES)
+    roles = {c.section: c for c in role_classes() if c.section}
+    if "shutters" in roles and roles["shutters"].configured(cfg):
+        need += [SHUTTER_GATE_FALL, SHUTTER_GATE_RISE]
+    if "micromotion" in roles and roles["micromotion"].configured(cfg):
+        need += [SIDEBAND_COOLING, COOLING_END, *BEAM_LINES]
+    known = set(PATTERN_LINES) | {SHUTTER_GATE_FALL, SHUTTER_GATE_RISE, SIDEBAND_COOLING,
+                                  COOLING_END, *BEAM_LINES}
+    for line in wiring:
+        if line not in known:
+            raise ConfigError(f"{key}.{line}", f"unknown TTL line (known: "
+                                               f"{', '.join(sorted(known))})")
+    missing = [line for line in need if line not in wiring]
+    if missing:
+        raise ConfigError(key, f"no output for {', '.join(missing)}")
+    registry.check_twin_options("prawndo", {"wiring": wiring}, key)
 
 
 def _check_aom(entry: dict) -> None:

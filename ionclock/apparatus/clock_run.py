@@ -36,6 +36,7 @@ from ionclock.apparatus import registry
 from ionclock.apparatus.resilience import watch_links
 from ionclock.apparatus.roles import RoleContext, build_roles, role_classes
 from ionclock.apparatus.shutdown import ShutdownRequested, shutdown_on_signals
+from ionclock.drivers.pattern import PatternLoader
 from ionclock.drivers.sequencer import PulseProgram, TableSequencer
 from ionclock.errors import ConfigError, IonclockError, UserError
 from ionclock.servo.clock_lock import ClockServo, Frame, ServoParams
@@ -190,7 +191,16 @@ class ClockRun:
         program = self.sequencer.configure(inst["counter"]["gate_time_s"])
         # the other roles' TTL lines (the shutters' gate), in the pattern the hardware plays
         program = self.sequencer.program = configured_program(self.cfg, program)
-        if self.world is not None:
+        generator = self.instruments.get("pattern")
+        if generator is not None:
+            # the pattern generator plays it, in the lab and on the twin (decision 0311)
+            loader = PatternLoader(generator, inst["pattern"]["wiring"])
+            try:
+                loader(program.edges(), program.detection_s)
+            except ValueError as err:
+                raise ConfigError("instruments.pattern.wiring", str(err)) from None
+            self.sequencer.use_pattern_loader(loader)
+        elif self.world is not None:
             self.world.load_pattern(program.edges(), program.detection_s)
             self.sequencer.pattern_loader = self.world.load_pattern   # probe shots (0804)
 

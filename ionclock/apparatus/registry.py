@@ -98,6 +98,11 @@ MODELS: dict[str, ModelEntry] = {
         "ionclock.drivers.trap_rf:PickoffDMM",
         "ionclock.sim_instruments.trap_rf:SimPickoffDMM",
         "Keysight 34465A/34410A DMM reading the rectified trap-RF pickoff (V DC)"),
+    "prawndo": ModelEntry(
+        "ionclock.drivers.prawndo:PrawnDO",
+        "ionclock.sim_instruments.prawndo:SimPrawnDO",
+        "PrawnDO 16-output TTL pattern generator (Raspberry Pi Pico, USB serial): plays the "
+        "cycle's pattern on each trigger (decision 0311)"),
     "sc10": ModelEntry(
         "ionclock.drivers.sc10:SC10",
         "ionclock.sim_instruments.sc10:SimSC10",
@@ -365,12 +370,15 @@ def twin_options(role: str, entry: dict) -> dict | None:
     """The twin options of an ``[instruments.<role>]`` entry (None: the twin's defaults).
 
     A thermometer's ``locations`` (input -> cryostat location); an SC10 shutter's blade is
-    named after its role (``shutter_854``), so the world knows which laser it blocks.
+    named after its role (``shutter_854``), so the world knows which laser it blocks; a
+    PrawnDO's ``wiring`` (line -> output bit), so the twin plays its outputs on those lines.
     """
     if entry.get("locations"):
         return {"locations": {int(k): v for k, v in entry["locations"].items()}}
     if entry.get("model") == "sc10":
         return {"shutter": role}
+    if entry.get("model") == "prawndo":
+        return {"wiring": dict(entry.get("wiring") or {})}
     return None
 
 
