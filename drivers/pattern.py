@@ -5,8 +5,10 @@
 It compiles one cycle's pattern (`PulseProgram.edges`, `ProbeProgram.edges`) into PrawnDO
 instructions through a wiring {line name: output bit}:
 
-- every line but ``detection`` is a pulse of `pulse_s` (200 ns) whose rising edge is the
-  edge's time: the inputs it drives (the DDS's table trigger, the counter's TRIG, the RF
+- every line but ``detection`` is a pulse of `pulse_s` (200 ns; shortened to end 5 ticks
+  before the same line's next edge when that comes sooner, as around a ~100 ns Rabi pulse)
+  whose rising edge is the edge's time: the inputs it drives (the DDS's table trigger,
+  the counter's TRIG, the RF
   switches, the shutters' gate) act on an edge. 200 ns is well below the 1 us between the
   probe's ``dds_step`` edges (`ProbeProgram`: four edges 1 us apart, so 800 ns low between
   two pulses, more than the unit's 50 ns minimum instruction) and above the 160 ns that
@@ -62,6 +64,12 @@ def compile_block(edges, detection_s: float, wiring: dict, pulse_s: float = PULS
     changes: set[int] = set()
     for bit, spans in highs.items():
         spans.sort()
+        # a pulse followed by the same line's next edge sooner than its width + 5 ticks (a
+        # shot's Rabi pulse of ~100 ns between two dds_step edges) is shortened to fit
+        for j in range(len(spans) - 1):
+            (a0, a1), (b0, _) = spans[j], spans[j + 1]
+            if b0 < a1 + MIN_REPS and b0 - a0 >= 2 * MIN_REPS:
+                spans[j] = (a0, b0 - MIN_REPS)
         for (a0, a1), (b0, _) in zip(spans, spans[1:]):
             if b0 < a1 + MIN_REPS:
                 raise ValueError(f"output {bit}: pulses at {a0} and {b0} ticks overlap or "
