@@ -14,6 +14,9 @@ instructions through a wiring {line name: output bit}:
   two pulses, more than the unit's 50 ns minimum instruction) and above the 160 ns that
   labscript takes as the least trigger width (``trigger_minimum_duration``);
 - ``detection`` is a level, high for `detection_s` from its edge (the detection light);
+- a probe beam's line (``beam_1``..``beam_3``) is a level from its edge to the next
+  ``beam_off`` edge (the beam's RF switch: it times a shot's pulse, as short as 5 ticks, on
+  the 10 ns grid; ``beam_off`` is that line going low, no output of its own);
 - times go to the 10 ns grid by rounding to the nearest tick (``round``: a half tick to the
   even tick), the pulse program's float times being exact to far better than 5 ns;
 - a block is the cycle's instructions (the outputs between changes, each >= 5 ticks) and
@@ -32,6 +35,7 @@ from __future__ import annotations
 import math
 
 from ionclock.drivers.prawndo import MAX_INSTRUCTIONS, MIN_REPS
+from ionclock.drivers.sequencer import BEAM_LINES, BEAM_OFF
 
 TICK_S = 10e-9
 PULSE_S = 200e-9
@@ -49,7 +53,11 @@ def compile_block(edges, detection_s: float, wiring: dict, pulse_s: float = PULS
         raise ValueError(f"pulse_s {pulse_s!r} is below {MIN_REPS} ticks of {tick_s} s")
     det = round(detection_s / tick_s)
     highs: dict[int, list[tuple[int, int]]] = {}
+    pulses: set[tuple[int, int]] = set()
+    offs = sorted(round(t / tick_s) for t, line in edges if line == BEAM_OFF)
     for t, line in edges:
+        if line == BEAM_OFF:
+            continue   # the end of a beam line's level (below)
         bit = wiring.get(line)
         if bit is None:
             raise ValueError(f"pattern line {line!r} has no output in the wiring "
@@ -58,9 +66,22 @@ def compile_block(edges, detection_s: float, wiring: dict, pulse_s: float = PULS
             raise ValueError(f"edge time of {line!r} must be >= 0 s, got {t!r}")
         n = round(t / tick_s)
         length = det if line == DETECTION else width
+        if line in BEAM_LINES:   # high until the next beam_off (none: a pulse like the rest)
+            end = next((m for m in offs if m > n), None)
+            if end is not None:
+                length = end - n
         if length < MIN_REPS:
             raise ValueError(f"{line}: high for {length} ticks, fewer than {MIN_REPS}")
         highs.setdefault(bit, []).append((n, n + length))
+        if length == width and line != DETECTION:
+            pulses.add((bit, n))   # its fall may move (only its rising edge acts)
+    # the changes that stay where they are: every rise, and the fall of every level
+    fixed = sorted({n for bit, spans in highs.items() for a, b in spans
+                    for n in ((a,) if (bit, a) in pulses else (a, b))} | {0})
+    for bit, spans in highs.items():
+        for j, (a, b) in enumerate(spans):
+            if (bit, a) in pulses:
+                spans[j] = (a, _fall(a, b, fixed))
     changes: set[int] = set()
     for bit, spans in highs.items():
         spans.sort()
@@ -89,6 +110,22 @@ def compile_block(edges, detection_s: float, wiring: dict, pulse_s: float = PULS
         out.append((word, stop - start))
     out.append((0, 0))   # the wait: all outputs low until the next trigger
     return out
+
+
+def _fall(rise: int, fall: int, fixed: list[int]) -> int:
+    """A pulse's fall moved off the other changes it would crowd (closer than 5 ticks).
+
+    Only a pulse's rising edge acts; its fall may be anywhere from 5 ticks after the rise to
+    a little past its nominal width: it moves onto the crowding change (the two changes
+    become one). (A cooling_end edge at a shot's pulse start, with no dark time, would end
+    its pulse 4 ticks before the beam's switch closes on a 240 ns Rabi pulse.)
+    """
+    for c in fixed:
+        if rise < c and abs(c - fall) < MIN_REPS:
+            if c - rise >= MIN_REPS:
+                return c
+            break   # a change within 5 ticks of the rise: no fall helps (refused later)
+    return fall
 
 
 def program_of(block: list[tuple[int, int]], max_instructions: int = MAX_INSTRUCTIONS):

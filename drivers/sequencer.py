@@ -43,6 +43,12 @@ SHUTTER_GATE_RISE = "shutter_gate_rise"
 SIDEBAND_COOLING = "sideband_cooling"
 COOLING_END = "cooling_end"
 BEAM_LINES = ("beam_1", "beam_2", "beam_3")
+#: The probe beams' RF switches close: the falling edge of the `BEAM_LINES` level, which
+#: a pattern generator plays as that line going low (no output of its own).
+BEAM_OFF = "beam_off"
+#: How long before a shot's pulse its light entry is in the DDS (the beam's RF switch,
+#: not the DDS, times the pulse: decision 0311).
+PULSE_DDS_LEAD_S = 1e-6
 COOLINGS = ("doppler", "sideband")
 
 
@@ -383,12 +389,15 @@ class ProbeProgram:
 
     - ``sideband_cooling`` at the end of the Doppler cooling when sideband cooling is on,
       ``cooling_end`` when all cooling light is off (the dark time starts);
-    - ``dds_step`` at the pulse's start (table entry 1: the light at the probe frequency)
-      and at its end (entry 2, dark), then the table's two other dark entries and its end
-      edge 1 us apart (the clock's four-entry table, `CycleTable`, needs five edges);
-    - ``beam_<b>`` at the pulse's start: the RF switch of beam b's switching AOM (only the
-      chosen beam's light reaches the ion; decision 0804);
-    - ``probe_end``, ``detection``, ``counter_trig`` as in the clock's `PulseProgram`.
+    - ``dds_step`` `PULSE_DDS_LEAD_S` (1 us) before the pulse (table entry 1: the light at
+      the probe frequency), then 1 us after its end the table's three dark entries and its
+      end edge 1 us apart (the clock's four-entry table, `CycleTable`, needs five edges);
+    - ``beam_<b>`` at the pulse's start and ``beam_off`` at its end: the RF switch of beam
+      b's switching AOM, a level (only the chosen beam's light reaches the ion, decision
+      0804). The switch times the pulse, not the DDS: a pattern generator plays a level as
+      short as 5 of its ticks (50 ns) to its 10 ns grid, where two DDS trigger pulses need
+      5 ticks high and 5 low each (decision 0311); ``probe_end`` with ``beam_off``;
+    - ``detection``, ``counter_trig`` as in the clock's `PulseProgram`.
     """
 
     beam: int = 1
@@ -435,7 +444,7 @@ class ProbeProgram:
     @property
     def detection_start_s(self) -> float:
         """Start of the detection window (s)."""
-        return self.probe_end_s + max(self.detection_delay_s, 4e-6)
+        return self.probe_end_s + max(self.detection_delay_s, 5e-6)
 
     @property
     def cycle_time_s(self) -> float:
@@ -450,12 +459,13 @@ class ProbeProgram:
         if self.cooling == "sideband":
             edges.append((self.doppler_s, SIDEBAND_COOLING))
         edges.append((self.cooling_end_s, COOLING_END))
-        edges += [(t_p, DDS_STEP), (t_p, BEAM_LINES[self.beam - 1]), (t_e, DDS_STEP),
-                  (t_e, PROBE_END), (t_e + 1e-6, DDS_STEP), (t_e + 2e-6, DDS_STEP),
-                  (t_e + 3e-6, DDS_STEP), (d0, DETECTION)]
+        edges += [(t_p - PULSE_DDS_LEAD_S, DDS_STEP), (t_p, BEAM_LINES[self.beam - 1]),
+                  (t_e, BEAM_OFF), (t_e, PROBE_END), (t_e + 1e-6, DDS_STEP),
+                  (t_e + 2e-6, DDS_STEP), (t_e + 3e-6, DDS_STEP), (t_e + 4e-6, DDS_STEP),
+                  (d0, DETECTION)]
         edges.extend((d0 + dt, COUNTER_TRIG) for dt in self.counter_offsets_s)
-        order = {SIDEBAND_COOLING: 0, COOLING_END: 1, DDS_STEP: 2, PROBE_END: 4,
-                 DETECTION: 5, COUNTER_TRIG: 6}
+        order = {SIDEBAND_COOLING: 0, COOLING_END: 1, DDS_STEP: 2, BEAM_OFF: 4, PROBE_END: 5,
+                 DETECTION: 6, COUNTER_TRIG: 7}
         return tuple(sorted(edges, key=lambda e: (e[0], order.get(e[1], 3))))
 
 
@@ -490,13 +500,17 @@ class ProbeSequencer:
             raise ValueError("aom_reach_hz and rf_hz must be > 0 Hz, relock_s >= 0 s")
         self.seq = sequencer
         self.load_pattern = load_pattern
+        # the pulse hardware's time grid (a pattern generator's tick, `PatternLoader.tick_s`):
+        # a shot's pulse is run on it, and `program` says the length as run
+        self.pulse_grid_s = getattr(load_pattern, "tick_s", None)
         self.lock_offset = lock_offset
         self.lock_offset_center_hz = float(lock_offset_center_hz)
         self.lock_offset_sign = lock_offset_sign
         self.aom_reach_hz = float(aom_reach_hz)
         self.rf_hz = float(rf_hz)
         self.relock_s = float(relock_s)
-        self.program: ProbeProgram | None = None   # as loaded (the counter's gate in it)
+        # as loaded: the counter's gate in it, the pulse on the hardware's grid
+        self.program: ProbeProgram | None = None
         self._asked: ProbeProgram | None = None    # as asked for
         self._offset_hz = 0.0        # the lock offset's step from its centre (at the ion)
         self._step = 0.0             # the step asked for
@@ -552,6 +566,9 @@ class ProbeSequencer:
         if program is not self._asked and program != self._asked:
             p = replace(program, detection_s=seq.program.detection_s,
                         counter_offsets_s=seq.program.counter_offsets_s)
+            grid = self.pulse_grid_s
+            if grid:   # the pulse as the hardware runs it: a whole number of its ticks
+                p = replace(p, pulse_s=max(1, round(program.pulse_s / grid)) * grid)
             self.load_pattern(p.edges(), p.detection_s)
             self.program, self._asked = p, program
         a = seq.amplitude if amplitude is None else amplitude

@@ -47,7 +47,8 @@ The trigger: the DG645 twin calls ``world.start_cycle(t)``; with a PrawnDO the w
 `SimPrawnDO.trigger` (``world.attach_pattern_source``) for the block it plays from `t`: the
 instructions from the armed one up to the next wait or the stop, as TTL edges through the
 `wiring` (line -> output bit; every wired line is an edge at its bit's rising edge, the
-``detection`` line a level whose high time is the detection window). Blocks are decoded once
+``detection`` line a level whose high time is the detection window, a beam line's fall the
+``beam_off`` edge: its RF switch closes). Blocks are decoded once
 per program and interned by content, so K identical copies of the clock cycle are one object
 and the world reloads nothing. A trigger with nothing armed (stopped, aborted, ended, the
 previous block still playing) plays nothing: `dark_triggers` counts it, and the world's cycle
@@ -73,11 +74,15 @@ INTERNAL, EXTERNAL = 0, 1
 _ANYTIME = ("ver", "brd", "sts", "deb", "ndb", "abt")
 #: The line whose high time is the detection window (a level, not an edge).
 DETECTION_LINE = "detection"
+#: The probe beams' RF switch lines (levels): each one's fall reaches the world as
+#: ``beam_off``, the end of a characterisation shot's pulse (drivers/sequencer.py BEAM_OFF).
+BEAM_SWITCH_LINES = ("beam_1", "beam_2", "beam_3")
+BEAM_OFF_LINE = "beam_off"
 #: Simultaneous edges (one output word) reach the world in the order the pulse programs list
 #: them (drivers/sequencer.py `PulseProgram.edges`, `ProbeProgram.edges`).
 _LINE_ORDER = {name: i for i, name in enumerate((
-    "sideband_cooling", "cooling_end", "dds_step", "beam_1", "beam_2", "beam_3", "probe_end",
-    "detection", "counter_trig", "shutter_gate_fall", "shutter_gate_rise"))}
+    "sideband_cooling", "cooling_end", "dds_step", "beam_1", "beam_2", "beam_3", "beam_off",
+    "probe_end", "detection", "counter_trig", "shutter_gate_fall", "shutter_gate_rise"))}
 
 
 def _scan_hex(tokens: list[str], n: int, base: int = 16) -> list[int]:
@@ -288,8 +293,11 @@ class SimPrawnDO(SimInstrument):
                 if now and not level:
                     rise = t
                     edges.append((t, line))
-                elif level and not now and line == DETECTION_LINE and rise is not None:
-                    detection_s = t - rise
+                elif level and not now:
+                    if line == DETECTION_LINE and rise is not None:
+                        detection_s = t - rise
+                    elif line in BEAM_SWITCH_LINES:   # the beam's RF switch closes
+                        edges.append((t, BEAM_OFF_LINE))
                 level = now
             if level and line == DETECTION_LINE and rise is not None and not detection_s:
                 detection_s = length_s - rise   # still high at the wait: up to the block's end

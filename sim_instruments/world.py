@@ -278,6 +278,8 @@ class ClockWorld:
         self._characterisation = None
         self.lock_offset_hz = 0.0            # the laser's lock-offset step from its centre
         self._probe_beam = 0                 # the beam whose switch fired this cycle (0: none)
+        self._beam_on_t = -math.inf          # when its switch opened, and when the switches
+        self._beam_off_t = -math.inf         # closed (the shot's pulse, `_shot_end`)
         self._sbc_t = -math.inf              # this cycle's sideband cooling, cooling end
         self._cool_end_t = -math.inf
         self._shot = False                   # the last detection was a characterisation shot
@@ -451,7 +453,8 @@ class ClockWorld:
                     "detection": self._detection_opens,
                     # the characterisation shots' lines (`ProbeProgram`, decision 0804)
                     "sideband_cooling": self._sideband_cooling, "cooling_end": self._cooling_end,
-                    "beam_1": self._beam_1, "beam_2": self._beam_2, "beam_3": self._beam_3}
+                    "beam_1": self._beam_1, "beam_2": self._beam_2, "beam_3": self._beam_3,
+                    "beam_off": self._beam_off}
         out = []
         for offset, line in self._pattern:
             handler = handlers.get(line)
@@ -542,12 +545,19 @@ class ClockWorld:
 
     def _beam_1(self, t: float) -> None:
         self._probe_beam = 1
+        self._beam_on_t = t
 
     def _beam_2(self, t: float) -> None:
         self._probe_beam = 2
+        self._beam_on_t = t
 
     def _beam_3(self, t: float) -> None:
         self._probe_beam = 3
+        self._beam_on_t = t
+
+    def _beam_off(self, t: float) -> None:
+        """The probe beams' RF switches close: the shot's pulse ends (`ProbeProgram`)."""
+        self._beam_off_t = t
 
     def _detection_opens(self, t: float) -> None:
         self._detection = (t, self.detection_s)
@@ -933,7 +943,8 @@ class ClockWorld:
         """A characterisation shot's pulse is over: its excitation, and the outcome drawn.
 
         The pulse is the last DDS segment before `t_end` (`ProbeProgram`: the light at the
-        probe frequency, then dark entries), on the beam whose switch fired; the motional
+        probe frequency, then dark entries) while the beam's switch is open (its line's rise
+        to ``beam_off``), on the beam whose switch fired; the motional
         state is the one after this cycle's cooling (sideband cooling when its line fired)
         and the dark time from the cooling's end to the pulse. The outcome comes from the
         shots' own stream ([seed, 43]), never the world's generators.
@@ -956,8 +967,16 @@ class ClockWorld:
             self.last_dark_probability = 0.0
             return
         t0, f, _, amp = segs[-1]
+        # the light reaches the ion while the beam's switch is open and the light entry is on:
+        # from the later of the switch opening and the entry, to the switch closing (a
+        # pattern with no beam_off: the light's end)
+        on = self._beam_on_t
+        if on >= t0_cycle and on > t0:
+            t0 = on
+        off = self._beam_off_t
+        t1 = off if t0 <= off < t_end else t_end
         cool_end = self._cool_end_t if self._cool_end_t >= t0_cycle else t0_cycle
-        prob = self.shot_excitation(beam, t_end - t0, f, amp, cooling, max(0.0, t0 - cool_end),
+        prob = self.shot_excitation(beam, t1 - t0, f, amp, cooling, max(0.0, t0 - cool_end),
                                     t0)
         self.last_dark_probability = prob
         self._state = 1 if self._shot_rng.random() < prob else 0

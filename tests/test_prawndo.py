@@ -161,9 +161,52 @@ def test_probe_program_dds_steps_1us_apart_stay_separate():
     q = ProbeProgram(pulse_s=3e-6)
     block = compile_block(q.edges(), q.detection_s, WIRING)
     starts = [t for t, _ in _times(block, 0)]
-    assert [b - a for a, b in zip(starts, starts[1:])] == [300, 100, 100, 100]
+    # the light entry 1 us before the switch opens, the dark entries from 1 us after it shuts
+    assert [b - a for a, b in zip(starts, starts[1:])] == [500, 100, 100, 100]
     with pytest.raises(ValueError, match="no output"):
         compile_block(q.edges(), q.detection_s, {"dds_step": 0})
+
+
+@pytest.mark.parametrize("pulse_s", [50e-9, 71.4e-9, 240e-9, 9.4e-6])
+def test_a_shots_pulse_is_the_beam_switch_level_on_the_10ns_grid(pulse_s):
+    """The monitor's carrier pulses (~70 ns) and sideband pulses (us): the beam's RF switch
+    line is high for the pulse, to the nearest tick; no other change crowds it (decision 0311);
+    the twin plays it back as the beam line's rise and a beam_off at its fall."""
+    q = ProbeProgram(beam=2, pulse_s=pulse_s)
+    block = compile_block(q.edges(), q.detection_s, WIRING)
+    (start, width), = _times(block, 9)
+    assert start == round(q.pulse_start_s / 10e-9) and width == round(pulse_s / 10e-9)
+    assert all(r >= 5 for _, r in block[:-1])
+    world, twin, loader = _rig()
+    loader(q.edges(), q.detection_s)
+    assert world.start_cycle(0.0)
+    lines = dict((line, t) for t, line in world._pattern if line.startswith("beam"))
+    assert lines["beam_off"] - lines["beam_2"] == pytest.approx(width * 10e-9, abs=1e-12)
+
+
+def test_shots_pulse_as_run_on_the_generator_grid():
+    """ProbeSequencer runs a shot's pulse on the loader's 10 ns grid and says so (`program`),
+    so the monitor computes R with the length as run, not as asked."""
+    from ionclock.drivers.sequencer import ProbeSequencer
+
+    world, twin, loader = _rig()
+
+    class _Table:
+        def prepare(self, segments):
+            return [f for f, _, _ in segments]
+
+    class _Seq:   # what ProbeSequencer.load uses of a TableSequencer
+        program = PulseProgram()
+        counter = type("C", (), {"arm": staticmethod(lambda: None)})()
+        amplitude, aom_center_hz, passes, _table = 1.0, 80e6, 2, _Table()
+
+    probe = ProbeSequencer(_Seq(), loader)
+    assert probe.pulse_grid_s == 10e-9
+    probe.load(ProbeProgram(pulse_s=71.4e-9), 0.0)
+    assert probe.program.pulse_s == pytest.approx(70e-9, abs=1e-15)
+    assert world.start_cycle(0.0)
+    on = {line: t for t, line in world._pattern if line.startswith("beam")}
+    assert on["beam_off"] - on["beam_1"] == pytest.approx(probe.program.pulse_s, abs=1e-12)
 
 
 def _rig():

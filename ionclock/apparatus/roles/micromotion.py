@@ -201,10 +201,15 @@ class MicromotionMonitor(Role):
 
     # --- shots on the sequencer -------------------------------------------------------------
     def _shots(self, beam: int, pulse_s: float, hz: float):
-        """`shots` shots of one pulse; returns the number of dark ones (a generator)."""
+        """`shots` shots of one pulse (a generator): (dark ones, the pulse length as run).
+
+        The pulse hardware runs it on its grid (a pattern generator's 10 ns ticks): the
+        ratio is computed with the length as run, not as asked (`ProbeSequencer.program`).
+        """
         env, seq, probe = self.ctx.env, self.ctx.sequencer, self.probe
         program = ProbeProgram(beam=beam, pulse_s=pulse_s, cooling=self.settings["cooling"])
         _, moved = probe.load(program, hz)
+        run_s = probe.program.pulse_s
         if moved:
             yield env.timeout(probe.relock_s)
         cycle = probe.program.cycle_time_s
@@ -218,7 +223,7 @@ class MicromotionMonitor(Role):
             yield env.timeout(cycle)
             dark += seq.count() < threshold
         self.shots_run += n
-        return dark
+        return dark, run_s
 
     def _ratio(self, beam: int):
         """R of `beam` and its u(R) (three pulses, module docstring; a generator)."""
@@ -227,17 +232,15 @@ class MicromotionMonitor(Role):
         om = float(s["carrier_rabi_hz"][beam - 1])
         carrier = servo.line_hz(s["line"], env.now)
         sideband = carrier + s["order"] * s["rf_hz"]
-        t_c = 0.25 / om
-        dark_c = yield from self._shots(beam, t_c, carrier)
-        t1 = 0.25 / (s["r_max"] * om)
-        dark_1 = yield from self._shots(beam, t1, sideband)
+        dark_c, t_c = yield from self._shots(beam, 0.25 / om, carrier)
+        dark_1, t1 = yield from self._shots(beam, 0.25 / (s["r_max"] * om), sideband)
         r, u = sideband_ratio(dark_1, t1, dark_c, t_c, n)
         coarse = r
         for _ in range(s["refine"]):
             # area pi/2 at the estimate's upper end (R + 2 u): a low first estimate from a few
             # dark shots must not make the next pulse's area pass pi, where theta wraps
             t2 = 0.25 / (min(max(r + 2.0 * u, s["r_min"]), s["r_max"]) * om)
-            dark_2 = yield from self._shots(beam, t2, sideband)
+            dark_2, t2 = yield from self._shots(beam, t2, sideband)
             r, u = sideband_ratio(dark_2, t2, dark_c, t_c, n)
         return r, u, {"carrier_dark": dark_c, "coarse_ratio": coarse, "sideband_pulse_s": t2,
                       "sideband_dark": dark_2}
