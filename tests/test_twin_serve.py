@@ -1,17 +1,21 @@
 """`ionclock twin-serve`: the twins of a config on ptys and loopback TCP, in real time.
 
-Fast tests: the lab config it writes, the faults on command and from a scenario, the
-restart on the same paths and ports, the supply's record read from outside (``--history``),
-and the root cause of the issue-11 crash (pyvisa's error through a SimPy process). The long
-tests (marker `rehearsal`) run `ionclock run` against it for minutes: once with the serving
-process killed and restarted, a hang and a power-cycled DDS; three times in a row on the
-same apparatus, the coil current held between runs and never stepped.
+Fast tests: the lab config it writes, the faults on command and from a scenario, the restart
+on the same paths and ports, the supply's record read from outside (``--history``), the
+world's pattern with and without a pattern generator, and the root cause of the issue-11 crash
+(pyvisa's error through a SimPy process). A run of ~2 min (not marked slow) locks the clock
+through the served PrawnDO and has the micromotion monitor measure over the real links
+(decision 0311). The long tests (marker `rehearsal`) run `ionclock run` against it for
+minutes: once with the serving process killed and restarted, a hang and a power-cycled DDS;
+three times in a row on the same apparatus, the coil current held between runs and never
+stepped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -25,7 +29,12 @@ import simpy
 from ionclock.apparatus import registry
 from ionclock.apparatus.resilience import InstrumentOffline
 from ionclock.apparatus.transport import LinkError
-from ionclock.commands.twin_serve import lab_config_text, load_scenario, parse_fault
+from ionclock.commands.twin_serve import (
+    TwinServer,
+    lab_config_text,
+    load_scenario,
+    parse_fault,
+)
 from ionclock.errors import ConfigError, InstrumentTimeout, IonclockError
 from ionclock.sim_instruments.dg645 import SimDG645
 from ionclock.sim_instruments.novatech409b import SimNovatech409B
@@ -132,11 +141,57 @@ def test_lab_config_text_replaces_resources_only():
     assert 'config = "/abs/seed_clock.toml"' in out and "seed = 1" in out
 
 
+# --- the pattern generator (decision 0311) ------------------------------------------------------
+#: The PrawnDO section of configs/sim.toml (added there when it lacks one).
+PATTERN_SECTION = (
+    '[instruments.pattern]\nmodel = "prawndo"\nresource = "sim://prawndo"\n'
+    'wiring = { dds_step = 0, counter_trig = 1, probe_end = 2, detection = 3, '
+    'shutter_gate_fall = 4, shutter_gate_rise = 5, sideband_cooling = 6, cooling_end = 7, '
+    'beam_1 = 8, beam_2 = 9, beam_3 = 10, beam_off = 11 }\n\n')
+
+
+def sim_config(tmp_path: Path, pattern: bool, first_s: float | None = None) -> Path:
+    """configs/sim.toml in `tmp_path`, with or without ``[instruments.pattern]``.
+
+    With `pattern` the file's own section is kept (else `PATTERN_SECTION` is added);
+    `first_s`: the micromotion monitor's first measurement (s). The budget config's path is
+    made absolute (a relative one is read from the config's folder).
+    """
+    text = (ROOT / "configs/sim.toml").read_text()
+    text = re.sub(r'(?m)^config = "seed_clock.toml"',
+                  f'config = "{ROOT / "configs/seed_clock.toml"}"', text)
+    has = re.search(r"(?m)^\[instruments\.pattern\]", text) is not None
+    if has and not pattern:
+        text = re.sub(r"(?ms)^\[instruments\.pattern\].*?(?=^\[)", "", text)
+    elif pattern and not has:
+        text = text.replace("\n[twin]\n", "\n" + PATTERN_SECTION + "[twin]\n", 1)
+    if first_s is not None:
+        text, n = re.subn(r"(?m)^first_s = .*$", f"first_s = {first_s}", text)
+        assert n == 1
+    path = tmp_path / ("sim.toml" if pattern else "sim_nopattern.toml")
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("pattern", [True, False])
+def test_the_world_plays_the_generators_program_or_the_pattern_loaded_by_hand(tmp_path,
+                                                                             pattern):
+    """With a PrawnDO served, the world plays only what its twin has armed (nothing yet: a
+    dark start); without one, the clock's pattern loaded by hand plays at once."""
+    server = TwinServer(str(sim_config(tmp_path, pattern)), tmp_path / "serve")
+    world = server._build_world(time.time())
+    assert ("pattern" in server.twins) is pattern
+    played = world.start_cycle()
+    assert played is not pattern
+    assert world.dark_cycles == (1 if pattern else 0)
+
+
 # --- the command -----------------------------------------------------------------------------
-def start_server(out: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
-    """`ionclock twin-serve configs/sim.toml --out OUT`; (process, lab config path)."""
+def start_server(out: Path, *extra: str, config: Path = ROOT / "configs/sim.toml"
+                 ) -> tuple[subprocess.Popen, Path]:
+    """`ionclock twin-serve CONFIG --out OUT` (configs/sim.toml); (process, lab config path)."""
     proc = subprocess.Popen(
-        [PYTHON, "-m", "ionclock", "twin-serve", str(ROOT / "configs/sim.toml"),
+        [PYTHON, "-m", "ionclock", "twin-serve", str(config),
          "--out", str(out), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, cwd=ROOT)
     line = proc.stdout.readline().strip()
@@ -386,3 +441,62 @@ def test_three_runs_in_a_row_lock_and_hold_the_coil_current_without_a_step(tmp_p
     assert all(c > 0 for c in changes[:end]) and end >= target / step
     assert all(abs(a - target) <= 5 * noise for a in currents[end:]), currents[end:]
     assert len(records[0]) >= end   # the ramp was the first run's
+
+
+# --- a run through the pattern generator ---------------------------------------------------------
+def samples(store: Path, channel: str) -> list[tuple[float, float | None]]:
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        return db.execute("SELECT t, value FROM samples WHERE channel = ? ORDER BY t",
+                          (channel,)).fetchall()
+
+
+@pytest.mark.ostransport
+def test_a_run_locks_through_the_served_prawndo_and_the_monitor_measures(tmp_path):
+    """`ionclock run` for 110 s against twin-serve with ``[instruments.pattern]`` (~2 min).
+
+    The run's `PatternLoader` programs the PrawnDO twin over its pty; the world plays the
+    twin's blocks (no pattern by hand). The clock locks (locked frames, no dark start on the
+    served world) and the micromotion monitor, first after 20 s, measures R_1..3 over the
+    real links: the ~70 ns carrier pulses as the beams' RF-switch levels.
+    """
+    config = sim_config(tmp_path, pattern=True, first_s=20.0)
+    out = tmp_path / "serve"
+    server, lab = start_server(out, config=config)
+    run_out = tmp_path / "run"
+    store = run_out / "ionclock.sqlite"
+    try:
+        text = lab.read_text()
+        assert f'resource = "{out}/pattern.tty"' in text and '"sim://' not in text
+        done = subprocess.run(
+            [PYTHON, "-m", "ionclock", "run", str(lab), "--out", str(run_out),
+             "--duration", "110s", "--json"],
+            capture_output=True, text=True, cwd=ROOT, timeout=240)
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, served = server.communicate(timeout=10)
+    assert server.returncode == 0, served
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    stopped = re.search(r"stopped \((\d+) cycles played, (\d+) dark\)", served)
+    assert stopped, served[-2000:]
+    played, dark = int(stopped.group(1)), int(stopped.group(2))
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    ev = events(store)
+    print(f"world: {played} cycles played, {dark} dark; run: {summary['cycles']} cycles, "
+          f"{summary['locked_frames']} of {summary['frames']} frames locked")
+    # (a) the clock locks through the generator
+    assert played >= summary["cycles"] > 300
+    assert dark == 0
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        locked = db.execute("SELECT COUNT(*) FROM lock_frames WHERE locked = 1").fetchone()[0]
+    assert locked >= 5 and "locked" in [e[1] for e in ev]
+    assert not [e for e in ev if e[1] == "instrument_offline"]
+    # (b) the micromotion monitor measures over the real links
+    measured = [e[3] for e in ev if e[1] == "micromotion_measured"]
+    unmeasured = [e[3] for e in ev if e[1] == "micromotion_unmeasured"]
+    print(f"micromotion_measured {len(measured)}, unmeasured {unmeasured}")
+    for beam in (1, 2, 3):
+        values = samples(store, f"mm.r{beam}")
+        print(f"mm.r{beam}: {values}")
+        assert values and all(v is not None for _, v in values), (beam, values, unmeasured)
+    assert measured

@@ -1,13 +1,20 @@
 """`ionclock twin-serve CONFIG`: serve a config's twins on real OS channels (the dress rehearsal).
 
 Every ``sim://`` instrument of a clock config becomes its twin, all on one world, served on
-the channel the real unit uses: serial units (Novatech 409B, SR400, Lake Shore 218, SC10) on
-a pty, LAN units (DG645, coil supplies, Lake Shore 224, SCPI instruments) on a loopback TCP
-port. The world runs in real time: this process's main thread advances it, under the
-servers' lock, every few milliseconds and before every exchange (no other threads than the
-servers'). The matching lab config, with the real resource strings (the pty's stable
-symlink for serial units, ``TCPIP::127.0.0.1::PORT::SOCKET`` for LAN units), is written into
-`--out` and its path printed; ``ionclock run`` takes it as it takes a lab's config.
+the channel the real unit uses: serial units (Novatech 409B, SR400, Lake Shore 218, SC10,
+the PrawnDO pattern generator's USB serial port) on a pty, LAN units (DG645, coil supplies,
+Lake Shore 224, SCPI instruments) on a loopback TCP port. The world runs in real time: this
+process's main thread advances it, under the servers' lock, every few milliseconds and
+before every exchange (no other threads than the servers'). The matching lab config, with
+the real resource strings (the pty's stable symlink for serial units,
+``TCPIP::127.0.0.1::PORT::SOCKET`` for LAN units), is written into `--out` and its path
+printed; ``ionclock run`` takes it as it takes a lab's config.
+
+The TTL pattern: with a pattern generator served (``[instruments.pattern]``, decision 0311)
+the world plays, on each start, the block the generator's twin has armed, as programmed over
+its pty by the run (`PatternLoader`): nothing until a run has loaded it (dark cycles).
+Without one the world plays the clock cycle's pattern, loaded here as the run's sequencer
+asks for it (`_pattern`).
 
 `--out` keeps what a restart needs: ``twin-serve.json`` (the TCP ports chosen at the first
 start, and the world's start time) and one symlink per serial unit (``ROLE.tty``). Started
@@ -31,7 +38,9 @@ prints, as one JSON list, the `history` the unit of `ROLE` keeps (a coil supply'
 change of output current, ``[t, channel, current_a]``, ``t`` in s of the served world's
 time), so a test can check what the apparatus saw over several runs: a step, a drop.
 
-SIGINT or SIGTERM ends serving (exit 0).
+SIGINT or SIGTERM ends serving (exit 0); the last line on stderr says how many cycles the
+world played and how many starts were dark (``twin-serve: stopped (N cycles played, M
+dark)``).
 """
 
 from __future__ import annotations
@@ -63,6 +72,8 @@ FAULTS = {
 
 #: Models whose real unit the lab reaches on the LAN although the driver has serial settings.
 LAN_MODELS = frozenset({"dg645", "lakeshore224"})
+#: Pattern generators (decision 0311): their twin plays each start's pattern on the world.
+PATTERN_MODELS = frozenset({"prawndo"})
 
 STATE_FILE = "twin-serve.json"
 CONTROL = "control.sock"
@@ -256,7 +267,11 @@ class TwinServer:
             options = registry.twin_options(role, entry) or {}
             self.twins[role] = registry.make_twin(entry["model"], world,
                                                   f"instruments.{role}.resource", **options)
-        world.load_pattern(*self._pattern())
+        if not any(e["model"] in PATTERN_MODELS for e in self.served.values()):
+            # no pattern generator: the world plays the run's pattern, loaded here by hand
+            world.load_pattern(*self._pattern())
+        # else its twin is the world's pattern source (attached when made): the world plays
+        # what the run's `PatternLoader` programs into it over the pty, and nothing before
         # the world's time is the time since the first start: a restart continues it
         self._t0 = time.monotonic() - max(0.0, time.time() - t0_unix)
         env.run(until=time.monotonic() - self._t0)
@@ -446,5 +461,7 @@ class TwinServer:
                 server.close()
             listener.close()
             control_path.unlink(missing_ok=True)
-        print("twin-serve: stopped", file=sys.stderr)
+        # what the world played: a start with nothing armed on a pattern generator is dark
+        print(f"twin-serve: stopped ({self.world.cycles_started} cycles played, "
+              f"{self.world.dark_cycles} dark)", file=sys.stderr)
         return 0
