@@ -15,30 +15,39 @@ laser with its AOM at centre (its offset from nu0 is not known to a procedure: t
 2 Hz and its ULE drift of 0.05 Hz/s, a few hundred Hz over an hour, are far inside the
 narrowest resonance probed, a ground-state sideband of beam 2 at ~9 kHz).
 
-In the lab the probe's TTL pattern has no loader (decision 0804): `ProbeRig` refuses with one
-line instead of measuring something else.
+The probe's TTL pattern (`ProbeProgram.edges`) is played by the config's pattern generator
+when the apparatus has one (``[instruments.pattern]``, a PrawnDO: `PatternLoader` with the
+config's wiring, as a clock run loads it; decision 0311), in the lab and on the twin; else on
+the twin the world plays it as loaded by hand. In the lab without a pattern generator nothing
+can play it: `ProbeRig` refuses with one line instead of measuring something else.
 """
 
 from __future__ import annotations
 
+from ionclock.drivers.pattern import PatternLoader
 from ionclock.drivers.sequencer import ProbeProgram, ProbeSequencer, PulseProgram, TableSequencer
-from ionclock.errors import UserError
+from ionclock.errors import ConfigError, UserError
 from ionclock.physics.constants import ZEEMAN_LINES
 
 #: The instruments of the probe: the clock's sequencer and the field.
 PROBE_ROLES = ("aom", "counter", "pulser", "coils")
+#: Opened too when the config has it: the pattern generator that plays the probe's pattern.
+PROBE_OPTIONAL_ROLES = ("pattern",)
 
 
 class ProbeRig:
     """The clock's sequencer and field on `apparatus`, and shots on them (module docstring)."""
 
     def __init__(self, apparatus, line: int = 0):
-        if apparatus.world is None:
-            raise UserError("this measurement runs on the twin only for now: the lab's pulse "
-                            "hardware has no loader for the probe's pattern (decision 0804)")
+        generator = apparatus.instruments.get("pattern")
+        world = apparatus.world
+        if generator is None and world is None:
+            raise UserError("this measurement needs a pattern generator in the lab "
+                            "([instruments.pattern], a PrawnDO; decision 0311): nothing else "
+                            "plays the probe's TTL pattern")
         self.apparatus = apparatus
         cfg = apparatus.cfg
-        s, inst = cfg["servo"], cfg["instruments"]
+        s, inst, mm = cfg["servo"], cfg["instruments"], cfg["micromotion"]
         ins = apparatus.instruments
         ins["aom"].external_update = False
         program = PulseProgram(pi_time_s=s["pi_time_s"], ramsey_time_s=s["ramsey_time_s"],
@@ -47,12 +56,25 @@ class ProbeRig:
                                   ins["pulser"], program, s["aom_center_hz"],
                                   pulse_step_hz=s["pulse_step_hz"])
         program = self.seq.configure(inst["counter"]["gate_time_s"])
-        world = apparatus.world
-        world.load_pattern(program.edges(), program.detection_s)
-        self.seq.pattern_loader = world.load_pattern
-        self.probe = ProbeSequencer(self.seq, world.load_pattern, lock_offset=ins["aom"].ch_2,
-                                    lock_offset_center_hz=world.p.lock_offset_center_hz,
-                                    lock_offset_sign=world.p.lock_offset_sign)
+        if generator is not None:
+            # the generator plays the clock's pattern and each shot's (decision 0311)
+            loader = PatternLoader(generator, inst["pattern"]["wiring"])
+            try:
+                loader(program.edges(), program.detection_s)
+            except ValueError as err:
+                raise ConfigError("instruments.pattern.wiring", str(err)) from None
+            self.seq.use_pattern_loader(loader)
+        else:
+            world.load_pattern(program.edges(), program.detection_s)
+            self.seq.pattern_loader = world.load_pattern
+        # the laser's lock offset: the twin's own, else the config's (the monitor's settings)
+        center, sign = ((world.p.lock_offset_center_hz, world.p.lock_offset_sign)
+                        if world is not None else
+                        (mm["lock_offset_center_hz"], mm["lock_offset_sign"]))
+        self.probe = ProbeSequencer(self.seq, self.seq.pattern_loader,
+                                    lock_offset=getattr(ins["aom"],
+                                                        f"ch_{mm['lock_offset_channel']}"),
+                                    lock_offset_center_hz=center, lock_offset_sign=sign)
         self.threshold = s["threshold_counts"]
         self.carrier_hz = ZEEMAN_LINES[line].zeeman_hz_per_t * cfg["clock"]["b_nominal_t"]
         self.shots_run = 0

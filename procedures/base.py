@@ -75,13 +75,15 @@ class ApparatusClock:
 class Apparatus(ApparatusClock):
     """The instruments of some roles of a clock config, on one SimPy environment.
 
-    `roles`: the config's ``[instruments]`` roles the procedure talks to (each must be there).
-    With any ``sim://`` resource in the config the world is the twin
-    (`registry.make_world`, seeded by `seed` or the config's ``[twin] seed``) and time is
-    simulated; else real time and no world.
+    `roles`: the config's ``[instruments]`` roles the procedure talks to (each must be there);
+    `optional`: roles opened when the config has them (the pattern generator). With any
+    ``sim://`` resource in the config the world is the twin (`registry.make_world`, seeded by
+    `seed` or the config's ``[twin] seed``) and time is simulated; else real time and no
+    world.
     """
 
-    def __init__(self, cfg: dict, roles: tuple[str, ...] = (), seed: int | None = None):
+    def __init__(self, cfg: dict, roles: tuple[str, ...] = (), seed: int | None = None,
+                 optional: tuple[str, ...] = ()):
         self.cfg = cfg
         inst = cfg["instruments"]
         missing = [r for r in roles if r not in inst]
@@ -99,11 +101,10 @@ class Apparatus(ApparatusClock):
         self.events: list[tuple[float, str, str, dict]] = []
         self.instruments: dict[str, Any] = {}
         try:
-            for role in roles:
+            for role in (*roles, *(r for r in optional if r in inst and r not in roles)):
                 entry = inst[role]
-                locations = entry.get("locations") or None
-                twin_options = ({"locations": {int(k): v for k, v in locations.items()}}
-                                if locations else None)
+                # a thermometer's locations, a pattern generator's wiring, as a run gives them
+                twin_options = registry.twin_options(role, entry)
                 options = ({"current_limit_a": entry["current_limit_a"],
                             "slew_a_per_s": entry["slew_a_per_s"]} if role == "coils" else {})
                 self.instruments[role] = registry.open_instrument(
@@ -152,14 +153,16 @@ class IonclockProcedure(Procedure):
     """Base of the characterisation procedures (module docstring).
 
     Subclasses set ``NAME`` (the registry's and the analysis' name), ``ANALYSIS`` (the
-    analysis module), ``ROLES`` (instruments opened at startup), ``DATA_COLUMNS`` (usually
-    `analysis_columns`), ``VERSION``, and implement `measure`, a generator of data rows
-    (dicts over DATA_COLUMNS) that may also call `progress`.
+    analysis module), ``ROLES`` (instruments opened at startup; ``OPTIONAL_ROLES`` too when
+    the config has them), ``DATA_COLUMNS`` (usually `analysis_columns`), ``VERSION``, and
+    implement `measure`, a generator of data rows (dicts over DATA_COLUMNS) that may also
+    call `progress`.
     """
 
     NAME: ClassVar[str] = ""
     ANALYSIS: ClassVar[Any] = None
     ROLES: ClassVar[tuple[str, ...]] = ()
+    OPTIONAL_ROLES: ClassVar[tuple[str, ...]] = ()
     VERSION: ClassVar[str] = "1"
     DATA_COLUMNS: ClassVar[list[str]] = []
 
@@ -170,7 +173,8 @@ class IonclockProcedure(Procedure):
         """Load the clock config and open the apparatus (`Apparatus`)."""
         self.cfg = load_clock_config(self.config)
         self.apparatus = Apparatus(self.cfg, self.ROLES,
-                                   seed=None if self.seed < 0 else self.seed)
+                                   seed=None if self.seed < 0 else self.seed,
+                                   optional=self.OPTIONAL_ROLES)
         self.rows: list[dict] = []
 
     def execute(self) -> None:

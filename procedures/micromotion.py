@@ -17,7 +17,8 @@ its minimum V0 with a 95 % interval). The electrode is left at the fitted minimu
 lies inside the scan (``apply``), else back where it was; either way an event says which. A
 supply found with its outputs off starts from the config's ``[micromotion] voltages_v``.
 
-Shots through `ProbeRig` (the clock's sequencer; decision 0804); on the twin only for now.
+Shots through `ProbeRig` (the clock's sequencer; decision 0804); in the lab through the pattern
+generator (`[instruments.pattern]`, decision 0311), refused without one.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParame
 from ionclock.apparatus.roles.micromotion import sideband_ratio
 from ionclock.errors import UserError
 from ionclock.physics.constants import RF_MAGIC_HZ
-from ionclock.procedures._probe import PROBE_ROLES, ProbeRig
+from ionclock.procedures._probe import PROBE_OPTIONAL_ROLES, PROBE_ROLES, ProbeRig
 from ionclock.procedures.analysis import micromotion as analysis
 from ionclock.procedures.base import IonclockProcedure, register
 
@@ -72,6 +73,7 @@ class MicromotionProcedure(_RatioMixin, IonclockProcedure):
     NAME = analysis.NAME
     ANALYSIS = analysis
     ROLES = PROBE_ROLES
+    OPTIONAL_ROLES = PROBE_OPTIONAL_ROLES
     VERSION = "1"
     DATA_COLUMNS = [*analysis.COLUMNS, *analysis.OPTIONAL]
     BUDGET_ROWS = ("emm",)
@@ -118,6 +120,7 @@ class CompensationProcedure(_RatioMixin, IonclockProcedure):
     NAME = analysis.SCAN_NAME
     ANALYSIS = analysis
     ROLES = (*PROBE_ROLES, "compensation")
+    OPTIONAL_ROLES = PROBE_OPTIONAL_ROLES
     VERSION = "1"
     DATA_COLUMNS = ["voltage_v", "ratio", "ratio_unc"]
     BUDGET_ROWS = ()

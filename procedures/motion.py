@@ -19,7 +19,8 @@ nbar per mode after Doppler cooling (nbar_x = nbar_y tied, as the seed).
 
 Neither result changes a budget number here: the secular row needs the three modes' heating
 rates together (the secular analysis), and the Debye-Waller nbar is the Doppler-cooling check.
-Shots through `ProbeRig` (the clock's sequencer; decision 0804); on the twin only for now.
+Shots through `ProbeRig` (the clock's sequencer; decision 0804); in the lab through the pattern
+generator (`[instruments.pattern]`, decision 0311), refused without one.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
 from ionclock.errors import UserError
 from ionclock.physics.shifts import SECULAR_FREQS_HZ
 from ionclock.physics.sidebands import beam_eta_matrix
-from ionclock.procedures._probe import PROBE_ROLES, ProbeRig
+from ionclock.procedures._probe import PROBE_OPTIONAL_ROLES, PROBE_ROLES, ProbeRig
 from ionclock.procedures.analysis import debye_waller, thermometry
 from ionclock.procedures.analysis.common import DataError, least_squares
 from ionclock.procedures.base import IonclockProcedure, register
@@ -75,6 +76,7 @@ class ThermometryProcedure(IonclockProcedure):
     NAME = thermometry.NAME
     ANALYSIS = thermometry
     ROLES = PROBE_ROLES
+    OPTIONAL_ROLES = PROBE_OPTIONAL_ROLES
     VERSION = "1"
     DATA_COLUMNS = [*thermometry.COLUMNS, "shots"]
     BUDGET_ROWS = ()
@@ -145,6 +147,7 @@ class DebyeWallerProcedure(IonclockProcedure):
     NAME = debye_waller.NAME
     ANALYSIS = debye_waller
     ROLES = PROBE_ROLES
+    OPTIONAL_ROLES = PROBE_OPTIONAL_ROLES
     VERSION = "1"
     DATA_COLUMNS = list(debye_waller.COLUMNS)
     BUDGET_ROWS = ()
