@@ -146,6 +146,10 @@ class AlphaZProcedure(IonclockProcedure):
                               (ready[0] + self.settle_s,)).fetchall()
         finally:
             db.close()
+        if not rows:   # the servo did not lock (still acquiring, held) within the lock's time
+            raise UserError(f"the lock at {b_t * 1e6:g} uT had no locked frame in its "
+                            f"{duration_s - self.settle_s:g} s after settling: lengthen "
+                            "lock_s, or see the run's events")
         # frames without a reading of the reference (a counter gate that missed them) are
         # left out; none at all is an apparatus without a reference
         rows = [r for r in rows if r[0] is not None]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ionclock.errors import UserError
 from ionclock.procedures.ac_field import AcFieldProcedure
 from ionclock.procedures.analysis import ac_field, bbr, zeeman
 from ionclock.procedures.base import run_headless
@@ -32,11 +33,19 @@ def _coverage(name, hits, widths, unit=""):
 
 
 def test_alpha_z_covers_the_twin_value(tmp_path):
+    """A seed whose procedure refuses (a lock that did not lock within its 400 s: the servo's
+    fringe search still under way) gives no interval: it counts as a miss, not as a pass."""
     hits, widths = [], []
     for seed in SEEDS:
         proc = AlphaZProcedure(config=SIM, seed=seed, **ZEEMAN_FAST)
         path = tmp_path / f"z{seed}.csv"
-        run_headless(proc, path)
+        try:
+            run_headless(proc, path)
+        except UserError as err:
+            assert "had no locked frame" in str(err), err   # only that refusal is expected
+            print(f"\nalpha_z seed {seed}: refused ({err})")
+            hits.append(False)
+            continue
         e = zeeman.from_csv(path)["alpha_z"]
         hits.append(e.contains(proc.truth()["alpha_z"]))
         widths.append((e.high - e.low) * 1e-6)
