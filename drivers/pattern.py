@@ -20,8 +20,11 @@ instructions through a wiring {line name: output bit}:
 - times go to the 10 ns grid by rounding to the nearest tick (``round``: a half tick to the
   even tick), the pulse program's float times being exact to far better than 5 ns;
 - a block is the cycle's instructions (the outputs between changes, each >= 5 ticks) and
-  an indefinite wait holding all outputs low; K copies of the block fill the memory
-  (K = (30,000 - 1) // block size), the last wait followed by the stop. One ``run`` arms the
+  an indefinite wait holding all outputs low; K copies of the block (K = `MAX_COPIES`, 256,
+  or fewer where 30,000 instructions hold fewer), the last wait followed by the stop. More
+  copies only spare ``run`` exchanges (one per K cycles), and each load writes them all: a
+  micromotion measurement loads 16 patterns, and 256 copies cost 2 ms a load on the twin
+  where a full memory cost 14 ms (a month of measurements: 80 s). One ``run`` arms the
   first copy on the next trigger; each copy's wait takes the next trigger. So one program
   serves K cycles of the DG645's triggers; `before_trigger` (called by `TableSequencer.start`
   each cycle, one integer decrement) sends ``run`` again once the K copies are used.
@@ -38,6 +41,8 @@ from ionclock.drivers.prawndo import MAX_INSTRUCTIONS, MIN_REPS
 from ionclock.drivers.sequencer import BEAM_LINES, BEAM_OFF
 
 TICK_S = 10e-9
+#: Copies of a cycle per program (one ``run`` per this many triggers).
+MAX_COPIES = 256
 PULSE_S = 200e-9
 DETECTION = "detection"
 
@@ -128,9 +133,10 @@ def _fall(rise: int, fall: int, fixed: list[int]) -> int:
     return fall
 
 
-def program_of(block: list[tuple[int, int]], max_instructions: int = MAX_INSTRUCTIONS):
-    """(K copies of `block` then the stop, K): as many copies as fit, at least one."""
-    k = (max_instructions - 1) // len(block)
+def program_of(block: list[tuple[int, int]], max_instructions: int = MAX_INSTRUCTIONS,
+               max_copies: int = MAX_COPIES):
+    """(K copies of `block` then the stop, K): up to `max_copies` as fit, at least one."""
+    k = min(max_copies, (max_instructions - 1) // len(block))
     if k < 1:
         raise ValueError(f"a cycle of {len(block)} instructions does not fit in "
                          f"{max_instructions}")

@@ -153,7 +153,8 @@ def test_clock_program_compiles_to_10ns_pulses_and_k_copies():
     assert _times(block, 3) == [(ticks(p.detection_start_s), ticks(p.detection_s))]
     assert block[-1] == (0, 0) and all(r >= 5 for _, r in block[:-1])
     program, k = program_of(block)
-    assert k == 29999 // len(block) and len(program) == k * len(block) + 1 <= 30000
+    assert k == 256 and len(program) == k * len(block) + 1 <= 30000
+    assert program_of(block, max_copies=10**6)[1] == 29999 // len(block)   # memory full
     assert program[-2:] == [(0, 0), (0, 0)]                               # the stop
 
 
