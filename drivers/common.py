@@ -20,11 +20,18 @@ from ionclock.errors import InstrumentError, InstrumentTimeout, ReplyError
 #: How many error-queue entries `ScpiErrorQueueMixin.check_errors` reads at most by default.
 MAX_ERRORS_READ = 20
 
+try:   # a serial port whose far end hung up: pyserial's tcflush/tcsetattr raise termios.error,
+    import termios  # which is no OSError (a pty whose server died)
+
+    TERMIOS_ERRORS: tuple[type[BaseException], ...] = (termios.error,)
+except ImportError:   # not POSIX
+    TERMIOS_ERRORS = ()
+
 #: What a failed liveness query raises: a device error or garbled reply, a timeout, a link
-#: that is down (OSError: serial/socket), an undecodable reply (UnicodeDecodeError is a
-#: ValueError) or a VISA I/O error.
+#: that is down (OSError: serial/socket; termios.error: a hung-up serial port), an
+#: undecodable reply (UnicodeDecodeError is a ValueError) or a VISA I/O error.
 LINK_ERRORS: tuple[type[BaseException], ...] = (
-    InstrumentError, InstrumentTimeout, OSError, ValueError, VisaIOError)
+    InstrumentError, InstrumentTimeout, OSError, ValueError, VisaIOError, *TERMIOS_ERRORS)
 
 #: For drivers whose `ping()` must never raise: any failure at all is "no answer".
 ANY_FAILURE: tuple[type[BaseException], ...] = (Exception,)

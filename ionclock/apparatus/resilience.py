@@ -56,6 +56,7 @@ import simpy
 from pymeasure.instruments import Channel
 from pyvisa.errors import InvalidSession, VisaIOError
 
+from ionclock.drivers.common import TERMIOS_ERRORS
 from ionclock.errors import (
     InstrumentError,
     InstrumentTimeout,
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 
 LINK_ERRORS: tuple[type[BaseException], ...] = (
     InstrumentTimeout, TimeoutError, ConnectionError, serial.SerialException, OSError,
-    VisaIOError, InvalidSession)
+    VisaIOError, InvalidSession, *TERMIOS_ERRORS)
 """Exceptions that mean "the link is down or the unit does not answer" (go offline)."""
 
 _RECONNECT_ERRORS: tuple[type[BaseException], ...] = LINK_ERRORS + (IonclockError,)
