@@ -24,9 +24,9 @@ can play it: `ProbeRig` refuses with one line instead of measuring something els
 
 from __future__ import annotations
 
-from ionclock.drivers.pattern import PatternLoader
+from ionclock.apparatus.clock_run import program_pattern
 from ionclock.drivers.sequencer import ProbeProgram, ProbeSequencer, PulseProgram, TableSequencer
-from ionclock.errors import ConfigError, UserError
+from ionclock.errors import UserError
 from ionclock.physics.constants import ZEEMAN_LINES
 
 #: The instruments of the probe: the clock's sequencer and the field.
@@ -56,17 +56,9 @@ class ProbeRig:
                                   ins["pulser"], program, s["aom_center_hz"],
                                   pulse_step_hz=s["pulse_step_hz"])
         program = self.seq.configure(inst["counter"]["gate_time_s"])
-        if generator is not None:
-            # the generator plays the clock's pattern and each shot's (decision 0311)
-            loader = PatternLoader(generator, inst["pattern"]["wiring"])
-            try:
-                loader(program.edges(), program.detection_s)
-            except ValueError as err:
-                raise ConfigError("instruments.pattern.wiring", str(err)) from None
-            self.seq.use_pattern_loader(loader)
-        else:
-            world.load_pattern(program.edges(), program.detection_s)
-            self.seq.pattern_loader = world.load_pattern
+        # the generator plays the clock's pattern and each shot's, else the twin's world
+        program_pattern(self.seq, program, generator, inst.get("pattern", {}).get("wiring"),
+                        world)
         # the laser's lock offset: the twin's own, else the config's (the monitor's settings)
         center, sign = ((world.p.lock_offset_center_hz, world.p.lock_offset_sign)
                         if world is not None else

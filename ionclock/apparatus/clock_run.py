@@ -191,18 +191,8 @@ class ClockRun:
         program = self.sequencer.configure(inst["counter"]["gate_time_s"])
         # the other roles' TTL lines (the shutters' gate), in the pattern the hardware plays
         program = self.sequencer.program = configured_program(self.cfg, program)
-        generator = self.instruments.get("pattern")
-        if generator is not None:
-            # the pattern generator plays it, in the lab and on the twin (decision 0311)
-            loader = PatternLoader(generator, inst["pattern"]["wiring"])
-            try:
-                loader(program.edges(), program.detection_s)
-            except ValueError as err:
-                raise ConfigError("instruments.pattern.wiring", str(err)) from None
-            self.sequencer.use_pattern_loader(loader)
-        elif self.world is not None:
-            self.world.load_pattern(program.edges(), program.detection_s)
-            self.sequencer.pattern_loader = self.world.load_pattern   # probe shots (0804)
+        program_pattern(self.sequencer, program, self.instruments.get("pattern"),
+                        inst.get("pattern", {}).get("wiring"), self.world)
 
     @staticmethod
     def _driver_options(role: str, entry: dict) -> dict:
@@ -624,6 +614,26 @@ class _FrameOnlyStore:
 
     def flag_frames(self, t0: float, t1: float) -> int:
         return self._store.flag_frames(t0, t1)
+
+
+def program_pattern(sequencer, program: PulseProgram, generator, wiring: dict | None,
+                    world) -> None:
+    """The cycle's TTL pattern into the pulse hardware, and the sequencer's loader for shots.
+
+    The pattern generator when there is one (decision 0311: `PatternLoader` with the config's
+    `wiring`, in the lab and on the twin), else the twin's world by hand (decision 0804); a
+    lab run without a generator has its pattern programmed outside this software.
+    """
+    if generator is not None:
+        loader = PatternLoader(generator, wiring)
+        try:
+            loader(program.edges(), program.detection_s)
+        except ValueError as err:
+            raise ConfigError("instruments.pattern.wiring", str(err)) from None
+        sequencer.use_pattern_loader(loader)
+    elif world is not None:
+        world.load_pattern(program.edges(), program.detection_s)
+        sequencer.pattern_loader = world.load_pattern
 
 
 def configured_program(cfg: dict, program: PulseProgram) -> PulseProgram:
